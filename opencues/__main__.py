@@ -1,0 +1,3 @@
+from opencues.cli import main
+
+main()

@@ -1,0 +1,101 @@
+"""Accounts and their API keys.
+
+A key is a random id plus a 256-bit random secret. Only the secret's SHA-256 digest is stored: with
+that much entropy a slow password hash adds nothing but per-request cost, and every request is
+checked against the database, so a revoked key stops working at once on every server process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass
+
+from sqlalchemy import select, update
+
+from opencues import ids
+from opencues.errors import ApiError, not_found
+from opencues.storage import Database
+from opencues.storage.schema import accounts, api_keys
+from opencues.timestamps import now_ms
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: the API key and the account it belongs to."""
+
+    key_id: str
+    account_id: str
+    read_only: bool
+
+
+def create_account(db: Database, account_id: str | None = None, name: str | None = None) -> dict:
+    account_id = account_id or ids.account_id()
+    record = {"id": account_id, "name": name or f"Account {account_id}", "created_at": now_ms()}
+    with db.begin() as conn:
+        if conn.execute(select(accounts.c.id).where(accounts.c.id == account_id)).first():
+            raise ApiError(409, f"account {account_id!r} already exists")
+        conn.execute(accounts.insert().values(**record))
+    return {"id": record["id"], "name": record["name"]}
+
+
+def get_account(db: Database, account_id: str) -> dict:
+    with db.connect() as conn:
+        row = conn.execute(select(accounts.c.id, accounts.c.name).where(accounts.c.id == account_id)).first()
+    if row is None:
+        raise not_found(f"account {account_id!r}")
+    return {"id": row.id, "name": row.name}
+
+
+def _digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def create_key(db: Database, account_id: str, read_only: bool = False) -> dict:
+    get_account(db, account_id)
+    key, secret = ids.api_key_id(), ids.api_secret()
+    with db.begin() as conn:
+        conn.execute(
+            api_keys.insert().values(
+                id=key, account_id=account_id, secret_sha256=_digest(secret), read_only=read_only, created_at=now_ms()
+            )
+        )
+    return {"key": key, "secret": secret, "account_id": account_id, "read_only": read_only}
+
+
+def list_keys(db: Database, account_id: str) -> list[dict]:
+    with db.connect() as conn:
+        rows = conn.execute(
+            select(api_keys.c.id, api_keys.c.read_only, api_keys.c.created_at, api_keys.c.revoked_at)
+            .where(api_keys.c.account_id == account_id)
+            .order_by(api_keys.c.created_at)
+        ).all()
+    return [
+        {"key": r.id, "account_id": account_id, "read_only": r.read_only, "revoked": r.revoked_at is not None}
+        for r in rows
+    ]
+
+
+def revoke_key(db: Database, key: str) -> None:
+    with db.begin() as conn:
+        result = conn.execute(
+            update(api_keys).where(api_keys.c.id == key, api_keys.c.revoked_at.is_(None)).values(revoked_at=now_ms())
+        )
+    if result.rowcount == 0:
+        raise not_found(f"active API key {key!r}")
+
+
+def authenticate(db: Database, key: str, secret: str) -> Principal | None:
+    """The principal for a key and secret, or None when they do not match an active key."""
+    with db.connect() as conn:
+        row = conn.execute(
+            select(api_keys.c.account_id, api_keys.c.secret_sha256, api_keys.c.read_only).where(
+                api_keys.c.id == key, api_keys.c.revoked_at.is_(None)
+            )
+        ).first()
+    expected = row.secret_sha256 if row else _digest("")
+    # Compare even when the key is unknown so timing does not reveal which keys exist.
+    matches = hmac.compare_digest(expected, _digest(secret))
+    if row is None or not matches:
+        return None
+    return Principal(key_id=key, account_id=row.account_id, read_only=bool(row.read_only))

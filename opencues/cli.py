@@ -1,0 +1,194 @@
+"""The ``opencues`` command: a thin shell over the library modules.
+
+Every command reads the same configuration (environment ``OPENCUES_*``, or the group's
+``--data-dir`` / ``--database-url`` flags), so ``keys create`` run beside ``serve`` writes to the
+database the server reads.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import click
+
+from opencues import accounts, flows
+from opencues.errors import ApiError
+from opencues.settings import load_settings
+from opencues.storage import open_database
+
+DEMO_ACCOUNT = "demo"
+
+
+def _emit(payload, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(payload))
+    elif isinstance(payload, list):
+        for item in payload:
+            click.echo("  ".join(f"{k}={v}" for k, v in item.items()))
+    else:
+        for key, value in payload.items():
+            click.echo(f"{key}: {value}")
+
+
+def _db(ctx: click.Context):
+    if "db" not in ctx.obj:
+        ctx.obj["db"] = open_database(ctx.obj["settings"])
+    return ctx.obj["db"]
+
+
+class _ApiErrorsAsClickErrors(click.Group):
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except ApiError as exc:
+            raise click.ClickException(exc.detail) from None
+
+
+@click.group(cls=_ApiErrorsAsClickErrors)
+@click.option("--data-dir", envvar="OPENCUES_DATA_DIR", help="Data directory (default ./opencues-data).")
+@click.option("--database-url", envvar="OPENCUES_DATABASE_URL", help="Database URL (postgresql://… selects PostgreSQL).")
+@click.version_option(package_name="opencues")
+@click.pass_context
+def main(ctx: click.Context, data_dir: str | None, database_url: str | None):
+    """opencues: a self-hostable Appcues Public API v2 server."""
+    # Export flags to the environment so server worker processes read the same configuration.
+    if data_dir:
+        os.environ["OPENCUES_DATA_DIR"] = data_dir
+    if database_url:
+        os.environ["OPENCUES_DATABASE_URL"] = database_url
+    ctx.ensure_object(dict)
+    ctx.obj["settings"] = load_settings()
+
+
+@main.command()
+@click.pass_context
+def migrate(ctx):
+    """Create or upgrade the database schema (every command also does this on start)."""
+    _db(ctx)
+    click.echo("database is up to date")
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1), help="Server processes.")
+@click.option("--demo", is_flag=True, help="Create a demo account with sample flows and print a working key.")
+@click.pass_context
+def serve(ctx, host: str, port: int, workers: int, demo: bool):
+    """Run the API server."""
+    import uvicorn
+
+    db = _db(ctx)  # migrate once, before any server process starts
+    if demo:
+        _print_demo(db, host, port)
+    db.dispose()
+    uvicorn.run(
+        "opencues.web.app:app_factory",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="info",
+        access_log=False,
+    )
+
+
+def _print_demo(db, host: str, port: int) -> None:
+    try:
+        accounts.get_account(db, DEMO_ACCOUNT)
+    except ApiError:
+        accounts.create_account(db, DEMO_ACCOUNT, "Demo account")
+        flows.create_flow(db, DEMO_ACCOUNT, "Welcome tour", flow_id="flow1", frequency="once", published=True)
+        flows.create_flow(db, DEMO_ACCOUNT, "Feature announcement", flow_id="flow2", frequency="every_time")
+    key = accounts.create_key(db, DEMO_ACCOUNT)
+    shown_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    base = f"http://{shown_host}:{port}"
+    click.echo("opencues demo account")
+    click.echo(f"  account id: {DEMO_ACCOUNT}")
+    click.echo(f"  API key:    {key['key']}")
+    click.echo(f"  API secret: {key['secret']}")
+    click.echo("try:")
+    click.echo(f"  curl -u {key['key']}:{key['secret']} {base}/v2/accounts/{DEMO_ACCOUNT}/flows")
+    sys.stdout.flush()
+
+
+@main.group("accounts")
+def accounts_group():
+    """Manage accounts."""
+
+
+@accounts_group.command("create")
+@click.option("--id", "account_id", help="Account id (default: generated).")
+@click.option("--name", help="Display name.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def accounts_create(ctx, account_id, name, as_json):
+    _emit(accounts.create_account(_db(ctx), account_id, name), as_json)
+
+
+@main.group("keys")
+def keys_group():
+    """Manage API keys."""
+
+
+@keys_group.command("create")
+@click.option("--account", "account_id", required=True)
+@click.option("--read-only", is_flag=True, help="The key may only read.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def keys_create(ctx, account_id, read_only, as_json):
+    key = accounts.create_key(_db(ctx), account_id, read_only=read_only)
+    _emit({"key": key["key"], "secret": key["secret"], "account_id": key["account_id"]}, as_json)
+
+
+@keys_group.command("list")
+@click.option("--account", "account_id", required=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def keys_list(ctx, account_id, as_json):
+    _emit(accounts.list_keys(_db(ctx), account_id), as_json)
+
+
+@keys_group.command("revoke")
+@click.argument("key")
+@click.pass_context
+def keys_revoke(ctx, key):
+    accounts.revoke_key(_db(ctx), key)
+    click.echo(f"revoked {key}")
+
+
+@main.group("flows")
+def flows_group():
+    """Manage flows (the API can only read, publish and unpublish them)."""
+
+
+@flows_group.command("create")
+@click.option("--account", "account_id", required=True)
+@click.option("--name", required=True)
+@click.option("--id", "flow_id", help="Flow id (default: a UUID).")
+@click.option("--frequency", type=click.Choice(flows.FREQUENCIES), default="once", show_default=True)
+@click.option("--published", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def flows_create(ctx, account_id, name, flow_id, frequency, published, as_json):
+    db = _db(ctx)
+    accounts.get_account(db, account_id)
+    flow = flows.create_flow(db, account_id, name, flow_id=flow_id, frequency=frequency, published=published)
+    _emit(flow, as_json)
+
+
+@flows_group.command("import")
+@click.option("--account", "account_id", required=True)
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def flows_import(ctx, account_id, file, as_json):
+    db = _db(ctx)
+    accounts.get_account(db, account_id)
+    imported = flows.import_flows(db, account_id, file)
+    if as_json:
+        _emit(imported, True)
+    else:
+        click.echo(f"imported {len(imported)} flows")

@@ -1,0 +1,38 @@
+"""Identifier generators."""
+
+from __future__ import annotations
+
+import secrets
+import time
+import uuid
+
+# Ordered by ASCII so that ids sort by creation time, like the vendor's segment ids.
+_PUSH_ALPHABET = "-0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklmnopqrstuvwxyz"
+
+
+def segment_id() -> str:
+    """20 URL-safe characters: 8 encode the creation time in ms, 12 are random."""
+    now = time.time_ns() // 1_000_000
+    head = []
+    for _ in range(8):
+        head.append(_PUSH_ALPHABET[now % 64])
+        now //= 64
+    tail = "".join(secrets.choice(_PUSH_ALPHABET) for _ in range(12))
+    return "".join(reversed(head)) + tail
+
+
+def job_id() -> str:
+    return str(uuid.uuid4())
+
+
+def api_key_id() -> str:
+    return str(uuid.uuid4())
+
+
+def api_secret() -> str:
+    """256 bits of randomness; stored only as a SHA-256 digest."""
+    return secrets.token_urlsafe(32)
+
+
+def account_id() -> str:
+    return str(secrets.randbelow(90_000) + 10_000)

@@ -1,0 +1,74 @@
+"""Configuration: every knob and limit is a named, documented setting read from the environment.
+
+The README's configuration table is generated from (and tested against) ``Settings.model_fields``,
+so a setting added here without documentation fails the test suite.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="OPENCUES_", extra="ignore")
+
+    data_dir: Path = Field(
+        Path("./opencues-data"),
+        description="Directory holding the SQLite database, stored uploads, exports and the signing secret.",
+    )
+    database_url: str | None = Field(
+        None,
+        description="SQLAlchemy URL; overrides the SQLite file in the data dir. `postgresql://…` selects PostgreSQL.",
+    )
+    public_url: str | None = Field(
+        None,
+        description="Base URL used in every `url` field (e.g. `https://cues.example.com`). Default: the request's own scheme and host.",
+    )
+    rate_limit: str | None = Field(
+        None,
+        description="Per-API-key request rate, e.g. `100/second` or `1000/minute`. Unset means unlimited.",
+    )
+    redis_url: str | None = Field(
+        None,
+        description="Redis URL for the rate limiter's shared counters (needed when several server processes share a limit).",
+    )
+    smtp_url: str | None = Field(
+        None,
+        description="`smtp://user:pass@host:port` (STARTTLS when offered; `?starttls=false` disables it) or `smtps://…`. Unset: export emails are written as `.eml` files under the data dir.",
+    )
+    mail_from: str = Field("opencues@localhost", description="Sender address of export emails.")
+    secret_key: str | None = Field(
+        None,
+        description="Secret for signing export download links. Unset: generated once and kept in `<data dir>/secret_key`.",
+    )
+    max_body_bytes: int = Field(20 * 1024 * 1024, description="Largest plain request body (HTTP 413 above).")
+    max_upload_bytes: int = Field(200 * 1024 * 1024, description="Largest uploaded file in a multipart request (HTTP 413 above).")
+    history_default_limit: int = Field(100, description="Events returned by `GET users/{id}/events` without `limit`.")
+    history_max_limit: int = Field(10_000, description="Largest accepted `limit` for a user's event history.")
+    job_workers: int = Field(1, description="Job worker threads that `opencues serve` runs in each server process (0: none; run `opencues worker` instead).")
+    job_lease_seconds: int = Field(60, description="How long a worker's claim on a job lasts without renewal before another worker may take it over.")
+    job_poll_seconds: float = Field(0.5, description="How often an idle worker looks for new jobs.")
+    import_batch_rows: int = Field(5_000, description="Rows written per transaction by import jobs; progress is committed with each batch.")
+    job_error_samples: int = Field(100, description="Row errors kept in a job's `Completed` event.")
+    idempotency_ttl_hours: int = Field(48, description="How long an `Idempotency-Key` is remembered.")
+    export_link_ttl_days: int = Field(7, description="Lifetime of signed export download links.")
+    export_max_rows: int = Field(10_000_000, description="Ceiling of an export's `limit`.")
+
+    @cached_property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            url = self.database_url
+            # Accept the plain libpq form and pick psycopg 3 as the driver.
+            if url.startswith("postgresql://") or url.startswith("postgres://"):
+                url = "postgresql+psycopg://" + url.split("://", 1)[1]
+            return url
+        return f"sqlite:///{(self.data_dir / 'opencues.db').resolve()}"
+
+
+def load_settings(**overrides) -> Settings:
+    """Read settings from the environment, with explicit overrides (CLI flags, tests) on top."""
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})

@@ -1,0 +1,92 @@
+"""The database handle shared by the library, the web layer, the workers and the CLI.
+
+Everything dialect-specific lives here (connection pragmas, upsert flavour, bulk-insert fast
+paths) so that resource modules stay plain SQLAlchemy Core.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import orjson
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.dialects import postgresql, sqlite
+
+from opencues.storage import schema
+
+
+def _json_dumps(value) -> str:
+    return orjson.dumps(value).decode()
+
+
+class Database:
+    def __init__(self, url: str):
+        self.url = url
+        self.is_sqlite = url.startswith("sqlite")
+        self.is_postgres = url.startswith("postgresql")
+        kwargs: dict = {"json_serializer": _json_dumps, "json_deserializer": orjson.loads}
+        if self.is_sqlite:
+            path = url.split("///", 1)[1] if "///" in url else ""
+            if path and path != ":memory:":
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
+        else:
+            kwargs.update(pool_size=10, max_overflow=20, pool_pre_ping=True)
+        self.engine: Engine = create_engine(url, **kwargs)
+        if self.is_sqlite:
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    @contextmanager
+    def begin(self) -> Iterator[Connection]:
+        """A connection in a transaction, committed on success and rolled back on error."""
+        with self.engine.begin() as conn:
+            yield conn
+
+    @contextmanager
+    def connect(self) -> Iterator[Connection]:
+        with self.engine.connect() as conn:
+            yield conn
+
+    def insert(self, table):
+        """An INSERT supporting ``.on_conflict_do_nothing/update`` on either dialect."""
+        if self.is_postgres:
+            return postgresql.insert(table)
+        return sqlite.insert(table)
+
+    def migrate(self) -> None:
+        from opencues.storage.migrations import upgrade
+
+        upgrade(self)
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    # WAL + synchronous=NORMAL: a committed transaction survives a crash or kill -9 of the
+    # process (the WAL is written before commit returns); only an OS crash/power loss can
+    # roll back the last transactions. busy_timeout lets several processes share the file.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA temp_store=MEMORY")
+    cursor.execute("PRAGMA cache_size=-65536")
+    cursor.close()
+
+
+def open_database(settings) -> Database:
+    """Open (and migrate) the database the settings point at."""
+    db = Database(settings.resolved_database_url)
+    db.migrate()
+    return db
+
+
+__all__ = ["Database", "open_database", "schema"]

@@ -1,0 +1,172 @@
+"""The tables, in one place. Alembic migrations under ``migrations/versions`` create them;
+``tests/unit/storage/test_migrations.py`` checks the migrated database matches these definitions.
+
+Instants are integer epoch milliseconds (see ``opencues.timestamps``). JSON columns are TEXT on
+SQLite (queried with ``json_extract``) and JSONB on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+metadata = MetaData()
+
+JsonDocument = JSON().with_variant(JSONB(), "postgresql")
+# SQLite only auto-increments an INTEGER PRIMARY KEY (the rowid alias).
+AutoId = BigInteger().with_variant(Integer(), "sqlite")
+
+accounts = Table(
+    "accounts",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("account_id", String(64), nullable=False, index=True),
+    Column("secret_sha256", String(64), nullable=False),
+    Column("read_only", Boolean, nullable=False, default=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("revoked_at", BigInteger, nullable=True),
+    ForeignKeyConstraint(["account_id"], ["accounts.id"], ondelete="CASCADE"),
+)
+
+flows = Table(
+    "flows",
+    metadata,
+    Column("account_id", String(64), nullable=False),
+    Column("id", String(128), nullable=False),
+    Column("name", Text, nullable=False),
+    Column("published", Boolean, nullable=False, default=False),
+    Column("frequency", String(32), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+    Column("published_at", BigInteger, nullable=True),
+    Column("created_by", String(128), nullable=True),
+    Column("updated_by", String(128), nullable=True),
+    PrimaryKeyConstraint("account_id", "id"),
+)
+
+segments = Table(
+    "segments",
+    metadata,
+    Column("account_id", String(64), nullable=False),
+    Column("id", String(64), nullable=False),
+    Column("name", Text, nullable=False),
+    Column("description", Text, nullable=True),
+    Column("created_at", BigInteger, nullable=False),
+    Column("created_by", String(128), nullable=True),
+    Column("updated_at", BigInteger, nullable=False),
+    Column("updated_by", String(128), nullable=True),
+    PrimaryKeyConstraint("account_id", "id"),
+)
+
+# Membership is read by the export's `user_segment_id` condition: (account, segment) → user ids
+# is the primary key's prefix, and (account, user) serves "which segments is this user in".
+segment_members = Table(
+    "segment_members",
+    metadata,
+    Column("account_id", String(64), nullable=False),
+    Column("segment_id", String(64), nullable=False),
+    Column("user_id", Text, nullable=False),
+    PrimaryKeyConstraint("account_id", "segment_id", "user_id"),
+    Index("ix_segment_members_user", "account_id", "user_id"),
+)
+
+profiles = Table(
+    "profiles",
+    metadata,
+    Column("account_id", String(64), nullable=False),
+    Column("user_id", Text, nullable=False),
+    Column("attributes", JsonDocument, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+    PrimaryKeyConstraint("account_id", "user_id"),
+)
+
+# Tens of millions of rows per account: a user's history is a range scan of
+# ix_events_user_time (newest first), an export's time range a scan of ix_events_time.
+events = Table(
+    "events",
+    metadata,
+    Column("id", AutoId, primary_key=True, autoincrement=True),
+    Column("account_id", String(64), nullable=False),
+    Column("user_id", Text, nullable=False),
+    Column("name", Text, nullable=False),
+    Column("timestamp", BigInteger, nullable=False),
+    Column("attributes", JsonDocument, nullable=False),
+    Index("ix_events_user_time", "account_id", "user_id", "timestamp"),
+    Index("ix_events_time", "account_id", "timestamp"),
+)
+
+# Offline jobs: the row holds the status (see opencues.jobs.JobStatus), the claim (lease) and the
+# progress mark that import batches commit in their own transaction; job_events is the history
+# the API shows as `events`.
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("account_id", String(64), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("name", String(64), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("started_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+    Column("finished_at", BigInteger, nullable=True),
+    Column("params", JsonDocument, nullable=False),
+    Column("payload_key", Text, nullable=True),
+    Column("payload_format", String(16), nullable=True),
+    Column("rows_done", BigInteger, nullable=False, default=0),
+    Column("ingestions_completed", BigInteger, nullable=False, default=0),
+    Column("ingestions_failed", BigInteger, nullable=False, default=0),
+    Column("requests_failed", BigInteger, nullable=False, default=0),
+    Column("row_errors", JsonDocument, nullable=False),
+    Column("runtime_ms", BigInteger, nullable=False, default=0),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("lease_owner", String(128), nullable=True),
+    Column("lease_expires_at", BigInteger, nullable=True),
+    Index("ix_jobs_account_started", "account_id", "started_at"),
+    Index("ix_jobs_claim", "status", "lease_expires_at"),
+)
+
+job_events = Table(
+    "job_events",
+    metadata,
+    Column("id", AutoId, primary_key=True, autoincrement=True),
+    Column("job_id", String(64), nullable=False),
+    Column("name", String(64), nullable=False),
+    Column("timestamp", BigInteger, nullable=False),
+    Column("attributes", JsonDocument, nullable=False),
+    ForeignKeyConstraint(["job_id"], ["jobs.id"], ondelete="CASCADE"),
+    Index("ix_job_events_job", "job_id", "id"),
+)
+
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("account_id", String(64), nullable=False),
+    Column("key", String(255), nullable=False),
+    Column("request_sha256", String(64), nullable=False),
+    Column("job_id", String(64), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    PrimaryKeyConstraint("account_id", "key"),
+    Index("ix_idempotency_created", "created_at"),
+)

@@ -1,0 +1,101 @@
+"""Time parsing and rendering.
+
+Storage keeps every instant as integer milliseconds since the Unix epoch (UTC): compact, fast to
+index and compare on both databases. The API renders instants as ISO 8601 with exactly three
+fractional digits (``2021-07-16T16:02:50.037Z``), the shape data-pipeline clients parse.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from datetime import date, datetime, timedelta, timezone
+
+from opencues.errors import bad_request
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_OFFSET_RE = re.compile(r"^([+-]?)(\d{1,2}):?(\d{2})$")
+MIN_OFFSET_MINUTES = -12 * 60
+MAX_OFFSET_MINUTES = 14 * 60
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def parse_iso(value: object, *, field: str, default_tz: timezone = timezone.utc) -> int:
+    """ISO 8601 string → epoch ms. An offset-less time (or a bare date) is read in ``default_tz``."""
+    if not isinstance(value, str) or not value.strip():
+        raise bad_request(f"`{field}` must be an ISO 8601 date-time string")
+    text = value.strip()
+    try:
+        if len(text) == 10 and text[4] == "-":
+            d = date.fromisoformat(text)
+            parsed = datetime(d.year, d.month, d.day, tzinfo=default_tz)
+        else:
+            parsed = datetime.fromisoformat(text.replace("z", "Z"))
+    except ValueError:
+        raise bad_request(f"`{field}` is not a valid ISO 8601 date-time: {value!r}") from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=default_tz)
+    return datetime_to_ms(parsed)
+
+
+def parse_time(value: object, *, field: str, default_tz: timezone = timezone.utc) -> int:
+    """ISO 8601 string or epoch milliseconds (a JSON number) → epoch ms."""
+    if isinstance(value, bool):
+        raise bad_request(f"`{field}` must be an ISO 8601 string or milliseconds since 1970")
+    if isinstance(value, (int, float)):
+        return int(value)
+    return parse_iso(value, field=field, default_tz=default_tz)
+
+
+def datetime_to_ms(value: datetime) -> int:
+    delta = value - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
+
+
+def render(ms: int | None, offset_minutes: int = 0) -> str | None:
+    """Epoch ms → ``YYYY-MM-DDTHH:MM:SS.mmmZ`` (or ``±HH:MM`` suffix in another offset)."""
+    if ms is None:
+        return None
+    shifted = _EPOCH + timedelta(milliseconds=ms + offset_minutes * 60_000)
+    head = shifted.strftime("%Y-%m-%dT%H:%M:%S")
+    millis = f"{shifted.microsecond // 1000:03d}"
+    if offset_minutes == 0:
+        return f"{head}.{millis}Z"
+    sign = "+" if offset_minutes > 0 else "-"
+    hours, minutes = divmod(abs(offset_minutes), 60)
+    return f"{head}.{millis}{sign}{hours:02d}:{minutes:02d}"
+
+
+def parse_offset(value: object, *, field: str = "time_zone") -> int:
+    """``-04:00``, ``+0530``, ``04:00`` or minutes (``-240``, as a number or a string) → minutes east of UTC."""
+    minutes: int | None = None
+    if isinstance(value, bool):
+        minutes = None
+    elif isinstance(value, int):
+        minutes = value
+    elif isinstance(value, float) and value.is_integer():
+        minutes = int(value)
+    elif isinstance(value, str):
+        text = value.strip()
+        if re.fullmatch(r"[+-]?\d{1,4}", text) and ":" not in text and len(text.lstrip("+-")) <= 3:
+            minutes = int(text)
+        else:
+            match = _OFFSET_RE.match(text)
+            if match:
+                sign, hours, mins = match.groups()
+                if int(mins) < 60:
+                    minutes = int(hours) * 60 + int(mins)
+                    if sign == "-":
+                        minutes = -minutes
+    if minutes is None:
+        raise bad_request(f"`{field}` must be an offset like -04:00 or a number of minutes like -240")
+    if not MIN_OFFSET_MINUTES <= minutes <= MAX_OFFSET_MINUTES:
+        raise bad_request(f"`{field}` must be between -12:00 and +14:00")
+    return minutes
+
+
+def offset_tz(minutes: int) -> timezone:
+    return timezone(timedelta(minutes=minutes))

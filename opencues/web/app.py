@@ -1,0 +1,53 @@
+"""The ASGI application factory."""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from starlette.requests import Request
+
+from opencues import __version__
+from opencues.settings import Settings, load_settings
+from opencues.storage import Database, open_database
+from opencues.web import errors, routes
+from opencues.web.auth import build_rate_limiter
+from opencues.web.responses import json_response
+
+
+def create_app(settings: Settings | None = None, db: Database | None = None) -> FastAPI:
+    settings = settings or load_settings()
+    owns_db = db is None
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        app.state.db = db or open_database(settings)
+        try:
+            yield
+        finally:
+            if owns_db:
+                app.state.db.dispose()
+
+    app = FastAPI(
+        title="opencues — Appcues Public API v2",
+        version=__version__,
+        description="A self-hostable implementation of the Appcues Public API v2. "
+        "Authenticate with HTTP Basic auth using an API key and secret (`opencues keys create`).",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.db = db
+    app.state.rate_limiter = build_rate_limiter(settings)
+    errors.install(app)
+    routes.register(app)
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz(_request: Request):
+        return json_response({"status": 200, "title": "OK"})
+
+    return app
+
+
+def app_factory() -> FastAPI:
+    """Entry point for ``uvicorn --factory`` (each server process reads the environment)."""
+    return create_app()

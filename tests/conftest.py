@@ -1,0 +1,197 @@
+"""Shared fixtures. Every database-backed test runs twice: on SQLite and on PostgreSQL.
+
+PostgreSQL comes from ``OPENCUES_TEST_POSTGRES_URL`` (default: the local server at
+``postgresql://postgres@127.0.0.1:5432/test``; set it empty to skip). Each test session works in a
+database of its own, created on that server and dropped at the end. When PostgreSQL cannot be
+reached its tests are skipped — unless ``OPENCUES_REQUIRE_POSTGRES=1`` (CI), which fails instead.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+import uuid
+from dataclasses import dataclass
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from opencues import accounts
+from opencues.settings import Settings
+from opencues.storage import Database
+from opencues.storage.schema import metadata
+
+DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+def _driver_url(url: str) -> str:
+    return "postgresql+psycopg://" + url.split("://", 1)[1]
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """A PostgreSQL database private to this test session, or a skip."""
+    base = os.environ.get("OPENCUES_TEST_POSTGRES_URL", DEFAULT_POSTGRES)
+    required = os.environ.get("OPENCUES_REQUIRE_POSTGRES") == "1"
+    if not base:
+        if required:
+            pytest.fail("OPENCUES_REQUIRE_POSTGRES=1 but OPENCUES_TEST_POSTGRES_URL is empty")
+        pytest.skip("PostgreSQL tests disabled (OPENCUES_TEST_POSTGRES_URL is empty)")
+    name = f"opencues_test_{uuid.uuid4().hex[:10]}"
+    try:
+        admin = create_engine(_driver_url(base), isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:  # noqa: BLE001 - any connection problem means "no PostgreSQL here"
+        if required:
+            pytest.fail(f"PostgreSQL is required but unreachable at {base}: {exc}")
+        pytest.skip(f"PostgreSQL unreachable at {base}: {exc}")
+    url = base.rsplit("/", 1)[0] + "/" + name
+    db = Database(_driver_url(url))
+    db.migrate()
+    db.dispose()
+    yield url
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory):
+    """A migrated SQLite file, copied for each test (migrating every time is slow)."""
+    path = tmp_path_factory.mktemp("template") / "opencues.db"
+    db = Database(f"sqlite:///{path}")
+    db.migrate()
+    db.dispose()
+    return path
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def backend(request):
+    return request.param
+
+
+@pytest.fixture
+def database_url(backend, request, tmp_path):
+    """The URL of an empty, migrated database of the current backend."""
+    if backend == "sqlite":
+        target = tmp_path / "data" / "opencues.db"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(request.getfixturevalue("sqlite_template"), target)
+        return f"sqlite:///{target}"
+    url = request.getfixturevalue("postgres_url")
+    engine = create_engine(_driver_url(url))
+    with engine.begin() as conn:
+        names = ", ".join(t.name for t in metadata.sorted_tables)
+        conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+    engine.dispose()
+    return url
+
+
+@pytest.fixture
+def settings(database_url, tmp_path):
+    return Settings(data_dir=tmp_path / "data", database_url=database_url)
+
+
+@pytest.fixture
+def db(settings):
+    database = Database(settings.resolved_database_url)
+    database.migrate()
+    yield database
+    database.dispose()
+
+
+@dataclass
+class Credentials:
+    account_id: str
+    key: str
+    secret: str
+
+    @property
+    def auth(self) -> tuple[str, str]:
+        return (self.key, self.secret)
+
+    @property
+    def header(self) -> dict[str, str]:
+        token = base64.b64encode(f"{self.key}:{self.secret}".encode()).decode()
+        return {"Authorization": f"Basic {token}"}
+
+
+def make_account(db: Database, account_id: str, read_only: bool = False) -> Credentials:
+    try:
+        accounts.create_account(db, account_id)
+    except Exception:  # noqa: BLE001 - the account may exist already
+        pass
+    key = accounts.create_key(db, account_id, read_only=read_only)
+    return Credentials(account_id, key["key"], key["secret"])
+
+
+@pytest.fixture
+def account(db) -> Credentials:
+    return make_account(db, "acct1")
+
+
+@pytest.fixture
+def other_account(db) -> Credentials:
+    return make_account(db, "acct2")
+
+
+@pytest.fixture
+def app(settings, db):
+    from opencues.web.app import create_app
+
+    return create_app(settings, db)
+
+
+@pytest.fixture
+def client(app):
+    """An in-process HTTP client (no auth preset)."""
+    from starlette.testclient import TestClient
+
+    with TestClient(app, base_url="http://testserver") as test_client:
+        yield test_client
+
+
+class AccountClient:
+    """A client bound to one account: paths are relative to ``/v2/accounts/{id}/``."""
+
+    def __init__(self, client, creds: Credentials):
+        self.client = client
+        self.creds = creds
+
+    def url(self, path: str) -> str:
+        return f"/v2/accounts/{self.creds.account_id}/{path.lstrip('/')}"
+
+    def request(self, method: str, path: str, **kwargs):
+        kwargs.setdefault("auth", self.creds.auth)
+        return self.client.request(method, self.url(path), **kwargs)
+
+    def get(self, path, **kw):
+        return self.request("GET", path, **kw)
+
+    def post(self, path, **kw):
+        return self.request("POST", path, **kw)
+
+    def patch(self, path, **kw):
+        return self.request("PATCH", path, **kw)
+
+    def delete(self, path, **kw):
+        return self.request("DELETE", path, **kw)
+
+
+@pytest.fixture
+def api(client, account) -> AccountClient:
+    return AccountClient(client, account)
+
+
+def assert_problem(response, status: int, mentions: str | None = None) -> dict:
+    """The response is Problem Details with this status (and, if given, a detail naming it)."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    body = response.json()
+    assert set(body) == {"error", "status", "title", "detail"}, body
+    assert body["error"] is True and body["status"] == status
+    if mentions:
+        assert mentions in body["detail"], body["detail"]
+    return body
