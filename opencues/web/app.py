@@ -8,6 +8,7 @@ from fastapi import FastAPI
 from starlette.requests import Request
 
 from opencues import __version__
+from opencues.filestore import open_file_store
 from opencues.settings import Settings, load_settings
 from opencues.storage import Database, open_database
 from opencues.web import errors, routes
@@ -37,6 +38,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     )
     app.state.settings = settings
     app.state.db = db
+    app.state.file_store = open_file_store(settings)
     app.state.rate_limiter = build_rate_limiter(settings)
     errors.install(app)
     routes.register(app)
