@@ -35,7 +35,18 @@ def _emit(payload, as_json: bool) -> None:
 def _db(ctx: click.Context):
     if "db" not in ctx.obj:
         ctx.obj["db"] = open_database(ctx.obj["settings"])
+        ctx.find_root().call_on_close(ctx.obj["db"].dispose)  # no pooled connections left behind
     return ctx.obj["db"]
+
+
+def _with_url(ctx: click.Context, account_id: str, flow: dict) -> dict:
+    """The flow as the API shows it, ``url`` included: under OPENCUES_PUBLIC_URL when set, else
+    under ``serve``'s default address (the CLI cannot know where a server listens)."""
+    from urllib.parse import quote
+
+    base = (ctx.obj["settings"].public_url or "http://127.0.0.1:8000").rstrip("/")
+    url = f"{base}/v2/accounts/{quote(account_id, safe='')}/flows/{quote(flow['id'], safe='')}"
+    return {**flow, "url": url}
 
 
 class _ApiErrorsAsClickErrors(click.Group):
@@ -114,6 +125,41 @@ def _print_demo(db, host: str, port: int) -> None:
     sys.stdout.flush()
 
 
+@main.command()
+@click.option("--threads", default=1, show_default=True, type=click.IntRange(1), help="Jobs run concurrently.")
+@click.option("--name", help="Worker name shown in logs and lease owners (default: host:pid).")
+@click.pass_context
+def worker(ctx, threads: int, name: str | None):
+    """Run job workers (imports, segment uploads, exports) against the configured database.
+
+    Start any number of these, on any number of machines sharing the database; each job is run by
+    one worker at a time. SIGTERM/Ctrl-C: stop claiming, release the running job at its next batch
+    (another worker resumes it) and exit.
+    """
+    import logging
+    import signal
+
+    from opencues.filestore import open_file_store
+    from opencues.worker import WorkerPool
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    settings = ctx.obj["settings"]
+    pool = WorkerPool(_db(ctx), open_file_store(settings), settings, threads, name=name)
+
+    def stop(_signum, _frame):
+        pool.stopping.set()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    pool.start()
+    click.echo(f"opencues worker: {threads} thread(s) running", err=True)
+    while pool.alive():
+        pool.stopping.wait(0.5)
+        if pool.stopping.is_set():
+            pool.stop()
+    click.echo("opencues worker: stopped", err=True)
+
+
 @main.group("accounts")
 def accounts_group():
     """Manage accounts."""
@@ -176,7 +222,7 @@ def flows_create(ctx, account_id, name, flow_id, frequency, published, as_json):
     db = _db(ctx)
     accounts.get_account(db, account_id)
     flow = flows.create_flow(db, account_id, name, flow_id=flow_id, frequency=frequency, published=published)
-    _emit(flow, as_json)
+    _emit(_with_url(ctx, account_id, flow), as_json)
 
 
 @flows_group.command("import")
@@ -189,6 +235,6 @@ def flows_import(ctx, account_id, file, as_json):
     accounts.get_account(db, account_id)
     imported = flows.import_flows(db, account_id, file)
     if as_json:
-        _emit(imported, True)
+        _emit([_with_url(ctx, account_id, flow) for flow in imported], True)
     else:
         click.echo(f"imported {len(imported)} flows")

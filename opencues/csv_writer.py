@@ -55,6 +55,11 @@ class CsvWriter:
     def record(self, record: dict[str, Any], columns: Sequence[str]) -> None:
         self._writer.writerow([cell(record.get(c)) for c in columns])
 
+    def cells(self, rows: Iterable[Sequence[str | None]]) -> None:
+        """Rows whose values are already cells (text, or None for empty): the export's fast
+        path, where the database renders the cells and only quoting is left to do."""
+        self._writer.writerows(rows)
+
 
 def columns_for(flat_records: Sequence[dict], leading: Sequence[str] | None = None) -> list[str]:
     """Column order: ``leading`` then every other key seen, sorted; without ``leading``,

@@ -7,6 +7,7 @@ paths) so that resource modules stay plain SQLAlchemy Core.
 from __future__ import annotations
 
 from contextlib import contextmanager
+from functools import cached_property
 from pathlib import Path
 from typing import Iterator
 
@@ -15,6 +16,7 @@ from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 
 from opencues.storage import schema
+from opencues.storage.direct import Direct
 
 
 def _json_dumps(value) -> str:
@@ -37,6 +39,11 @@ class Database:
         self.engine: Engine = create_engine(url, **kwargs)
         if self.is_sqlite:
             event.listen(self.engine, "connect", _sqlite_pragmas)
+
+    @cached_property
+    def direct(self) -> Direct:
+        """Raw per-thread DBAPI access with compiled statements, for the request hot path."""
+        return Direct(self.engine, self.is_postgres)
 
     @property
     def dialect(self) -> str:
@@ -65,6 +72,8 @@ class Database:
         upgrade(self)
 
     def dispose(self) -> None:
+        if "direct" in self.__dict__:
+            self.direct.dispose()
         self.engine.dispose()
 
 

@@ -11,7 +11,7 @@ from opencues import __version__
 from opencues.filestore import open_file_store
 from opencues.settings import Settings, load_settings
 from opencues.storage import Database, open_database
-from opencues.web import errors, routes
+from opencues.web import errors, openapi, routes
 from opencues.web.auth import build_rate_limiter
 from opencues.web.responses import json_response
 
@@ -23,9 +23,17 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         app.state.db = db or open_database(settings)
+        # Job workers run in-process unless disabled (OPENCUES_JOB_WORKERS=0 + `opencues worker`).
+        pool = None
+        if settings.job_workers > 0:
+            from opencues.worker import WorkerPool
+
+            pool = WorkerPool(app.state.db, app.state.file_store, settings, settings.job_workers).start()
         try:
             yield
         finally:
+            if pool is not None:
+                pool.stop()
             if owns_db:
                 app.state.db.dispose()
 
@@ -42,6 +50,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     app.state.rate_limiter = build_rate_limiter(settings)
     errors.install(app)
     routes.register(app)
+    openapi.install(app)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz(_request: Request):

@@ -1,0 +1,316 @@
+"""Throughput and latency of the event endpoints on ONE ``opencues serve`` process.
+
+    python bench/bench_api.py [--database-url postgresql://…] [--duration 10] [--connections 16]
+
+Starts a server on a fresh data dir (SQLite by default; with ``--database-url`` a fresh database
+created on that PostgreSQL server and dropped afterwards), preloads ``--events`` rows directly
+through the database (one user holding ``--user-events`` of them), then loads the server with
+``wrk`` (or, if wrk is missing, a Python asyncio+httpx generator, which needs CPU of its own and
+so understates the server) on:
+
+* ``GET /healthz`` — the no-op baseline: what the HTTP stack alone costs;
+* ``POST /users/{id}/events`` — track, spread over many users;
+* ``GET /users/{id}/events`` — the history (default limit) of the user with many events.
+
+and prints requests/s, p50/p99 latency, errors, the track / no-op ratio and the targets. After the
+track run it counts the stored rows: every 200 must be a committed row.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+
+from sqlalchemy import create_engine, func, select, text
+
+from opencues import accounts
+from opencues.settings import Settings
+from opencues.storage import open_database
+from opencues.storage.schema import events
+
+ACCOUNT = "bench"
+HOT_USER = "hot-user@example.com"
+BASE_MS = 1_600_000_000_000
+TARGETS = {"track_rps": 3000, "track_ratio": 0.40, "history_p99_ms": 10.0}
+
+
+# --- data -----------------------------------------------------------------------------------
+
+
+def preload(db, total: int, hot: int, users: int = 10_000) -> None:
+    """``total`` events in the account, ``hot`` of them the hot user's, timestamps interleaved."""
+    rng = random.Random(7)
+    span = 365 * 86_400_000
+
+    def rows():
+        for i in range(total):
+            user = HOT_USER if i < hot else f"user-{rng.randrange(users)}"
+            attrs = f'{{"url":"https://example.com/p/{i % 97}","n":{i % 13}}}'
+            yield (ACCOUNT, user, "appcues:page_view" if i % 3 else "Clicked button", BASE_MS + rng.randrange(span), attrs)
+
+    started = time.perf_counter()
+    raw = db.engine.raw_connection()
+    try:
+        cursor = raw.cursor()
+        if db.is_postgres:
+            with cursor.copy("COPY events (account_id, user_id, name, timestamp, attributes) FROM STDIN") as copy:
+                for row in rows():
+                    copy.write_row(row)
+        else:
+            cursor.executemany(
+                "INSERT INTO events (account_id, user_id, name, timestamp, attributes) VALUES (?, ?, ?, ?, ?)", rows()
+            )
+        raw.commit()
+        cursor.execute("ANALYZE")
+        raw.commit()
+    finally:
+        raw.close()
+    print(f"preloaded {total:,} events ({hot:,} for {HOT_USER}) in {time.perf_counter() - started:.1f}s")
+
+
+def count_events(db) -> int:
+    with db.connect() as conn:
+        return conn.execute(select(func.count()).select_from(events)).scalar_one()
+
+
+@contextmanager
+def fresh_database(database_url: str | None, data_dir: Path):
+    """The URL to serve: the data dir's SQLite file, or a new database on the given PostgreSQL server."""
+    if not database_url:
+        yield None
+        return
+    base = "postgresql+psycopg://" + database_url.split("://", 1)[1]
+    name = f"opencues_bench_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield database_url.rsplit("/", 1)[0] + "/" + name
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+# --- server ---------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def server(env: dict, port: int, extra_args: list[str]):
+    cmd = [sys.executable, "-m", "opencues", "serve", "--port", str(port), *extra_args]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1).read()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit(f"server did not start:\n{proc.stderr.read().decode()}") from None
+                time.sleep(0.1)
+        yield proc
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+# --- load generators ------------------------------------------------------------------------
+
+_WRK_DONE = """
+done = function(summary, latency, requests)
+  local errors = summary.errors.status + summary.errors.connect + summary.errors.read
+               + summary.errors.write + summary.errors.timeout
+  io.write(string.format('RESULT {"requests": %d, "seconds": %f, "p50_us": %d, "p99_us": %d, "errors": %d}\\n',
+    summary.requests, summary.duration / 1e6, latency:percentile(50), latency:percentile(99), errors))
+end
+"""
+
+
+def wrk_script(scenario: dict) -> str:
+    head = f'wrk.headers["Authorization"] = "{scenario["auth"]}"\n'
+    if scenario["method"] == "GET":
+        return head + f'wrk.method = "GET"\nwrk.path = "{scenario["path"]}"\n' + _WRK_DONE
+    # POST: a different user and timestamp on every request, like real traffic.
+    return head + (
+        'wrk.headers["Content-Type"] = "application/json"\n'
+        "local n = 0\n"
+        "request = function()\n"
+        "  n = n + 1\n"
+        '  local body = string.format(\'{"name":"Clicked button","timestamp":"2021-08-10T09:41:%02d.%03d-04:00",'
+        '"attributes":{"button":"Go Home","color":"red","n":%d}}\', n % 60, n % 1000, n)\n'
+        f'  return wrk.format("POST", string.format("{scenario["path_prefix"]}%d/events", n % 5000), nil, body)\n'
+        "end\n"
+    ) + _WRK_DONE
+
+
+def run_wrk(url: str, scenario: dict, duration: float, connections: int, threads: int, workdir: Path) -> dict:
+    script = workdir / f"{scenario['name']}.lua"
+    script.write_text(wrk_script(scenario))
+    cmd = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{duration}s", "-s", str(script), url]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    line = next(l for l in out.splitlines() if l.startswith("RESULT "))
+    data = json.loads(line[len("RESULT ") :])
+    return {
+        "rps": data["requests"] / data["seconds"],
+        "p50_ms": data["p50_us"] / 1000,
+        "p99_ms": data["p99_us"] / 1000,
+        "errors": data["errors"],
+        "requests": data["requests"],
+    }
+
+
+async def _python_load(base: str, scenario: dict, duration: float, connections: int) -> dict:
+    import httpx
+
+    latencies: list[float] = []
+    errors = 0
+    stop = time.perf_counter() + duration
+    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+    async with httpx.AsyncClient(base_url=base, limits=limits, headers={"Authorization": scenario["auth"]}) as client:
+
+        async def worker(w: int):
+            nonlocal errors
+            n = w
+            while time.perf_counter() < stop:
+                n += connections
+                started = time.perf_counter()
+                if scenario["method"] == "GET":
+                    response = await client.get(scenario["path"])
+                else:
+                    body = {"name": "Clicked button", "timestamp": f"2021-08-10T09:41:{n % 60:02d}.{n % 1000:03d}-04:00",
+                            "attributes": {"button": "Go Home", "color": "red", "n": n}}  # fmt: skip
+                    response = await client.post(f"{scenario['path_prefix']}{n % 5000}/events", json=body)
+                latencies.append(time.perf_counter() - started)
+                errors += response.status_code >= 400
+
+        began = time.perf_counter()
+        await asyncio.gather(*(worker(w) for w in range(connections)))
+        elapsed = time.perf_counter() - began
+    latencies.sort()
+    pick = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000  # noqa: E731
+    return {"rps": len(latencies) / elapsed, "p50_ms": pick(0.50), "p99_ms": pick(0.99), "errors": errors,
+            "requests": len(latencies)}  # fmt: skip
+
+
+def profiler(pid: int, directory: Path | None, name: str, duration: int):
+    """py-spy sampling the server during one scenario (collapsed stacks: flamegraph.pl or speedscope)."""
+    if directory is None:
+        return None
+    directory.mkdir(parents=True, exist_ok=True)
+    cmd = ["py-spy", "record", "-p", str(pid), "-d", str(duration), "-r", "200", "--format", "raw",
+           "-o", str(directory / f"{name}.txt")]  # fmt: skip
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+# --- main -----------------------------------------------------------------------------------
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--database-url", help="PostgreSQL server URL (a fresh database is created on it); default SQLite")
+    parser.add_argument("--duration", type=int, default=10, help="seconds per scenario (default 10)")
+    parser.add_argument("--connections", type=int, default=16, help="concurrent connections (default 16)")
+    parser.add_argument("--threads", type=int, default=1, help="wrk threads (default 1)")
+    parser.add_argument("--events", type=int, default=1_000_000, help="events preloaded (default 1,000,000)")
+    parser.add_argument("--user-events", type=int, default=1_000, help="events of the history user (default 1,000)")
+    parser.add_argument("--load", choices=("auto", "wrk", "python"), default="auto", help="load generator")
+    parser.add_argument("--only", help="comma-separated scenarios to run: noop,track,history")
+    parser.add_argument("--profile", type=Path, help="directory for py-spy profiles of the server, one per scenario")
+    parser.add_argument("--serve-arg", action="append", default=[], help="extra argument for `opencues serve`")
+    args = parser.parse_args()
+
+    use_wrk = args.load == "wrk" or (args.load == "auto" and shutil.which("wrk"))
+    print(f"load generator: {'wrk' if use_wrk else 'python asyncio+httpx (wrk not found; understates the server)'}")
+    workdir = Path(tempfile.mkdtemp(prefix="opencues-bench-"))
+    try:
+        with fresh_database(args.database_url, workdir) as database_url:
+            settings = Settings(data_dir=workdir / "data", database_url=database_url)
+            print(f"database: {'postgresql' if database_url else 'sqlite'} (fresh, in {workdir})")
+            db = open_database(settings)
+            accounts.create_account(db, ACCOUNT)
+            key = accounts.create_key(db, ACCOUNT)
+            preload(db, args.events, args.user_events)
+            before = count_events(db)
+
+            auth = "Basic " + base64.b64encode(f"{key['key']}:{key['secret']}".encode()).decode()
+            prefix = f"/v2/accounts/{ACCOUNT}/users/"
+            hot = prefix + HOT_USER.replace("@", "%40") + "/events"
+            scenarios = [
+                {"name": "noop", "method": "GET", "path": "/healthz", "auth": auth},
+                {"name": "track", "method": "POST", "path_prefix": prefix + "bench-user-", "auth": auth},
+                {"name": "history", "method": "GET", "path": hot, "auth": auth},
+            ]
+            if args.only:
+                wanted = set(args.only.split(","))
+                scenarios = [s for s in scenarios if s["name"] in wanted]
+
+            env = {**os.environ, "OPENCUES_DATA_DIR": str(settings.data_dir)}
+            if database_url:
+                env["OPENCUES_DATABASE_URL"] = database_url
+            else:
+                env.pop("OPENCUES_DATABASE_URL", None)
+            port = free_port()
+            results = {}
+            with server(env, port, args.serve_arg) as proc:
+                base = f"http://127.0.0.1:{port}"
+                body = urllib.request.urlopen(urllib.request.Request(base + hot, headers={"Authorization": auth})).read()
+                assert len(json.loads(body)) == min(100, args.user_events), "history sanity check failed"
+                for scenario in scenarios:
+                    spy = profiler(proc.pid, args.profile, scenario["name"], args.duration)
+                    if use_wrk:
+                        result = run_wrk(base, scenario, args.duration, args.connections, args.threads, workdir)
+                    else:
+                        result = asyncio.run(_python_load(base, scenario, args.duration, args.connections))
+                    results[scenario["name"]] = result
+                    if spy:
+                        spy.wait()
+                    print(f"{scenario['name']:>8}: {result['rps']:8.0f} req/s   p50 {result['p50_ms']:6.2f} ms   "
+                          f"p99 {result['p99_ms']:6.2f} ms   errors {result['errors']}", flush=True)  # fmt: skip
+            stored = count_events(db) - before
+            db.dispose()
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    if "track" in results:
+        track = results["track"]
+        print(f"track: {stored:,} rows stored for {track['requests']:,} answered requests "
+              f"({'ok' if stored >= track['requests'] - track['errors'] else 'MISSING ROWS'})")  # fmt: skip
+    checks = []
+    if "track" in results:
+        checks.append(("track req/s", results["track"]["rps"], ">=", TARGETS["track_rps"]))
+    if "track" in results and "noop" in results:
+        checks.append(("track / no-op", results["track"]["rps"] / results["noop"]["rps"], ">=", TARGETS["track_ratio"]))
+    if "history" in results:
+        checks.append(("history p99 ms", results["history"]["p99_ms"], "<=", TARGETS["history_p99_ms"]))
+    for label, value, op, target in checks:
+        met = value >= target if op == ">=" else value <= target
+        print(f"target {label:<15} {value:10.2f} {op} {target:<8} {'MET' if met else 'MISSED'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,144 @@
+"""User events: tracking one event, and a user's event history (most recent first).
+
+An event is ``(account, user, name, timestamp, attributes)``; the timestamp is stored as epoch
+milliseconds (see ``opencues.timestamps``), the attributes as a JSON object. A user's history is a
+backward range scan of ``ix_events_user_time``, so it costs the same with a hundred rows in the
+table or tens of millions.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Mapping, Sequence
+
+import orjson
+from sqlalchemy import Connection, bindparam, select
+
+from opencues import timestamps
+from opencues.errors import bad_request
+from opencues.storage import Database
+from opencues.storage.schema import events
+
+# The order of the API's event objects (the spec's example) and of the leading CSV columns.
+COLUMNS = ("user_id", "timestamp", "name", "attributes")
+CSV_LEADING = ("user_id", "timestamp", "name")
+
+_LIMIT_RE = re.compile(r"\+?[0-9]{1,9}")
+# Compiled once by ``Database.direct`` (the request hot path).
+_INSERT = events.insert().inline().values({c: bindparam(c) for c in ("account_id", "user_id", "name", "timestamp", "attributes")})  # fmt: skip
+
+
+def check_user_id(user_id: object) -> str:
+    if not isinstance(user_id, str) or user_id == "":
+        raise bad_request("`user_id` is required and must be a non-empty string")
+    if "\x00" in user_id:
+        raise bad_request("`user_id` must not contain NUL characters")
+    return user_id
+
+
+def validate(payload: Mapping[str, Any]) -> tuple[str, int, dict]:
+    """``(name, timestamp_ms, attributes)`` from a track body; other top-level fields are ignored.
+
+    Real clients (analytics SDKs, Segment-style forwarders) add ``user_id``, ``group_id`` or
+    ``context`` beside the documented fields; refusing them would break those integrations.
+    """
+    name = payload.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise bad_request("`name` is required and must be a non-empty string")
+    if "\x00" in name:
+        raise bad_request("`name` must not contain NUL characters")
+    if "timestamp" not in payload or payload["timestamp"] is None:
+        raise bad_request("`timestamp` is required: an ISO 8601 date-time string")
+    timestamp = timestamps.parse_iso(payload["timestamp"], field="timestamp")
+    attributes = payload.get("attributes")
+    if attributes is None:
+        attributes = {}
+    elif not isinstance(attributes, dict):
+        raise bad_request("`attributes` must be a JSON object of key/value data")
+    return name, timestamp, attributes
+
+
+def event_row(account_id: str, user_id: str, payload: Mapping[str, Any]) -> dict:
+    """The ``events`` row for a track body (attributes as JSON text), or a 400 naming the field."""
+    check_user_id(user_id)
+    name, timestamp, attributes = validate(payload)
+    document = orjson.dumps(attributes)
+    if b"\\u0000" in document:  # PostgreSQL's JSONB cannot hold NUL; refuse it on every backend
+        raise bad_request("`attributes` must not contain NUL characters")
+    return {"account_id": account_id, "user_id": user_id, "name": name, "timestamp": timestamp,
+            "attributes": document.decode()}  # fmt: skip
+
+
+def insert_event(
+    conn: Connection, account_id: str, user_id: str, name: str, timestamp: int, attributes: dict | None = None
+) -> None:
+    """Add one event inside the caller's (SQLAlchemy) transaction, e.g. an import batch."""
+    conn.execute(
+        events.insert(),
+        {
+            "account_id": account_id,
+            "user_id": user_id,
+            "name": name,
+            "timestamp": timestamp,
+            "attributes": attributes or {},
+        },
+    )
+
+
+def track(db: Database, account_id: str, user_id: str, payload: Mapping[str, Any]) -> None:
+    """Validate a track body and store the event; committed when this returns."""
+    db.direct.write(_INSERT, [event_row(account_id, user_id, payload)])
+
+
+async def track_grouped(db: Database, account_id: str, user_id: str, payload: Mapping[str, Any]) -> None:
+    """``track`` for the server: the row joins the event loop's next group commit (see
+    ``opencues.storage.direct``) and this returns once that commit is done."""
+    await db.direct.write_grouped(_INSERT, event_row(account_id, user_id, payload))
+
+
+def parse_limit(value: object, default: int, maximum: int) -> int:
+    """The ``limit`` query parameter: an integer from 1 to ``maximum``; ``default`` when absent."""
+    if value is None:
+        return default
+    text = str(value).strip()
+    if not _LIMIT_RE.fullmatch(text) or not 1 <= int(text) <= maximum:
+        raise bad_request(f"`limit` must be an integer from 1 to {maximum}")
+    return int(text)
+
+
+def history_statement(account_id=None, user_id=None, limit=None):
+    """A user's events newest first; among equal timestamps the latest stored (higher id) first.
+    Parameters left out stay named bind parameters (``account_id``, ``user_id``, ``limit``)."""
+    return (
+        select(events.c.user_id, events.c.timestamp, events.c.name, events.c.attributes)
+        .where(
+            events.c.account_id == bindparam("account_id", account_id),
+            events.c.user_id == bindparam("user_id", user_id),
+        )
+        .order_by(events.c.timestamp.desc(), events.c.id.desc())
+        .limit(bindparam("limit", limit))
+    )
+
+
+_HISTORY = history_statement()
+
+
+def event_as_dict(row: Sequence, offset_minutes: int = 0) -> dict:
+    """The API's event object from ``(user_id, timestamp, name, attributes)`` — a Row of
+    ``history_statement`` or a raw tuple; attributes a dict or JSON text."""
+    user_id, timestamp, name, attributes = row
+    if isinstance(attributes, (str, bytes)):
+        attributes = orjson.loads(attributes)
+    return {
+        "user_id": user_id,
+        "timestamp": timestamps.render(timestamp, offset_minutes),
+        "name": name,
+        "attributes": attributes,
+    }
+
+
+def history(db: Database, account_id: str, user_id: str, limit: int = 100, offset_minutes: int = 0) -> list[dict]:
+    """A user's most recent events, newest first. A user never seen has an empty history."""
+    check_user_id(user_id)
+    rows = db.direct.fetch_all(_HISTORY, {"account_id": account_id, "user_id": user_id, "limit": limit})
+    return [event_as_dict(r, offset_minutes) for r in rows]

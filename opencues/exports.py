@@ -1,0 +1,453 @@
+"""Event exports: request validation, the streaming file writer and the ``export_events`` job.
+
+``validate_request(body)`` checks a ``POST export/events`` body up front and returns an
+``ExportRequest`` (stored as the job's params). ``write_export(db, account_id, request, out)``
+runs ONE query built from the conditions and writes rows to ``out`` as they arrive; it never
+holds the result in memory. The database does the per-row formatting (JSON lines, CSV cells,
+timestamps in the requested offset), so Python only moves ready text from the cursor to the file:
+that is what makes millions of rows a second possible (``bench/bench_export.py``).
+
+Output shapes (``docs/exports.md``):
+
+- JSON: newline-delimited, one ``{"name", "timestamp", "user_id", "attributes"}`` object a line.
+- CSV: ``name,timestamp,user_id`` then one ``attributes.<path>`` column per attribute key seen in
+  the exported rows, sorted, nested objects flattened with dots. The columns must be known before
+  the first row, so a CSV export makes a first pass over the same rows that collects the keys (and
+  the JSON types each key holds, to pick the cheapest exact cell expression), then the row pass;
+  both run in one read snapshot so they see the same rows.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import re
+from dataclasses import asdict, dataclass
+from typing import Any, BinaryIO, Callable, Iterable, Iterator, Sequence
+
+from sqlalchemy import Text, and_, case, cast, func, literal, null, select, type_coerce
+from sqlalchemy.dialects.postgresql import JSONB
+
+from opencues import conditions as conditions_lang
+from opencues import timestamps
+from opencues.csv_writer import CsvWriter
+from opencues.errors import bad_request
+from opencues.storage import Database
+from opencues.storage.schema import events
+
+FORMATS = ("json", "csv")
+MAX_RECIPIENTS = 50
+FETCH_ROWS = 5_000
+CSV_LEADING = ("name", "timestamp", "user_id")
+MEDIA_TYPES = {"json": "application/x-ndjson", "csv": "text/csv; charset=utf-8"}
+EXTENSIONS = {"json": "ndjson", "csv": "csv"}
+GZIP_LEVEL = 1  # exports are large: level 1 is ~4x faster than the default for ~10% more bytes
+
+_EMAIL_RE = re.compile(r"^[^@\s,;<>()\[\]\"\\]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*$")
+
+
+@dataclass(frozen=True)
+class ExportRequest:
+    """A validated export request; ``asdict`` of it is the job's params."""
+
+    emails: tuple[str, ...]
+    format: str
+    conditions: list
+    start_ms: int
+    end_ms: int
+    offset_minutes: int = 0
+    limit: int = 10_000_000
+    offset: int = 0
+    gzip: bool = False
+
+    def to_params(self) -> dict:
+        params = asdict(self)
+        params["emails"] = list(self.emails)
+        return params
+
+    @classmethod
+    def from_params(cls, params: dict) -> "ExportRequest":
+        fields = {k: params[k] for k in cls.__dataclass_fields__ if k in params}
+        fields["emails"] = tuple(fields.get("emails", ()))
+        return cls(**fields)
+
+    def condition_tree(self) -> conditions_lang.Conjunction:
+        return conditions_lang.parse(self.conditions, tz=timestamps.offset_tz(self.offset_minutes))
+
+    @property
+    def filename(self) -> str:
+        return f"events.{EXTENSIONS[self.format]}"
+
+
+# --- validation ----------------------------------------------------------------------------
+
+
+def validate_request(body: Any, *, max_rows: int = 10_000_000, now_ms: int | None = None) -> ExportRequest:
+    """Check every field of a ``POST export/events`` body (400 naming the bad item)."""
+    if not isinstance(body, dict):
+        raise bad_request("request body must be a JSON object")
+    emails = _emails(body.get("email"))
+    fmt = body.get("format")
+    if fmt not in FORMATS:
+        raise bad_request('`format` is required and must be "json" or "csv"')
+    if "conditions" not in body:
+        raise bad_request("`conditions` is required: an array of conditions ([] exports every event)")
+    offset_minutes = 0
+    if body.get("time_zone") is not None:
+        offset_minutes = timestamps.parse_offset(body["time_zone"], field="time_zone")
+    tz = timestamps.offset_tz(offset_minutes)
+    conditions_lang.parse(body["conditions"], tz=tz)
+    if body.get("start_time") is None:
+        raise bad_request("`start_time` is required: an ISO 8601 string or milliseconds since 1970")
+    start_ms = timestamps.parse_time(body["start_time"], field="start_time", default_tz=tz)
+    if body.get("end_time") is None:
+        end_ms = timestamps.now_ms() if now_ms is None else now_ms
+    else:
+        end_ms = timestamps.parse_time(body["end_time"], field="end_time", default_tz=tz)
+    if start_ms >= end_ms:
+        raise bad_request("`start_time` must be before `end_time` (the range includes its start and excludes its end)")
+    limit = _integer(body, "limit", 1, max_rows, max_rows)
+    offset = _integer(body, "offset", 0, None, 0)
+    compression = body.get("compression")
+    if compression not in (None, "none", "gzip"):
+        raise bad_request('`compression` must be "gzip" or "none"')
+    return ExportRequest(
+        emails=emails, format=fmt, conditions=body["conditions"], start_ms=start_ms, end_ms=end_ms,
+        offset_minutes=offset_minutes, limit=limit, offset=offset, gzip=compression == "gzip",
+    )  # fmt: skip
+
+
+def _emails(value: Any) -> tuple[str, ...]:
+    if value is None:
+        raise bad_request("`email` is required: an email address or an array of them")
+    items, single = ([value], True) if isinstance(value, str) else (value, False)
+    if not isinstance(items, list) or not items:
+        raise bad_request("`email` must be an email address or a non-empty array of them")
+    if len(items) > MAX_RECIPIENTS:
+        raise bad_request(f"`email` lists more than {MAX_RECIPIENTS} addresses")
+    seen: dict[str, None] = {}
+    for i, item in enumerate(items):
+        where = "email" if single else f"email[{i}]"
+        if not isinstance(item, str) or not _EMAIL_RE.match(item.strip()) or len(item) > 254:
+            raise bad_request(f"`{where}` is not a valid email address: {item!r}")
+        seen.setdefault(item.strip(), None)
+    return tuple(seen)
+
+
+def _integer(body: dict, name: str, low: int, high: int | None, default: int) -> int:
+    value = body.get(name)
+    if value is None:
+        return default
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
+        bound = f"from {low} to {high}" if high is not None else f"of at least {low}"
+        raise bad_request(f"`{name}` must be an integer {bound}")
+    return value
+
+
+# --- the query -----------------------------------------------------------------------------
+
+
+class _Sql:
+    """Dialect-specific expressions for the export query (SQLite or PostgreSQL)."""
+
+    def __init__(self, db: Database):
+        self.pg = db.is_postgres
+        self.attributes = type_coerce(events.c.attributes, JSONB) if self.pg else events.c.attributes
+
+    def timestamp_text(self, offset_minutes: int):
+        """``timestamps.render`` in SQL: ``YYYY-MM-DDTHH:MM:SS.mmm`` + ``Z`` or ``±HH:MM``."""
+        suffix = timestamps.render(0, offset_minutes)[23:]
+        shifted = events.c.timestamp + offset_minutes * 60_000
+        if self.pg:
+            instant = func.timezone("UTC", func.to_timestamp(shifted / 1000.0))
+            head = func.to_char(instant, 'YYYY-MM-DD"T"HH24:MI:SS.MS')
+            return head + literal(suffix)
+        millis = (shifted % 1000 + 1000) % 1000  # floor modulo, for instants before 1970
+        seconds = (shifted - millis) / 1000
+        head = func.strftime("%Y-%m-%dT%H:%M:%S", seconds, "unixepoch")
+        return head + literal(".") + func.substr(literal("00") + cast(millis, Text), -3) + literal(suffix)
+
+    def json_line(self, offset_minutes: int):
+        """One export line, rendered by the database from the stored attribute JSON."""
+        if self.pg:
+            quote = lambda column: cast(func.to_json(column), Text)  # noqa: E731
+            attributes = cast(events.c.attributes, Text)
+        else:
+            quote = func.json_quote
+            attributes = type_coerce(events.c.attributes, Text)
+        return (
+            literal('{"name":') + quote(events.c.name)
+            + literal(',"timestamp":"') + self.timestamp_text(offset_minutes)
+            + literal('","user_id":') + quote(events.c.user_id)
+            + literal(',"attributes":') + attributes + literal("}")
+        )  # fmt: skip
+
+    # -- attribute keys (CSV header) and cells ----------------------------------------
+
+    def keys_query(self, docs, parents: list[tuple[str, ...]]):
+        """``(parent index, key, json type)`` of every member of the objects at ``parents``
+        (``()`` is the attributes object itself), over the rows of ``docs``, distinct."""
+        selects = []
+        for index, parent in enumerate(parents):
+            if self.pg:
+                value = docs.c.attributes if not parent else docs.c.attributes[parent]
+                member = func.jsonb_each(
+                    case((func.jsonb_typeof(value) == "object", value), else_=null())
+                ).table_valued("key", "value").lateral()
+                q = select(literal(index), member.c.key, func.jsonb_typeof(member.c.value)).select_from(docs).join(
+                    member, literal(True)
+                )
+            else:
+                path = _sqlite_path(parent)
+                member = func.json_each(docs.c.attributes, path).table_valued("key", "type")
+                q = select(literal(index), member.c.key, member.c.type).select_from(docs).join(member, literal(True))
+                if parent:
+                    q = q.where(func.json_type(docs.c.attributes, path) == "object")
+            selects.append(q.distinct())
+        from sqlalchemy import union_all
+
+        return selects[0] if len(selects) == 1 else union_all(*selects)
+
+    def cell(self, path: tuple[str, ...], types: set[str]):
+        """The CSV cell of attribute ``path`` as the database renders it: strings as is, other
+        values as JSON text, objects and nulls empty. ``types`` (seen in the first pass) lets
+        the common single-type columns use one JSON lookup instead of three."""
+        strings, others = "string" in types, bool(types - {"string", "null"})
+        if self.pg:
+            value = self.attributes[path] if len(path) > 1 else self.attributes[path[0]]
+            text = value.astext
+            as_json = cast(value, Text)
+            typeof = func.jsonb_typeof(value)
+        else:
+            sqlite_path = _sqlite_path(path)
+            text = func.json_extract(events.c.attributes, sqlite_path)
+            as_json = events.c.attributes.op("->")(sqlite_path)
+            typeof = func.json_type(events.c.attributes, sqlite_path)
+        if not others:
+            return text
+        if not strings and "object" not in types:
+            return func.nullif(as_json, "null")
+        string_type = "string" if self.pg else "text"
+        return case(
+            (typeof == string_type, text),
+            (typeof.in_(["object", "null"]), null()),
+            else_=as_json,
+        )
+
+
+def _sqlite_path(path: tuple[str, ...]) -> str:
+    return "$" + "".join(f'."{part}"' for part in path)
+
+
+def _normal_type(name: str) -> str:
+    """SQLite/PostgreSQL JSON type names → one vocabulary."""
+    return {"text": "string", "integer": "number", "real": "number", "true": "boolean", "false": "boolean"}.get(name, name)
+
+
+def export_statement(db: Database, account_id: str, request: ExportRequest, columns: Iterable):
+    """SELECT ``columns`` of the exported events, in export order, paged by limit/offset."""
+    where = conditions_lang.compile_conditions(request.condition_tree(), db.dialect, account_id)
+    statement = (
+        select(*columns)
+        .where(
+            events.c.account_id == account_id,
+            events.c.timestamp >= request.start_ms,
+            events.c.timestamp < request.end_ms,
+            where,
+        )
+        .order_by(events.c.timestamp, events.c.id)
+        .limit(request.limit)
+    )
+    if request.offset:
+        statement = statement.offset(request.offset)
+    return statement
+
+
+# --- writing -------------------------------------------------------------------------------
+
+
+def write_export(
+    db: Database, account_id: str, request: ExportRequest, out: BinaryIO, *, progress: Callable[[int], None] | None = None
+) -> int:
+    """Write the export to ``out`` (binary) as rows arrive; return the number of events written.
+    ``progress(rows_so_far)`` is called after each batch (job heartbeats)."""
+    sql = _Sql(db)
+    with db.connect() as conn:
+        if db.is_postgres:
+            conn = conn.execution_options(isolation_level="REPEATABLE READ")
+        raw = conn.connection.driver_connection
+        if db.is_sqlite:
+            # pysqlite starts no transaction for SELECTs: open one so both passes share a snapshot.
+            raw.execute("BEGIN")
+        try:
+            if request.format == "json":
+                return _write_json(conn, sql, db, account_id, request, out, progress)
+            return _write_csv(conn, sql, db, account_id, request, out, progress)
+        finally:
+            if db.is_sqlite:
+                raw.execute("ROLLBACK")
+
+
+def _batches(conn, statement) -> Iterator[Sequence[tuple]]:
+    """Batches of plain row tuples from a streaming cursor (server-side on PostgreSQL), with no
+    per-row SQLAlchemy objects. SQLAlchemy reads the first row ahead when streaming, so the
+    first batch goes through the result (which hands that row back) and the rest straight
+    from the DBAPI cursor."""
+    result = conn.execution_options(stream_results=True, yield_per=FETCH_ROWS).execute(statement)
+    first = result.fetchmany(FETCH_ROWS)
+    if not first:
+        return
+    yield [tuple(row) for row in first]
+    cursor = result.cursor  # None once SQLAlchemy saw the end of the rows
+    while cursor is not None and (rows := cursor.fetchmany(FETCH_ROWS)):
+        yield rows
+
+
+def _write_json(conn, sql, db, account_id, request, out, progress) -> int:
+    statement = export_statement(db, account_id, request, [sql.json_line(request.offset_minutes)])
+    written = 0
+    for rows in _batches(conn, statement):
+        out.write(("\n".join([r[0] for r in rows]) + "\n").encode())
+        written += len(rows)
+        if progress:
+            progress(written)
+    return written
+
+
+def attribute_columns(conn, sql: _Sql, db, account_id, request) -> list[tuple[str, list[tuple[tuple[str, ...], set[str]]]]]:
+    """The CSV attribute columns: ``[(column name, [(path, types seen), ...])]`` sorted by name.
+
+    Walks one nesting level per query: top-level keys first, then the members of the keys that
+    held objects, and so on (most exports need one query). Two paths can flatten to the same
+    name (a key ``"a.b"`` and ``a`` → ``b``); such a column shows the first non-empty of them.
+    """
+    docs = export_statement(db, account_id, request, [events.c.attributes]).subquery("docs")
+    leaves: dict[tuple[str, ...], set[str]] = {}
+    parents: list[tuple[str, ...]] = [()]
+    while parents:
+        found: dict[tuple[str, ...], set[str]] = {}
+        for index, key, kind in conn.execute(sql.keys_query(docs, parents)):
+            found.setdefault(parents[index] + (key,), set()).add(_normal_type(kind))
+        parents = sorted(path for path, types in found.items() if "object" in types)
+        for path, types in found.items():
+            if types - {"object"}:
+                leaves[path] = types
+    by_name: dict[str, list] = {}
+    for path in sorted(leaves):
+        by_name.setdefault("attributes." + ".".join(path), []).append((path, leaves[path]))
+    return sorted(by_name.items())
+
+
+def _write_csv(conn, sql, db, account_id, request, out, progress) -> int:
+    columns = attribute_columns(conn, sql, db, account_id, request)
+    cells = []
+    for _name, paths in columns:
+        expressions = [sql.cell(path, types) for path, types in paths]
+        cells.append(expressions[0] if len(expressions) == 1 else func.coalesce(*expressions))
+    leading = [events.c.name, sql.timestamp_text(request.offset_minutes), events.c.user_id]
+    statement = export_statement(db, account_id, request, leading + cells)
+    text = io.TextIOWrapper(out, encoding="utf-8", newline="", write_through=False)
+    try:
+        writer = CsvWriter(text)
+        writer.header([*CSV_LEADING, *(name for name, _ in columns)])
+        written = 0
+        for rows in _batches(conn, statement):
+            writer.cells(rows)
+            written += len(rows)
+            if progress:
+                progress(written)
+        text.flush()
+    finally:
+        text.detach()
+    return written
+
+
+def open_sink(out: BinaryIO, request: ExportRequest) -> BinaryIO:
+    """``out`` itself, or a gzip stream over it for ``compression: "gzip"`` (close it to finish)."""
+    if request.gzip:
+        return gzip.GzipFile(fileobj=out, mode="wb", compresslevel=GZIP_LEVEL, mtime=0)
+    return out
+
+
+# --- the job -------------------------------------------------------------------------------
+
+JOB_KIND = "export_events"
+DOWNLOAD_PATH = "/downloads/"
+
+
+def job_params(request: ExportRequest, base_url: str) -> dict:
+    """What the job row keeps: the validated request and where this server is reachable
+    (the worker has no HTTP request to build the download URL from)."""
+    return {"request": request.to_params(), "base_url": base_url}
+
+
+def file_key(account_id: str, job_id: str, request: ExportRequest) -> str:
+    return f"exports/{account_id}/{job_id}.{EXTENSIONS[request.format]}" + (".gz" if request.gzip else "")
+
+
+def download_filename(account_id: str, job_id: str, request: ExportRequest) -> str:
+    """What the browser saves: the uncompressed name (gzip is a transfer encoding, see the view)."""
+    return f"events-{account_id}-{job_id[:8]}.{EXTENSIONS[request.format]}"
+
+
+def run_export_job(ctx) -> dict:
+    """The ``export_events`` handler: write the file, sign its link, mail it, report it.
+
+    A retried attempt rewrites the file from scratch (the store replaces it atomically). A mail
+    failure does not fail the export: the message goes to the outbox instead and the
+    ``Completed`` event carries ``email_error`` beside the link.
+    """
+    from opencues import links, mail
+
+    job = ctx.job
+    request = ExportRequest.from_params(job.params["request"])
+    key = file_key(job.account_id, job.id, request)
+    last_beat = [0]
+
+    def progress(rows: int) -> None:
+        if rows - last_beat[0] >= 1_000_000:  # the lease is also renewed by the worker's thread
+            last_beat[0] = rows
+            ctx.heartbeat()
+
+    with ctx.file_store.writer(key) as handle:
+        sink = open_sink(handle, request)
+        rows = write_export(ctx.db, job.account_id, request, sink, progress=progress)
+        if sink is not handle:
+            sink.close()
+    settings = ctx.settings
+    base_url = (settings.public_url or job.params.get("base_url") or "http://localhost:8000").rstrip("/")
+    token, expires_at = links.sign(
+        links.server_secret(settings), key, download_filename(job.account_id, job.id, request),
+        settings.export_link_ttl_days * 86_400,
+    )  # fmt: skip
+    url = base_url + DOWNLOAD_PATH + token
+    attributes = {
+        "rows_exported": rows,
+        "download_url": url,
+        "expires_at": timestamps.render(expires_at * 1000),
+    }
+    mail_args = dict(url=url, expires_at=expires_at, rows=rows, fmt=request.format, job_id=job.id)
+    try:
+        mail.send_export_link(settings, request.emails, **mail_args)
+    except Exception as exc:  # noqa: BLE001 - SMTP/network errors of any kind: keep the export
+        import logging
+
+        logging.getLogger("opencues.exports").exception("export %s: emailing the link failed", job.id)
+        attributes["email_error"] = f"{type(exc).__name__}: {exc}"
+        fallback = settings.model_copy(update={"smtp_url": None})
+        mail.send_export_link(fallback, request.emails, **mail_args)
+    attributes["runtime_ms"] = ctx.runtime_ms()
+    return attributes
+
+
+def _register() -> None:
+    try:
+        from opencues import worker
+    except ImportError:  # pragma: no cover - the worker module ships with the package
+        return
+    worker.register(JOB_KIND, "Export Events", run_export_job, start_event="Exporting")
+
+
+_register()

@@ -1,0 +1,75 @@
+"""End-user profiles: a flat bag of key-value attributes per (account, user).
+
+Updates merge: each top-level key of an update replaces the stored value (nested objects and
+lists are values like any other, replaced whole), and a ``null`` value removes the key. The
+same rule serves the synchronous PATCH and the bulk profile import (``merge``).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import select, update
+
+from opencues import timestamps
+from opencues.errors import bad_request, not_found
+from opencues.storage import Database
+from opencues.storage.schema import profiles
+
+
+def merge(existing: dict, changes: dict) -> dict:
+    """The profile after applying ``changes`` to ``existing`` (neither argument is modified).
+
+    Keys keep their position when replaced; new keys are appended in the order given;
+    a ``None`` value deletes the key (deleting an absent key is a no-op).
+    """
+    merged = dict(existing)
+    for key, value in changes.items():
+        if value is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _check_user_id(user_id: str) -> None:
+    if not user_id:
+        raise bad_request("`user_id` must be a non-empty string")
+
+
+def get_profile(db: Database, account_id: str, user_id: str) -> dict:
+    _check_user_id(user_id)
+    with db.connect() as conn:
+        row = conn.execute(
+            select(profiles.c.attributes).where(profiles.c.account_id == account_id, profiles.c.user_id == user_id)
+        ).first()
+    if row is None:
+        raise not_found(f"profile of user {user_id!r}")
+    return dict(row.attributes or {})
+
+
+def update_profile(db: Database, account_id: str, user_id: str, changes: dict) -> dict:
+    """Merge ``changes`` into the user's profile (creating it), in one transaction, and return
+    the new profile. The read-merge-write holds the row (PostgreSQL) or the database's write
+    lock (SQLite), so concurrent updates of the same user both land."""
+    _check_user_id(user_id)
+    if not isinstance(changes, dict):
+        raise bad_request("request body must be a JSON object of profile attributes")
+    if "" in changes:
+        raise bad_request("profile attribute names must be non-empty strings; got `\"\"`")
+    now = timestamps.now_ms()
+    key = (profiles.c.account_id == account_id, profiles.c.user_id == user_id)
+    with db.begin() as conn:
+        # Writing first (an insert that does nothing when the row exists) gives the row something
+        # to lock on PostgreSQL, and on SQLite opens the write transaction before the read, so
+        # two concurrent updates of one user serialise instead of losing keys.
+        conn.execute(
+            db.insert(profiles)
+            .values(account_id=account_id, user_id=user_id, attributes={}, created_at=now, updated_at=now)
+            .on_conflict_do_nothing(index_elements=[profiles.c.account_id, profiles.c.user_id])
+        )
+        query = select(profiles.c.attributes).where(*key)
+        if db.is_postgres:
+            query = query.with_for_update()
+        stored = conn.execute(query).scalar_one()
+        merged = merge(dict(stored or {}), changes)
+        conn.execute(update(profiles).where(*key).values(attributes=merged, updated_at=now))
+    return merged

@@ -1,0 +1,562 @@
+"""Reading bulk input: one reader for every format the API accepts, and the row validators.
+
+Bulk imports and segment uploads arrive as CSV, newline-delimited JSON or a JSON document and are
+stored untouched (see ``opencues.web.intake``); a job later streams them back through
+``read_records`` / ``read_user_ids``, which turn each input record into a value — or a
+``RowError`` for a record that cannot even be parsed — tagged with its 1-based physical line.
+``profile_from_record`` / ``event_from_record`` then validate one value (raising ``RowInvalid``).
+
+Two properties matter beyond correctness of each row:
+
+* **Resumability.** Every yielded item (a record or a ``RowError``) counts as one item, and
+  ``skip=N`` discards exactly the first N items without parsing them. A job that committed N items
+  before a crash resumes with ``skip=N`` and imports each row exactly once. Blank lines are never
+  items, in the skipping and the parsing paths alike.
+* **Speed.** An import is meant to run at 100,000+ rows/s including database writes, so the hot
+  loops avoid per-row regexes and generator layers, and timestamps of the usual
+  ``YYYY-MM-DDTHH:MM:SS(.fff)Z`` shape are parsed from two small caches.
+
+The choices where the API document is silent are listed in ``docs/decisions.md`` ("Bulk input").
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from dataclasses import dataclass
+from datetime import date
+from enum import StrEnum
+from itertools import chain
+from typing import BinaryIO, Iterator
+
+import orjson
+
+from opencues.errors import ApiError
+from opencues.timestamps import parse_iso
+
+__all__ = [
+    "Format",
+    "RowError",
+    "RowInvalid",
+    "read_records",
+    "read_user_ids",
+    "profile_from_record",
+    "event_from_record",
+    "detect_format",
+    "parse_timestamp",
+]
+
+_BOM = b"\xef\xbb\xbf"
+
+
+class Format(StrEnum):
+    """An input format; its value is also the stored file's extension."""
+
+    CSV = "csv"
+    NDJSON = "ndjson"
+    JSON = "json"
+
+
+@dataclass(frozen=True)
+class RowError:
+    """An input record that could not be parsed. ``line`` is the 1-based physical line (CSV: the
+    record's first line; JSON document: the array index + 1)."""
+
+    line: int
+    reason: str
+
+
+class RowInvalid(Exception):
+    """A parsed record that is not a valid profile, event or user id; ``reason`` names the field."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+# --------------------------------------------------------------------------- format detection
+
+_MEDIA_TYPES = {
+    "application/ndjson": Format.NDJSON,
+    "application/x-ndjson": Format.NDJSON,
+    "application/jsonl": Format.NDJSON,
+    "application/x-jsonl": Format.NDJSON,
+    "application/jsonlines": Format.NDJSON,
+    "application/x-jsonlines": Format.NDJSON,
+    "text/csv": Format.CSV,
+    "application/csv": Format.CSV,
+    "text/x-csv": Format.CSV,
+    "application/json": Format.JSON,
+}
+
+_EXTENSIONS = {
+    "csv": Format.CSV,
+    "ndjson": Format.NDJSON,
+    "jsonl": Format.NDJSON,
+    "json": Format.JSON,
+}
+
+ACCEPTED_MEDIA_TYPES = ("application/json", "application/ndjson", "text/csv", "multipart/form-data")
+
+
+def detect_format(content_type: str | None, filename: str | None) -> Format | None:
+    """The format named by a media type (parameters and case ignored), else by the file name's
+    extension; ``None`` when neither tells."""
+    if content_type:
+        kind = content_type.split(";", 1)[0].strip().lower()
+        found = _MEDIA_TYPES.get(kind)
+        if found is not None:
+            return found
+    if filename and "." in filename:
+        return _EXTENSIONS.get(filename.rsplit(".", 1)[1].strip().lower())
+    return None
+
+
+# --------------------------------------------------------------------------- readers
+
+
+def read_records(stream: BinaryIO, fmt: Format, *, skip: int = 0) -> Iterator[tuple[int, object] | RowError]:
+    """Yield ``(line, value)`` per input record, or a ``RowError`` for an unparsable one.
+
+    NDJSON: one JSON value per line. JSON: one object (one record) or an array (one record per
+    element). CSV: a header line, then one dict per row with cells typed (see ``csv_cell``).
+    Blank lines are ignored and not counted; ``skip`` discards the first N items unparsed.
+    """
+    fmt = Format(fmt)
+    if fmt is Format.NDJSON:
+        return _ndjson_values(stream, skip)
+    if fmt is Format.JSON:
+        return _json_records(stream, skip)
+    return _csv_records(stream, skip)
+
+
+def read_user_ids(stream: BinaryIO, fmt: Format, *, skip: int = 0) -> Iterator[tuple[int, str] | RowError]:
+    """Yield ``(line, user_id)`` per id of a segment upload, or a ``RowError``.
+
+    NDJSON: one JSON string per line. JSON: ``{"user_ids": [...]}`` (or a bare array). CSV: one id
+    per line with an optional ``user_id``/``userId`` header. ``skip`` as in ``read_records``.
+    """
+    fmt = Format(fmt)
+    if fmt is Format.NDJSON:
+        return _ndjson_user_ids(stream, skip)
+    if fmt is Format.JSON:
+        return _json_user_ids(stream, skip)
+    return _csv_user_ids(stream, skip)
+
+
+def _numbered_lines(stream: BinaryIO):
+    """``(line_no, bytes)`` pairs with a UTF-8 byte-order mark removed; C-level iteration only."""
+    first = stream.readline()
+    if not first:
+        return iter(())
+    if first.startswith(_BOM):
+        first = first[3:]
+    return enumerate(chain((first,), stream), 1)
+
+
+def _ndjson_values(stream: BinaryIO, skip: int):
+    loads, decode_error = orjson.loads, orjson.JSONDecodeError
+    for line_no, raw in _numbered_lines(stream):
+        if not raw or raw.isspace():
+            continue
+        if skip:
+            skip -= 1
+            continue
+        try:
+            value = loads(raw)
+        except decode_error as exc:
+            yield RowError(line_no, f"invalid JSON: {exc}")
+            continue
+        yield line_no, value
+
+
+def _ndjson_user_ids(stream: BinaryIO, skip: int):
+    for item in _ndjson_values(stream, skip):
+        if type(item) is RowError:
+            yield RowError(item.line, "a user id must be a JSON string in double quotes")
+            continue
+        line_no, value = item
+        if type(value) is not str:
+            yield RowError(line_no, "a user id must be a JSON string in double quotes")
+        elif not value or value.isspace():
+            yield RowError(line_no, "user id is empty")
+        else:
+            yield line_no, value
+
+
+def _load_document(stream: BinaryIO):
+    """The whole JSON document, or a ``RowError`` (line 1) when it is not JSON."""
+    data = stream.read()
+    if data.startswith(_BOM):
+        data = data[3:]
+    if not data.strip():
+        return []
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        return RowError(1, f"invalid JSON: {exc}")
+
+
+def _json_records(stream: BinaryIO, skip: int):
+    document = _load_document(stream)
+    if type(document) is RowError:
+        if not skip:
+            yield document
+        return
+    values = document if type(document) is list else [document]
+    for index in range(skip, len(values)):
+        yield index + 1, values[index]
+
+
+def _json_user_ids(stream: BinaryIO, skip: int):
+    document = _load_document(stream)
+    if type(document) is RowError:
+        if not skip:
+            yield document
+        return
+    if type(document) is dict:
+        if "user_ids" not in document:
+            if not skip:
+                yield RowError(1, "`user_ids` is required: an array of user id strings")
+            return
+        document = document["user_ids"]
+    if type(document) is not list:
+        if not skip:
+            yield RowError(1, "`user_ids` must be an array of user id strings")
+        return
+    for index in range(skip, len(document)):
+        value = document[index]
+        if type(value) is not str:
+            yield RowError(index + 1, f"`user_ids[{index}]` must be a string")
+        elif not value or value.isspace():
+            yield RowError(index + 1, f"`user_ids[{index}]` is empty")
+        else:
+            yield index + 1, value
+
+
+# --------------------------------------------------------------------------- CSV
+
+# Columns whose cells are never typed: ids and event names are strings even when they look numeric.
+_STRING_COLUMNS = frozenset({"user_id", "userId", "name"})
+# A cell can only become a bool or a number when it starts with one of these.
+_TYPED_START = frozenset("-0123456789tfTF")
+_LITERALS = {"true": True, "false": False, "True": True, "False": False, "TRUE": True, "FALSE": False}
+# The JSON number grammar: no leading zeros, no '+', no bare '.', optional exponent.
+_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
+
+def csv_cell(text: str):
+    """Type one non-empty, stripped CSV cell: ``true``/``false`` (any of three casings) → bool,
+    a JSON-grammar number → int or float, anything else stays the string. Numbers that would
+    lose digits (integers beyond 64 bits, floats that overflow) stay strings."""
+    if text[0] not in _TYPED_START:
+        return text
+    literal = _LITERALS.get(text)
+    if literal is not None:
+        return literal
+    if text.isdigit():
+        if not text.isascii() or (text[0] == "0" and len(text) > 1):
+            return text
+        number = int(text)
+        return number if number <= _INT64_MAX else text
+    if _NUMBER.fullmatch(text) is None:
+        return text
+    if "." in text or "e" in text or "E" in text:
+        number = float(text)
+        return number if number not in (float("inf"), float("-inf")) else text
+    number = int(text)
+    return number if number >= _INT64_MIN else text
+
+
+class _LineSource:
+    """Decoded text lines for the csv module, one per physical line, remembering which physical
+    lines were not valid UTF-8 (they are decoded with replacement characters and their record is
+    reported as a ``RowError`` instead of being imported with mangled text)."""
+
+    __slots__ = ("stream", "bad_lines")
+
+    def __init__(self, stream: BinaryIO):
+        self.stream = stream
+        self.bad_lines: list[int] = []
+
+    def __iter__(self):
+        bad = self.bad_lines
+        for line_no, raw in _numbered_lines(self.stream):
+            try:
+                yield raw.decode()
+            except UnicodeDecodeError:
+                bad.append(line_no)
+                yield raw.decode(errors="replace")
+
+
+def _csv_rows(stream: BinaryIO):
+    """``(first_line, row, problem)`` per CSV record; ``problem`` is None or a reason string."""
+    source = _LineSource(stream)
+    reader = csv.reader(iter(source), strict=True)
+    bad = source.bad_lines
+    previous = 0
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            first, previous = previous + 1, reader.line_num
+            yield first, [], f"invalid CSV: {exc}"
+            continue
+        first, previous = previous + 1, reader.line_num
+        if bad and bad[-1] >= first:
+            yield first, row, "not valid UTF-8 text"
+            continue
+        yield first, row, None
+
+
+def _is_blank(row: list[str]) -> bool:
+    joined = "".join(row)
+    return not joined or joined.isspace()
+
+
+def _csv_header(rows) -> tuple[int, list[str]] | RowError | None:
+    for first, row, problem in rows:
+        if problem:
+            return RowError(first, f"header line: {problem}")
+        if _is_blank(row):
+            continue
+        names = [name.strip() for name in row]
+        while names and not names[-1]:
+            names.pop()
+        if "" in names:
+            return RowError(first, f"header line: column {names.index('') + 1} has no name")
+        seen = set()
+        for name in names:
+            if name in seen:
+                return RowError(first, f"header line: column `{name}` appears twice")
+            seen.add(name)
+        return first, names
+    return None
+
+
+def _csv_records(stream: BinaryIO, skip: int):
+    rows = _csv_rows(stream)
+    header = _csv_header(rows)
+    if header is None:
+        return
+    if type(header) is RowError:
+        # A broken header makes the whole file unreadable: one error item, then nothing.
+        if not skip:
+            yield header
+        return
+    _line, names = header
+    width = len(names)
+    typed = [name not in _STRING_COLUMNS for name in names]
+    columns = list(zip(names, typed))
+    cell = csv_cell
+    typed_start = _TYPED_START
+
+    for first, row, problem in rows:
+        if problem is None and _is_blank(row):
+            continue
+        if skip:
+            skip -= 1
+            continue
+        if problem is not None:
+            yield RowError(first, problem)
+            continue
+        if len(row) > width and not _is_blank(row[width:]):
+            yield RowError(first, f"row has {len(row)} values but the header names {width} columns")
+            continue
+        record = {}
+        for (name, is_typed), text in zip(columns, row):
+            if text:
+                text = text.strip()
+                if text:
+                    record[name] = cell(text) if is_typed and text[0] in typed_start else text
+        yield first, record
+
+
+def _csv_user_ids(stream: BinaryIO, skip: int):
+    rows = _csv_rows(stream)
+    column = 0
+    for first, row, problem in rows:
+        if problem is None and _is_blank(row):
+            continue
+        if problem is None:
+            names = [cell.strip() for cell in row]
+            for index, name in enumerate(names):
+                if name in ("user_id", "userId"):
+                    column = index
+                    break
+            else:
+                rows = chain([(first, row, problem)], rows)  # no header: this line is an id
+                column = None
+        else:
+            rows = chain([(first, row, problem)], rows)
+            column = None
+        break
+    else:
+        return
+
+    for first, row, problem in rows:
+        if problem is None and _is_blank(row):
+            continue
+        if skip:
+            skip -= 1
+            continue
+        if problem is not None:
+            yield RowError(first, problem)
+            continue
+        if column is None:
+            # Headerless: one id per line; trailing empty cells are tolerated.
+            if len(row) > 1 and not _is_blank(row[1:]):
+                yield RowError(first, "expected one user id per line")
+                continue
+            value = row[0].strip()
+        else:
+            value = row[column].strip() if column < len(row) else ""
+        if not value:
+            yield RowError(first, "user id is empty")
+        else:
+            yield first, value
+
+
+# --------------------------------------------------------------------------- validators
+
+_MIN_MS = -62_135_596_800_000  # 0001-01-01T00:00:00Z
+_MAX_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
+_CACHE_LIMIT = 100_000
+_day_ms: dict[str, int] = {}  # "YYYY-MM-DDT" → epoch ms at midnight UTC
+_clock_ms: dict[str, int] = {}  # "HH:MM:SS" → ms since midnight
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+
+
+def _learn_day(key: str) -> int | None:
+    """Cache the midnight of a ``YYYY-MM-DDT`` prefix; None when it is not one."""
+    if len(key) != 11 or key[10] not in "Tt" or key[4] != "-" or key[7] != "-":
+        return None
+    try:
+        day = date.fromisoformat(key[:10])
+    except ValueError:
+        return None
+    if len(_day_ms) >= _CACHE_LIMIT:
+        _day_ms.clear()
+    ms = _day_ms[key] = (day.toordinal() - _EPOCH_ORDINAL) * 86_400_000
+    return ms
+
+
+def _learn_clock(key: str) -> int | None:
+    if len(key) != 8 or key[2] != ":" or key[5] != ":":
+        return None
+    hh, mm, ss = key[0:2], key[3:5], key[6:8]
+    if not (hh + mm + ss).isdigit() or not key.isascii():
+        return None
+    h, m, s = int(hh), int(mm), int(ss)
+    if h > 23 or m > 59 or s > 59:
+        return None
+    ms = _clock_ms[key] = (h * 3600 + m * 60 + s) * 1000
+    return ms
+
+
+def parse_timestamp(text: str) -> int:
+    """ISO 8601 → epoch ms; offset-less times are UTC. ``YYYY-MM-DDTHH:MM:SS[.fff…]Z`` takes a
+    fast path (two dictionary look-ups); every other ISO 8601 form goes through
+    ``opencues.timestamps.parse_iso``. Raises ``RowInvalid``."""
+    size = len(text)
+    if size >= 20 and (text[-1] == "Z" or text[-1] == "z"):
+        day = _day_ms.get(text[:11])
+        if day is None:
+            day = _learn_day(text[:11])
+        clock = _clock_ms.get(text[11:19])
+        if clock is None:
+            clock = _learn_clock(text[11:19])
+        if day is not None and clock is not None:
+            if size == 20:
+                return day + clock
+            if text[19] == ".":
+                digits = text[20:-1]
+                if digits and digits.isdigit() and digits.isascii():
+                    return day + clock + int(digits[:3].ljust(3, "0"))
+    try:
+        ms = parse_iso(text, field="timestamp")
+    except ApiError as exc:
+        raise RowInvalid(exc.detail) from None
+    if not _MIN_MS <= ms <= _MAX_MS:
+        raise RowInvalid("`timestamp` is out of range")
+    return ms
+
+
+def _user_id(record: dict) -> str:
+    value = record.get("user_id")
+    other = record.get("userId")
+    if value is None:
+        value = other
+    elif other is not None and other != value:
+        raise RowInvalid("`user_id` and `userId` differ; give one of them")
+    if type(value) is str:
+        if value and not value.isspace():
+            return value
+        raise RowInvalid("`user_id` must be a non-empty string")
+    if value is None:
+        raise RowInvalid("`user_id` (or `userId`) is required")
+    if type(value) is int:
+        return str(value)
+    if type(value) is float and value.is_integer():
+        return str(int(value))
+    raise RowInvalid("`user_id` must be a non-empty string")
+
+
+def profile_from_record(value: object) -> tuple[str, dict]:
+    """``(user_id, attributes)`` of one profile update. Every field but ``user_id``/``userId`` is
+    an attribute; a ``null`` attribute means "remove this key" when merged."""
+    if type(value) is not dict:
+        raise RowInvalid("a profile must be a JSON object with a `user_id`")
+    user_id = _user_id(value)
+    attributes = value.copy()
+    attributes.pop("user_id", None)
+    attributes.pop("userId", None)
+    return user_id, attributes
+
+
+_EVENT_FIELDS = ("user_id", "userId", "name", "timestamp", "attributes")
+
+
+def event_from_record(value: object) -> tuple[str, str, int, dict]:
+    """``(user_id, name, timestamp_ms, attributes)`` of one event.
+
+    ``timestamp`` is an ISO 8601 string (offset-less means UTC) or epoch milliseconds. Fields other
+    than ``user_id``/``userId``/``name``/``timestamp``/``attributes`` are attributes, and so are the
+    keys of the ``attributes`` object, which wins when both carry the same key.
+    """
+    if type(value) is not dict:
+        raise RowInvalid("an event must be a JSON object with `user_id`, `name` and `timestamp`")
+    user_id = _user_id(value)
+    name = value.get("name")
+    if type(name) is not str or not name or name.isspace():
+        if name is None:
+            raise RowInvalid("`name` is required")
+        raise RowInvalid("`name` must be a non-empty string")
+    stamp = value.get("timestamp")
+    kind = type(stamp)
+    if kind is str:
+        timestamp = parse_timestamp(stamp)
+    elif kind is int or kind is float:
+        timestamp = int(stamp)
+        if not _MIN_MS <= timestamp <= _MAX_MS:
+            raise RowInvalid("`timestamp` is out of range")
+    elif stamp is None:
+        raise RowInvalid("`timestamp` is required")
+    else:
+        raise RowInvalid("`timestamp` must be an ISO 8601 string or milliseconds since 1970")
+
+    nested = value.get("attributes")
+    if nested is not None and type(nested) is not dict:
+        raise RowInvalid("`attributes` must be an object")
+    attributes = value.copy()
+    for key in _EVENT_FIELDS:
+        attributes.pop(key, None)
+    if nested:
+        if attributes:
+            attributes.update(nested)
+        else:
+            attributes = nested
+    return user_id, name, timestamp, attributes

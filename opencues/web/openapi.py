@@ -1,0 +1,375 @@
+"""The OpenAPI document: real request and response bodies for every route in ``ROUTES``.
+
+Handlers read their bodies themselves and return ``Response`` objects, so FastAPI sees neither
+bodies nor results. The pydantic models here are documentation only — FastAPI passes a returned
+``Response`` through untouched, so they cost nothing per request. Each route's documentation is a
+``Docs``: given explicitly as ``Route(..., docs=...)`` or, for the spec's endpoints, found in
+``SPEC_DOCS`` by method and path shape, so adding a route of the spec needs no extra wiring.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import orjson
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from pydantic import BaseModel, ConfigDict, Field, RootModel
+
+SECURITY_SCHEME = "basicAuth"
+ACCOUNT_PREFIX = "/v2/accounts/{account_id}"
+ISO = "ISO 8601 date-time with milliseconds, e.g. 2021-07-16T16:02:50.037Z"
+
+
+# --- response bodies ---
+
+
+class Flow(BaseModel):
+    id: str = Field(description="Flow ID")
+    name: str = Field(description="Flow name")
+    published: bool = Field(description="Whether the flow is currently published")
+    frequency: Literal["once", "every_time"] = Field(description="How often the flow is shown")
+    created_at: str = Field(description=ISO)
+    updated_at: str = Field(description=ISO)
+    published_at: str | None = Field(description="Time of the last publish, if any")
+    created_by: str | None = Field(description="Creator's user or API key ID")
+    updated_by: str | None = Field(description="Last updater's user or API key ID")
+    url: str = Field(description="The URL of this flow")
+
+
+class Segment(BaseModel):
+    created_at: str = Field(description=ISO)
+    created_by: str | None = Field(description="API key ID of the creator")
+    description: str | None = Field(description="Segment description")
+    id: str = Field(description="Segment ID")
+    name: str = Field(description="Segment name")
+    updated_at: str = Field(description=ISO)
+    updated_by: str | None = Field(description="API key ID of the last updater")
+    url: str = Field(description="The URL of this segment")
+
+
+class Profile(RootModel[dict[str, Any]]):
+    """A user's profile: free-form key-value attributes."""
+
+
+class Event(BaseModel):
+    user_id: str = Field(description="End user ID")
+    timestamp: str = Field(description=ISO + ", in the requested time zone")
+    name: str = Field(description="Event name")
+    attributes: dict[str, Any] = Field(description="Free-form key/value data about the event")
+
+
+class Job(BaseModel):
+    id: str = Field(description="Job ID")
+    name: str = Field(description="Job name, e.g. Import Profiles")
+    status: Literal["IN_PROGRESS", "COMPLETED", "FAILED"]
+    started_at: str = Field(description="Time the job was created")
+    url: str = Field(description="The URL of this job")
+
+
+class JobEvent(BaseModel):
+    attributes: dict[str, Any] = Field(description="Progress counters, errors")
+    name: str = Field(description="Event name, e.g. Ingesting, Completed")
+    timestamp: str = Field(description=ISO)
+
+
+class JobDetail(BaseModel):
+    events: list[JobEvent] = Field(description="The job's history (absent from the CSV form)")
+    id: str = Field(description="Job ID")
+    name: str = Field(description="Job name")
+    started_at: str = Field(description="Time the job was created")
+    status: Literal["IN_PROGRESS", "COMPLETED", "FAILED"]
+    url: str = Field(description="The URL of this job")
+
+
+class StatusOK(BaseModel):
+    status: int = Field(200, description="200")
+    title: str = Field("OK", description="OK")
+
+
+class Accepted(BaseModel):
+    job_id: str = Field(description="Job ID")
+    job_url: str = Field(description="Job URL, to follow the job's progress")
+    status: int = Field(202, description="202")
+    title: str = Field("Accepted", description="Accepted")
+
+
+class Problem(BaseModel):
+    """Problem Details: the shape of every error response."""
+
+    error: bool = Field(True, description="Always true")
+    status: int = Field(description="The HTTP status")
+    title: str = Field(description="The status phrase, e.g. Bad Request")
+    detail: str = Field(description="What went wrong, naming the offending field")
+
+
+# --- request bodies ---
+
+
+class SegmentCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, description="Required. Name of segment")
+    description: str | None = Field(None, description="Description of segment")
+
+
+class SegmentUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    # Optional, but not nullable: a default_factory keeps a (non-string) default out of the schema.
+    name: str = Field(default_factory=str, min_length=1, description="New name of segment")
+    description: str | None = Field(None, description="New description; null clears it")
+
+
+class ProfileUpdate(RootModel[dict[str, Any]]):
+    """Key-value profile data merged into the profile; a null value removes the key."""
+
+
+class EventTrack(BaseModel):
+    name: str = Field(description="Required. Event name")
+    timestamp: str = Field(description="Required. Event time in ISO 8601 format")
+    attributes: dict[str, Any] = Field(default_factory=dict, description="Free-form key/value data about the event")
+
+
+class UserIds(BaseModel):
+    user_ids: list[str] = Field(description="User IDs of end users")
+
+
+class ProfileRow(BaseModel):
+    """One imported profile: ``user_id`` (or ``userId``) and the attributes to assign."""
+
+    model_config = ConfigDict(extra="allow")
+    user_id: str = Field(description="Required (or `userId`). User ID of end user")
+
+
+class EventRow(BaseModel):
+    """One imported event; fields other than these four become event attributes."""
+
+    model_config = ConfigDict(extra="allow")
+    user_id: str = Field(description="Required (or `userId`). User ID of end user")
+    name: str = Field(description="Required. Event name")
+    timestamp: str = Field(description="Required. Event time in ISO 8601 format")
+    attributes: dict[str, Any] = Field(default_factory=dict, description="Free-form key/value data about the event")
+
+
+class ExportRequest(BaseModel):
+    email: str | list[str] = Field(description="Required. Address(es) the link to the export is sent to")
+    format: Literal["csv", "json"] = Field(description="Required. Output encoding")
+    conditions: list[list[Any]] = Field(
+        description='Required. Conditions events must match, e.g. [["flow_id", "==", "…"]]; [] for all events'
+    )
+    start_time: str | int = Field(description="Required. ISO 8601 string or milliseconds since 1970")
+    end_time: str | int | None = Field(None, description="ISO 8601 string or milliseconds since 1970")
+    time_zone: str | int | None = Field(None, description="+HH:MM/-HH:MM or minutes offset from UTC")
+    limit: int | None = Field(None, description="Maximum number of events to export")
+    offset: int | None = Field(None, description="Number of rows to skip")
+
+
+# --- per-route documentation ---
+
+# Models referenced from request bodies, added to the document's components when it is built.
+_BODY_MODELS: dict[str, type[BaseModel]] = {}
+
+
+def _ref(model: type[BaseModel]) -> dict:
+    _BODY_MODELS[model.__name__] = model
+    return {"$ref": f"#/components/schemas/{model.__name__}"}
+
+
+@dataclass(frozen=True)
+class Param:
+    """A query (or header) parameter the handler reads itself."""
+
+    name: str
+    schema: dict
+    description: str
+    required: bool = False
+    where: Literal["query", "header"] = "query"
+
+
+@dataclass(frozen=True)
+class Docs:
+    """What one route takes and returns. ``body`` maps a media type to a model or a raw schema."""
+
+    response: Any = StatusOK
+    status: int = 200
+    body: dict[str, Any] = field(default_factory=dict)
+    params: tuple[Param, ...] = ()
+    csv: bool = True
+    description: str = ""
+
+
+def json_body(model) -> dict[str, Any]:
+    return {"application/json": model}
+
+
+def upload_bodies(json_body_schema, row_description: str) -> dict[str, Any]:
+    """The four ways to send rows to a bulk endpoint: JSON, NDJSON, CSV, or a file upload."""
+    return {
+        "application/json": json_body_schema,
+        "application/ndjson": {"type": "string", "description": f"One JSON value per line: {row_description}"},
+        "text/csv": {"type": "string", "description": f"A header line, then one row per line: {row_description}"},
+        "multipart/form-data": {
+            "type": "object",
+            "required": ["file"],
+            "properties": {"file": {"type": "string", "format": "binary", "description": "A .csv or .ndjson file"}},
+        },
+    }
+
+
+def rows_body(model: type[BaseModel]) -> dict:
+    """A JSON body of rows: one row object, or an array of them."""
+    return {"oneOf": [_ref(model), {"type": "array", "items": _ref(model)}]}
+
+
+USER_IDS_BODY = upload_bodies(
+    {"oneOf": [_ref(UserIds), {"type": "array", "items": {"type": "string"}}]},
+    'a user ID ("quoted" in NDJSON; CSV header, if any, user_id or userId)',
+)
+IDEMPOTENCY = (
+    Param(
+        "Idempotency-Key", {"type": "string", "maxLength": 255},
+        "Optional. Retrying with the same key and body returns the first job instead of creating another",
+        where="header",
+    ),
+)  # fmt: skip
+HISTORY_QUERY = (
+    Param("limit", {"type": "integer", "minimum": 1, "default": 100}, "Return at most this many events"),
+    Param("time_zone", {"type": "string", "example": "-04:00"}, "Render timestamps at this offset (-04:00 or -240)"),
+)
+
+# The spec's endpoints, by method and path shape under /v2/accounts/{account_id} ({} = a parameter).
+SPEC_DOCS: dict[tuple[str, str], Docs] = {
+    ("GET", "/flows"): Docs(list[Flow]),
+    ("GET", "/flows/{}"): Docs(Flow),
+    ("POST", "/flows/{}/publish"): Docs(),
+    ("POST", "/flows/{}/unpublish"): Docs(),
+    ("GET", "/segments"): Docs(list[Segment]),
+    ("GET", "/segments/{}"): Docs(Segment),
+    ("POST", "/segments"): Docs(Segment, 201, json_body(SegmentCreate)),
+    ("PATCH", "/segments/{}"): Docs(Segment, body=json_body(SegmentUpdate)),
+    ("DELETE", "/segments/{}"): Docs(),
+    ("POST", "/segments/{}/add_user_ids"): Docs(Accepted, 202, USER_IDS_BODY, IDEMPOTENCY),
+    ("POST", "/segments/{}/remove_user_ids"): Docs(Accepted, 202, USER_IDS_BODY, IDEMPOTENCY),
+    ("GET", "/users/{}/profile"): Docs(Profile, description="CSV: one header row of the profile's keys "
+                                       "(nested objects flattened with dots) and one data row."),
+    ("PATCH", "/users/{}/profile"): Docs(body=json_body(ProfileUpdate)),
+    ("GET", "/users/{}/events"): Docs(list[Event], params=HISTORY_QUERY),
+    ("POST", "/users/{}/events"): Docs(body=json_body(EventTrack)),
+    ("POST", "/import/profiles"): Docs(Accepted, 202, upload_bodies(rows_body(ProfileRow), "user_id and attributes"), IDEMPOTENCY),
+    ("POST", "/import/events"): Docs(Accepted, 202, upload_bodies(rows_body(EventRow), "user_id, name, timestamp, …"), IDEMPOTENCY),
+    ("POST", "/export/events"): Docs(Accepted, 202, json_body(ExportRequest)),
+    ("GET", "/jobs"): Docs(list[Job]),
+    ("GET", "/jobs/{}"): Docs(JobDetail, description="The CSV form has no `events` column."),
+}  # fmt: skip
+
+ERRORS = {
+    400: "Bad Request: the request was malformed or invalid; `detail` names the field",
+    401: "Unauthorized: credentials missing or invalid",
+    403: "Forbidden: the key does not grant access to this account, or is read-only",
+    404: "Not Found: no such endpoint or resource",
+    413: "Payload Too Large: the body exceeds the configured limit",
+    415: "Unsupported Media Type: the Content-type is not accepted here",
+    429: "Too Many Requests: this API key is being throttled; see Retry-After",
+}
+BODY_ERRORS = (413, 415)
+PATH_PARAMS = {
+    "account_id": "Appcues account ID",
+    "user_id": "End user ID, percent-encoded (`/` as %2F, `@` as %40, space as %20)",
+    "segment_id": "Segment ID",
+    "flow_id": "Flow ID",
+    "job_id": "Job ID",
+}
+
+
+def shape(method: str, path: str) -> tuple[str, str]:
+    """``("GET", "/v2/accounts/{account_id}/users/{user_id:path}/profile")`` → ``("GET", "/users/{}/profile")``."""
+    tail = path[len(ACCOUNT_PREFIX) :] if path.startswith(ACCOUNT_PREFIX) else path
+    return method.upper(), re.sub(r"\{[^}]*\}", "{}", tail)
+
+
+def docs_for(route) -> Docs | None:
+    explicit = getattr(route, "docs", None)
+    return explicit if explicit is not None else SPEC_DOCS.get(shape(route.method, route.path))
+
+
+def _body_schema(spec) -> dict:
+    if isinstance(spec, type) and issubclass(spec, BaseModel):
+        return _ref(spec)
+    return dict(spec or {"type": "object"})
+
+
+def route_kwargs(route) -> dict[str, Any]:
+    """Keyword arguments for ``app.add_api_route`` documenting ``route`` (``route.extra`` wins)."""
+    docs = docs_for(route)
+    status = route.status
+    kwargs: dict[str, Any] = {}
+    operation: dict[str, Any] = {"security": [{SECURITY_SCHEME: []}]}
+    codes = [401, 403, 404, 429]
+    if docs is not None:
+        if status == 200:
+            status = docs.status
+        kwargs["response_model"] = docs.response
+        if docs.description:
+            kwargs["description"] = docs.description
+        if docs.body:
+            operation["requestBody"] = {
+                "required": True,
+                "content": {media: {"schema": _body_schema(spec)} for media, spec in docs.body.items()},
+            }
+            codes += BODY_ERRORS
+        if docs.body or docs.params:
+            codes.append(400)
+        if docs.params:
+            operation["parameters"] = [
+                {"name": p.name, "in": p.where, "required": p.required, "schema": p.schema, "description": p.description}
+                for p in docs.params
+            ]
+    responses: dict[int | str, Any] = {code: {"model": Problem, "description": ERRORS[code]} for code in sorted(codes)}
+    if docs is None or docs.csv:
+        responses[status] = {
+            "content": {"text/csv": {"schema": {"type": "string"}}},
+            "description": "Success: JSON, or CSV with `Accept: text/csv`",
+        }
+    kwargs.update(status_code=status, responses=responses, openapi_extra=operation)
+    return {**kwargs, **route.extra}
+
+
+def build(app: FastAPI) -> dict:
+    """The document: FastAPI's, plus the security scheme and body models, minus the 422
+    responses FastAPI adds for path parameters (this API answers invalid input with 400)."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    document = get_openapi(
+        title=app.title, version=app.version, description=app.description, routes=app.routes
+    )
+    components = document.setdefault("components", {})
+    schemas = components.setdefault("schemas", {})
+    used = orjson.dumps(document.get("paths", {})).decode()
+    for name, model in _BODY_MODELS.items():
+        if f'"#/components/schemas/{name}"' not in used:
+            continue  # registered by a spec endpoint this server does not route
+        schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        schemas.update(schema.pop("$defs", {}))
+        schemas[name] = schema
+    components["securitySchemes"] = {
+        SECURITY_SCHEME: {
+            "type": "http",
+            "scheme": "basic",
+            "description": "API key as the user name, API secret as the password (`opencues keys create`).",
+        }
+    }
+    for operations in document.get("paths", {}).values():
+        for operation in operations.values():
+            operation.get("responses", {}).pop("422", None)
+            for parameter in operation.get("parameters", []):
+                if parameter["in"] == "path" and parameter["name"] in PATH_PARAMS:
+                    parameter.setdefault("description", PATH_PARAMS[parameter["name"]])
+    for unused in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(unused, None)
+    app.openapi_schema = document
+    return document
+
+
+def install(app: FastAPI) -> None:
+    app.openapi = lambda: build(app)

@@ -1,0 +1,25 @@
+from __future__ import annotations
+
+from starlette.requests import Request
+
+from opencues import events, timestamps
+from opencues.web.auth import authorize
+from opencues.web.bodies import read_json
+from opencues.web.responses import ok, respond
+
+
+async def track_event(request: Request, account_id: str, user_id: str):
+    authorize(request, account_id, write=True)
+    payload = await read_json(request)
+    await events.track_grouped(request.app.state.db, account_id, user_id, payload)
+    return ok(request)
+
+
+async def event_history(request: Request, account_id: str, user_id: str):
+    authorize(request, account_id)
+    settings = request.app.state.settings
+    query = request.query_params
+    limit = events.parse_limit(query.get("limit"), settings.history_default_limit, settings.history_max_limit)
+    offset = timestamps.parse_offset(query["time_zone"]) if "time_zone" in query else 0
+    items = events.history(request.app.state.db, account_id, user_id, limit, offset)
+    return respond(request, items, leading=events.CSV_LEADING)

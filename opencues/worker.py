@@ -1,0 +1,443 @@
+"""Job workers: claim a job with a lease, run its handler, finish it — exactly once per row.
+
+Where workers run
+  ``opencues serve`` starts ``settings.job_workers`` worker threads in each server process
+  (``WorkerPool``, from the app's lifespan); ``opencues worker`` runs them in a process of their
+  own, any number of them on any number of machines against the same database. Tests drive jobs
+  deterministically with ``run_pending_jobs(db, file_store, settings)``, which runs every
+  claimable job in the calling thread and then waits for jobs other workers hold.
+
+Claiming
+  PostgreSQL: ``UPDATE jobs … WHERE id = (SELECT id … FOR UPDATE SKIP LOCKED)``; SQLite (one
+  writer at a time): the same UPDATE without the lock clause — atomic either way. A claim sets
+  ``lease_owner`` (a token unique to this claim) and ``lease_expires_at``; a background thread
+  renews the lease every third of ``job_lease_seconds``. A job whose lease expired (its worker
+  died) is claimable again and resumes from its progress mark.
+
+Handler contract (the import handlers in ``opencues.imports``; the export registers the same way)::
+
+    from opencues import worker
+
+    def run_export(ctx: worker.JobContext) -> dict | None:
+        ...
+        with ctx.transaction() as conn:             # one transaction per batch
+            ctx.commit_progress(conn, consumed=n, completed=n)   # fenced; call it first
+            ...write the batch with conn...
+        return {"extra": "attributes"}              # merged into the `Completed` event
+
+    worker.register("export_events", "Export Events", run_export, start_event=None)
+
+  ``JobContext`` gives ``db``, ``file_store``, ``settings``, ``job`` (``opencues.jobs.Job``:
+  ``id, account_id, kind, params, payload_key, payload_format, rows_done, attempts …``),
+  ``rows_done`` (the progress mark: resume by skipping that many items), ``transaction()``,
+  ``commit_progress(conn, consumed=, completed=, failed=, requests_failed=, errors=)`` (counters
+  are deltas; errors are ``(line, reason)`` pairs or objects with ``.line``/``.reason``; it raises
+  ``LeaseLost`` — rolling the batch back — when another worker owns the job, and ``Interrupted``
+  when this worker is shutting down: let both propagate), ``add_event(name, attributes)``,
+  ``heartbeat()``. Raise ``JobFailed(reason)`` to end the job FAILED with a ``Failed`` event.
+  Any other exception is retried (the job is released) up to ``job_max_attempts`` times.
+
+  The worker adds the start event (``Ingesting`` unless ``start_event`` says otherwise) on the
+  first attempt, ``Resumed`` on later ones, a ``Progress`` event at most every
+  ``job_progress_seconds`` from ``commit_progress``, and ``Completed`` with
+  ``ingestions_completed, ingestions_failed, requests_failed, runtime_ms`` (+ ``errors``, the
+  first ``job_error_samples`` row errors, when there were any). The job's stored payload is
+  deleted once it is COMPLETED or FAILED.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+from sqlalchemy import Connection, and_, or_, select, update
+
+from opencues import jobs, timestamps
+from opencues.jobs import Job, JobStatus
+from opencues.storage import Database
+from opencues.storage.schema import jobs as jobs_table
+
+log = logging.getLogger("opencues.worker")
+
+# Modules whose import registers handlers; a missing optional one is skipped.
+HANDLER_MODULES = ("opencues.imports", "opencues.exports")
+
+
+class LeaseLost(Exception):
+    """Another worker owns the job now: abandon it without writing anything more."""
+
+
+class Interrupted(Exception):
+    """This worker is shutting down: release the job so another worker resumes it."""
+
+
+class JobFailed(Exception):
+    """The job cannot succeed (e.g. its segment was deleted): end it FAILED with this reason."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Registration:
+    kind: str
+    handler: Callable[["JobContext"], dict | None]
+    start_event: str | None
+
+
+HANDLERS: dict[str, Registration] = {}
+
+
+def register(kind: str, display_name: str, handler: Callable, *, start_event: str | None = "Ingesting") -> None:
+    """Make workers run ``handler`` for jobs of ``kind`` (shown to users as ``display_name``)."""
+    jobs.JOB_NAMES[kind] = display_name
+    HANDLERS[kind] = Registration(kind, handler, start_event)
+
+
+def load_handlers() -> dict[str, Registration]:
+    for module in HANDLER_MODULES:
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+    return HANDLERS
+
+
+def _error_dict(error) -> dict:
+    if isinstance(error, dict):
+        return {"line": error.get("line"), "reason": error.get("reason")}
+    if isinstance(error, tuple):
+        return {"line": error[0], "reason": error[1]}
+    return {"line": error.line, "reason": error.reason}
+
+
+class JobContext:
+    """What a handler gets: the job, the stores, and the fenced way to commit progress."""
+
+    def __init__(self, db: Database, file_store, settings, job: Job, owner: str, stopping: threading.Event):
+        self.db = db
+        self.file_store = file_store
+        self.settings = settings
+        self.job = job
+        self.owner = owner
+        self._stopping = stopping
+        self.rows_done = job.rows_done
+        self.ingestions_completed = job.ingestions_completed
+        self.ingestions_failed = job.ingestions_failed
+        self.requests_failed = job.requests_failed
+        self.row_errors: list[dict] = list(job.row_errors or [])
+        self._started = time.monotonic()
+        self._last_progress_event = self._started
+        self.lease_lost = threading.Event()
+
+    @property
+    def lease_ms(self) -> int:
+        return int(self.settings.job_lease_seconds * 1000)
+
+    def runtime_ms(self) -> int:
+        return self.job.runtime_ms + int((time.monotonic() - self._started) * 1000)
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        with self.db.begin() as conn:
+            yield conn
+
+    def _fence(self, conn: Connection, **values) -> None:
+        values.setdefault("lease_expires_at", timestamps.now_ms() + self.lease_ms)
+        if not jobs.progress_update(conn, self.job.id, self.owner, **values):
+            self.lease_lost.set()
+            raise LeaseLost(self.job.id)
+
+    def commit_progress(
+        self,
+        conn: Connection,
+        *,
+        consumed: int,
+        completed: int = 0,
+        failed: int = 0,
+        requests_failed: int = 0,
+        errors=(),
+    ) -> None:
+        """Advance the progress mark by ``consumed`` items in ``conn``'s transaction — the one that
+        writes those items' rows — so a crash either keeps both or neither."""
+        if self._stopping.is_set():
+            raise Interrupted(self.job.id)
+        cap = self.settings.job_error_samples
+        row_errors = self.row_errors
+        if errors and len(row_errors) < cap:
+            row_errors = row_errors + [_error_dict(e) for e in list(errors)[: cap - len(row_errors)]]
+        values = dict(
+            rows_done=self.rows_done + consumed,
+            ingestions_completed=self.ingestions_completed + completed,
+            ingestions_failed=self.ingestions_failed + failed,
+            requests_failed=self.requests_failed + requests_failed,
+            row_errors=row_errors,
+            runtime_ms=self.runtime_ms(),
+        )
+        self._fence(conn, **values)
+        now = time.monotonic()
+        if now - self._last_progress_event >= self.settings.job_progress_seconds:
+            jobs.add_event(conn, self.job.id, "Progress", {
+                "rows_processed": values["rows_done"],
+                "ingestions_completed": values["ingestions_completed"],
+                "ingestions_failed": values["ingestions_failed"],
+            })  # fmt: skip
+            self._last_progress_event = now
+        # The in-memory mark follows the transaction; if it rolls back the attempt is abandoned.
+        self.rows_done = values["rows_done"]
+        self.ingestions_completed = values["ingestions_completed"]
+        self.ingestions_failed = values["ingestions_failed"]
+        self.requests_failed = values["requests_failed"]
+        self.row_errors = row_errors
+
+    def add_event(self, name: str, attributes: dict | None = None, conn: Connection | None = None) -> None:
+        if conn is not None:
+            jobs.add_event(conn, self.job.id, name, attributes)
+            return
+        with self.transaction() as own:
+            self._fence(own)
+            jobs.add_event(own, self.job.id, name, attributes)
+
+    def heartbeat(self) -> None:
+        """Renew the lease now (a background thread also does it every third of the lease)."""
+        with self.transaction() as conn:
+            self._fence(conn)
+
+    def _finish(self, status: JobStatus, event: str, attributes: dict) -> None:
+        with self.transaction() as conn:
+            self._fence(
+                conn, status=status.value, finished_at=timestamps.now_ms(), runtime_ms=self.runtime_ms(),
+                lease_owner=None, lease_expires_at=None,
+            )  # fmt: skip
+            jobs.add_event(conn, self.job.id, event, attributes)
+
+    def completed_attributes(self) -> dict:
+        attributes = {
+            "ingestions_completed": self.ingestions_completed,
+            "ingestions_failed": self.ingestions_failed,
+            "requests_failed": self.requests_failed,
+            "runtime_ms": self.runtime_ms(),
+        }
+        if self.row_errors:
+            attributes["errors"] = self.row_errors
+        return attributes
+
+
+def claim(db: Database, owner: str, kinds, lease_ms: int) -> Job | None:
+    """Atomically take one claimable job (new, or its lease expired) of one of ``kinds``."""
+    kinds = list(kinds)
+    if not kinds:
+        return None
+    now = timestamps.now_ms()
+    candidate = (
+        select(jobs_table.c.id)
+        .where(
+            jobs_table.c.status == JobStatus.IN_PROGRESS.value,
+            jobs_table.c.kind.in_(kinds),
+            or_(jobs_table.c.lease_expires_at.is_(None), jobs_table.c.lease_expires_at < now),
+        )
+        .order_by(jobs_table.c.started_at, jobs_table.c.id)
+        .limit(1)
+    )
+    if db.is_postgres:
+        candidate = candidate.with_for_update(skip_locked=True)
+    statement = (
+        update(jobs_table)
+        .where(jobs_table.c.id == candidate.scalar_subquery())
+        .values(lease_owner=owner, lease_expires_at=now + lease_ms, attempts=jobs_table.c.attempts + 1, updated_at=now)
+        .returning(*jobs_table.c)
+    )
+    with db.begin() as conn:
+        row = conn.execute(statement).first()
+    return Job.from_row(row) if row else None
+
+
+def _release(db: Database, job: Job, owner: str, *, delay_ms: int = 0, refund_attempt: bool = False) -> None:
+    values = {"lease_owner": None, "lease_expires_at": timestamps.now_ms() + delay_ms if delay_ms else None}
+    if refund_attempt:
+        values["attempts"] = jobs_table.c.attempts - 1
+    with db.begin() as conn:
+        jobs.progress_update(conn, job.id, owner, **values)
+
+
+def remove_finished_payloads(db: Database, file_store) -> int:
+    """Delete stored payloads of finished jobs (normally done at once; this catches a crash in
+    between) and forget their keys."""
+    with db.connect() as conn:
+        rows = conn.execute(
+            select(jobs_table.c.id, jobs_table.c.payload_key).where(
+                jobs_table.c.status != JobStatus.IN_PROGRESS.value, jobs_table.c.payload_key.is_not(None)
+            )
+        ).all()
+    for row in rows:
+        file_store.delete(row.payload_key)
+        with db.begin() as conn:
+            conn.execute(update(jobs_table).where(jobs_table.c.id == row.id).values(payload_key=None))
+    return len(rows)
+
+
+class Worker:
+    """Claims and runs jobs one at a time; ``run_forever`` until ``stopping`` is set."""
+
+    def __init__(self, db: Database, file_store, settings, *, name: str | None = None,
+                 stopping: threading.Event | None = None):  # fmt: skip
+        self.db = db
+        self.file_store = file_store
+        self.settings = settings
+        self.name = name or f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
+        self.stopping = stopping or threading.Event()
+        self.handlers = load_handlers()
+
+    def run_once(self) -> bool:
+        """Claim and run one job; False when there was none to claim."""
+        owner = f"{self.name[:90]}/{uuid.uuid4().hex[:12]}"
+        job = claim(self.db, owner, self.handlers, int(self.settings.job_lease_seconds * 1000))
+        if job is None:
+            return False
+        self.run(job, owner)
+        return True
+
+    def run(self, job: Job, owner: str) -> None:
+        ctx = JobContext(self.db, self.file_store, self.settings, job, owner, self.stopping)
+        registration = self.handlers[job.kind]
+        renewer = threading.Thread(target=self._renew, args=(ctx,), daemon=True, name=f"lease-{job.id[:8]}")
+        done = threading.Event()
+        ctx._renewer_done = done
+        renewer.start()
+        try:
+            self._run(ctx, registration)
+        finally:
+            done.set()
+            renewer.join()
+
+    def _run(self, ctx: JobContext, registration: Registration) -> None:
+        job = ctx.job
+        try:
+            if job.attempts > self.settings.job_max_attempts:
+                raise JobFailed(f"gave up after {job.attempts - 1} attempts")
+            if job.attempts == 1:
+                if registration.start_event:
+                    ctx.add_event(registration.start_event)
+            else:
+                ctx.add_event("Resumed", {"attempt": job.attempts, "rows_processed": job.rows_done})
+            extra = registration.handler(ctx) or {}
+            ctx._finish(JobStatus.COMPLETED, "Completed", {**ctx.completed_attributes(), **extra})
+        except LeaseLost:
+            log.warning("job %s: lease lost to another worker; abandoning this attempt", job.id)
+            return
+        except Interrupted:
+            log.info("job %s: interrupted by shutdown at row %d; released", job.id, ctx.rows_done)
+            _release(self.db, job, ctx.owner, refund_attempt=True)
+            return
+        except JobFailed as exc:
+            try:
+                ctx._finish(JobStatus.FAILED, "Failed", {"reason": exc.reason, **ctx.completed_attributes()})
+            except LeaseLost:
+                return
+        except Exception as exc:  # noqa: BLE001 - a handler bug or a database outage: retry later
+            log.exception("job %s failed on attempt %d", job.id, job.attempts)
+            if job.attempts >= self.settings.job_max_attempts:
+                try:
+                    reason = f"internal error after {job.attempts} attempts: {type(exc).__name__}: {exc}"
+                    ctx._finish(JobStatus.FAILED, "Failed", {"reason": reason[:500], **ctx.completed_attributes()})
+                except Exception:  # noqa: BLE001
+                    log.exception("job %s: could not record the failure", job.id)
+                    return
+            else:
+                try:
+                    _release(self.db, job, ctx.owner, delay_ms=min(60_000, 1000 * 2**job.attempts))
+                except Exception:  # noqa: BLE001 - the lease will expire on its own
+                    log.exception("job %s: could not release the lease", job.id)
+                return
+        # COMPLETED or FAILED: the payload is no longer needed.
+        if job.payload_key:
+            self.file_store.delete(job.payload_key)
+            with self.db.begin() as conn:
+                conn.execute(update(jobs_table).where(jobs_table.c.id == job.id).values(payload_key=None))
+
+    def _renew(self, ctx: JobContext) -> None:
+        interval = max(0.05, self.settings.job_lease_seconds / 3)
+        while not ctx._renewer_done.wait(interval):
+            try:
+                ctx.heartbeat()
+            except LeaseLost:
+                return
+            except Exception:  # noqa: BLE001 - try again next interval
+                log.exception("job %s: lease renewal failed", ctx.job.id)
+
+    def run_forever(self) -> None:
+        try:
+            remove_finished_payloads(self.db, self.file_store)
+        except Exception:  # noqa: BLE001
+            log.exception("could not sweep finished payloads")
+        while not self.stopping.is_set():
+            try:
+                busy = self.run_once()
+            except Exception:  # noqa: BLE001 - e.g. the database is briefly unreachable
+                log.exception("worker %s: claim failed", self.name)
+                busy = False
+            if not busy:
+                self.stopping.wait(self.settings.job_poll_seconds)
+
+
+class WorkerPool:
+    """``count`` worker threads (what ``opencues serve`` runs in each server process)."""
+
+    def __init__(self, db: Database, file_store, settings, count: int, *, name: str | None = None):
+        self.stopping = threading.Event()
+        base = name or f"{socket.gethostname()}:{os.getpid()}"
+        self.workers = [
+            Worker(db, file_store, settings, name=f"{base}:w{i}", stopping=self.stopping) for i in range(count)
+        ]
+        self.threads: list[threading.Thread] = []
+
+    def start(self) -> "WorkerPool":
+        for worker in self.workers:
+            thread = threading.Thread(target=worker.run_forever, name=f"opencues-{worker.name}", daemon=True)
+            thread.start()
+            self.threads.append(thread)
+        return self
+
+    def stop(self, timeout: float = 30) -> None:
+        """Stop claiming; a running job stops at its next batch and is released for resumption."""
+        self.stopping.set()
+        deadline = time.monotonic() + timeout
+        for thread in self.threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+    def alive(self) -> bool:
+        return any(t.is_alive() for t in self.threads)
+
+
+def run_pending_jobs(db: Database, file_store, settings, *, timeout: float = 60) -> int:
+    """Run every claimable job in this thread, then wait until no job is held by another worker
+    (e.g. the app's own worker thread). Returns the number of jobs this call ran."""
+    worker = Worker(db, file_store, settings, name=f"inline:{os.getpid()}:{threading.get_ident()}")
+    ran = 0
+    deadline = time.monotonic() + timeout
+    while True:
+        while worker.run_once():
+            ran += 1
+        with db.connect() as conn:
+            busy = conn.execute(
+                select(jobs_table.c.id).where(
+                    jobs_table.c.status == JobStatus.IN_PROGRESS.value,
+                    jobs_table.c.kind.in_(list(worker.handlers)),
+                    and_(jobs_table.c.lease_owner.is_not(None), jobs_table.c.lease_expires_at >= timestamps.now_ms()),
+                ).limit(1)
+            ).first()
+        if busy is None:
+            return ran
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"job {busy.id} still running after {timeout}s")
+        time.sleep(0.02)

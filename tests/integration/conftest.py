@@ -1,0 +1,292 @@
+"""Black-box fixtures: the real ``opencues serve`` process, spoken to over real HTTP.
+
+``live_server(...)`` starts a server as a subprocess on a free port, in a temporary working
+directory with its own data dir (SQLite) or its own freshly created PostgreSQL database, and waits
+until ``/healthz`` answers. The returned :class:`LiveServer` knows the exact environment the server
+runs with, so ``server.cli("keys", "create", ...)`` and ``server.spawn("worker")`` read the same
+configuration, and ``stop()`` / ``kill()`` / ``start()`` / ``restart()`` exercise shutdowns, crashes
+and restarts. Everything it started is killed and every database it created is dropped at teardown.
+
+Typical use::
+
+    def test_something(live_server, backend):
+        server = live_server(backend=backend, env={"OPENCUES_RATE_LIMIT": "5/second"})
+        creds = server.cli_json("keys", "create", "--account", server.create_account(), "--json")
+        response = server.client(auth=(creds["key"], creds["secret"])).get("/v2/accounts/.../flows")
+        server.kill()     # SIGKILL the whole process group: a crash
+        server.start()    # same port, same data
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import create_engine, text
+
+from tests.conftest import DEFAULT_POSTGRES, _driver_url
+
+STARTUP_TIMEOUT = float(os.environ.get("OPENCUES_TEST_STARTUP_TIMEOUT", "60"))
+
+
+def pytest_collection_modifyitems(config, items):
+    """Every test under tests/integration starts real processes: mark it ``slow``."""
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(str(item.fspath)).parents:
+            item.add_marker(pytest.mark.slow)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def opencues_command() -> list[str]:
+    """The installed ``opencues`` entry point beside this interpreter (else ``python -m opencues``)."""
+    script = Path(sys.executable).parent / "opencues"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "opencues"]
+
+
+class LiveServer:
+    """One ``opencues serve`` process (group) and the configuration it runs with."""
+
+    def __init__(self, workdir: Path, env: dict[str, str], serve_args: list[str], port: int):
+        self.workdir = workdir
+        self.env = env
+        self.serve_args = serve_args
+        self.port = port
+        self.base_url = f"http://127.0.0.1:{port}"
+        self.process: subprocess.Popen | None = None
+        self._spawned: list[subprocess.Popen] = []
+        self._starts = 0
+        self.log_path = workdir / "serve-0.log"
+
+    # -- configuration --------------------------------------------------------------------
+
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.env.get("OPENCUES_DATA_DIR") or self.workdir / "opencues-data")
+
+    @property
+    def database_url(self) -> str:
+        return self.env.get("OPENCUES_DATABASE_URL") or f"sqlite:///{self.data_dir / 'opencues.db'}"
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def start(self, timeout: float = STARTUP_TIMEOUT) -> "LiveServer":
+        """Start ``opencues serve`` (again) on the same port and wait until it is healthy."""
+        assert not self.running, "server is already running"
+        self.log_path = self.workdir / f"serve-{self._starts}.log"
+        self._starts += 1
+        with open(self.log_path, "wb") as log:
+            self.process = subprocess.Popen(
+                [*opencues_command(), "serve", "--host", "127.0.0.1", "--port", str(self.port), *self.serve_args],
+                cwd=self.workdir,
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group: kill() reaches uvicorn's workers too
+            )
+        self._wait_healthy(timeout)
+        return self
+
+    def _wait_healthy(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"opencues serve exited with {self.process.returncode}:\n{self.output()}")
+            try:
+                if httpx.get(self.base_url + "/healthz", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        self.kill()
+        raise RuntimeError(f"opencues serve not healthy after {timeout}s:\n{self.output()}")
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def _signal_group(self, process: subprocess.Popen, sig: int) -> None:
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            pass
+
+    def stop(self, timeout: float = 20) -> int:
+        """Graceful shutdown (SIGTERM to the process group); SIGKILL if it overstays ``timeout``."""
+        if self.process is None:
+            return 0
+        self._signal_group(self.process, signal.SIGTERM)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return self.kill()
+
+    def kill(self) -> int:
+        """Crash: SIGKILL the server and all its worker processes at once."""
+        if self.process is None:
+            return 0
+        self._signal_group(self.process, signal.SIGKILL)
+        return self.process.wait(10)
+
+    def restart(self, *, crash: bool = False) -> "LiveServer":
+        self.kill() if crash else self.stop()
+        return self.start()
+
+    def output(self) -> str:
+        """What the current (or last) server process printed, stdout and stderr together."""
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    # -- the same configuration, from the command line ------------------------------------
+
+    def cli(self, *args: str, check: bool = True, timeout: float = 120, input: str | None = None):
+        """Run ``opencues ARGS`` with the server's environment; a CompletedProcess (text)."""
+        result = subprocess.run(
+            [*opencues_command(), *args],
+            cwd=self.workdir,
+            env=self.env,
+            input=input,
+            stdin=None if input is not None else subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(f"opencues {' '.join(args)} failed ({result.returncode}):\n{result.stdout}{result.stderr}")
+        return result
+
+    def cli_json(self, *args: str, **kwargs):
+        return json.loads(self.cli(*args, **kwargs).stdout)
+
+    def spawn(self, *args: str, log_name: str | None = None) -> subprocess.Popen:
+        """Start ``opencues ARGS`` in the background (e.g. ``worker``), killed at teardown.
+        Its output goes to ``workdir/<log_name or args[0]-N>.log``."""
+        log_path = self.workdir / f"{log_name or args[0]}-{len(self._spawned)}.log"
+        with open(log_path, "wb") as log:
+            process = subprocess.Popen(
+                [*opencues_command(), *args],
+                cwd=self.workdir,
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        process.log_path = log_path
+        self._spawned.append(process)
+        return process
+
+    def kill_spawned(self, process: subprocess.Popen, sig: int = signal.SIGKILL) -> int:
+        self._signal_group(process, sig)
+        return process.wait(20)
+
+    # -- conveniences ---------------------------------------------------------------------
+
+    def create_account(self, account_id: str | None = None, name: str | None = None) -> str:
+        args = ["accounts", "create", "--json"]
+        if account_id:
+            args += ["--id", account_id]
+        if name:
+            args += ["--name", name]
+        return self.cli_json(*args)["id"]
+
+    def create_key(self, account_id: str, read_only: bool = False) -> tuple[str, str]:
+        args = ["keys", "create", "--account", account_id, "--json"] + (["--read-only"] if read_only else [])
+        created = self.cli_json(*args)
+        return created["key"], created["secret"]
+
+    def client(self, auth: tuple[str, str] | None = None, timeout: float = 30, **kwargs) -> httpx.Client:
+        """A real HTTP client for this server (close it, or use it as a context manager)."""
+        return httpx.Client(base_url=self.base_url, auth=auth, timeout=timeout, **kwargs)
+
+    def close(self) -> None:
+        for process in self._spawned:
+            if process.poll() is None:
+                self._signal_group(process, signal.SIGKILL)
+                process.wait(10)
+        if self.running:
+            self.kill()
+
+
+def _create_postgres_database() -> tuple[str, callable]:
+    """A new empty PostgreSQL database (libpq URL) and a function that drops it."""
+    base = os.environ.get("OPENCUES_TEST_POSTGRES_URL", DEFAULT_POSTGRES)
+    required = os.environ.get("OPENCUES_REQUIRE_POSTGRES") == "1"
+    if not base:
+        if required:
+            pytest.fail("OPENCUES_REQUIRE_POSTGRES=1 but OPENCUES_TEST_POSTGRES_URL is empty")
+        pytest.skip("PostgreSQL tests disabled (OPENCUES_TEST_POSTGRES_URL is empty)")
+    name = f"opencues_live_{uuid.uuid4().hex[:10]}"
+    try:
+        admin = create_engine(_driver_url(base), isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:  # noqa: BLE001 - any connection problem means "no PostgreSQL here"
+        if required:
+            pytest.fail(f"PostgreSQL is required but unreachable at {base}: {exc}")
+        pytest.skip(f"PostgreSQL unreachable at {base}: {exc}")
+
+    def drop() -> None:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+    return base.rsplit("/", 1)[0] + "/" + name, drop
+
+
+@pytest.fixture
+def live_server(tmp_path_factory):
+    """A factory: ``live_server(backend="sqlite"|"postgres", env={...}, args=[...], start=True)``.
+
+    ``env`` is laid over a clean environment (no inherited ``OPENCUES_*``); a value of None
+    removes a variable (e.g. ``{"OPENCUES_DATA_DIR": None}`` to use the default ``./opencues-data``
+    of the working directory). ``args`` are extra ``serve`` arguments such as ``["--workers", "2"]``
+    or ``["--demo"]``. With ``start=False`` the server is configured but not started (call ``start()``).
+    """
+    servers: list[LiveServer] = []
+    cleanups: list = []
+
+    def make(backend: str = "sqlite", env: dict | None = None, args: list[str] | None = None, start: bool = True):
+        workdir = tmp_path_factory.mktemp("live")
+        server_env = {k: v for k, v in os.environ.items() if not k.startswith("OPENCUES_")}
+        server_env["OPENCUES_DATA_DIR"] = str(workdir / "opencues-data")
+        server_env["PYTHONUNBUFFERED"] = "1"
+        if backend == "postgres":
+            url, drop = _create_postgres_database()
+            cleanups.append(drop)
+            server_env["OPENCUES_DATABASE_URL"] = url
+        elif backend != "sqlite":
+            raise ValueError(f"unknown backend {backend!r}")
+        for key, value in (env or {}).items():
+            if value is None:
+                server_env.pop(key, None)
+            else:
+                server_env[key] = str(value)
+        server = LiveServer(workdir, server_env, list(args or []), free_port())
+        servers.append(server)
+        if start:
+            server.start()
+        return server
+
+    yield make
+    for server in servers:
+        server.close()
+    for cleanup in cleanups:
+        cleanup()
+    for server in servers:
+        shutil.rmtree(server.workdir, ignore_errors=True)

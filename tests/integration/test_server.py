@@ -1,0 +1,111 @@
+"""The real server process, over real HTTP: the quick start, restarts, crashes, several workers."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+
+def _curl_line(output: str) -> str:
+    lines = [line.strip() for line in output.splitlines() if line.strip().startswith("curl ")]
+    assert len(lines) == 1, output
+    return lines[0]
+
+
+def test_demo_prints_a_curl_line_that_works_as_printed(live_server):
+    # Exactly the quick start: no configuration at all, data under ./opencues-data.
+    server = live_server(env={"OPENCUES_DATA_DIR": None}, args=["--demo"])
+    output = server.output()
+    assert "account id: demo" in output
+    line = _curl_line(output)
+    result = subprocess.run(
+        ["bash", "-c", line + " --silent --show-error --fail-with-body"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr + result.stdout
+    flows = json.loads(result.stdout)
+    assert {f["id"] for f in flows} == {"flow1", "flow2"}
+    assert (server.workdir / "opencues-data" / "opencues.db").exists()
+
+
+def test_demo_twice_keeps_data_and_prints_a_fresh_working_key(live_server):
+    server = live_server(args=["--demo"])
+    key, secret = shlex.split(_curl_line(server.output()))[2].split(":", 1)
+    with server.client(auth=(key, secret)) as client:
+        assert client.post("/v2/accounts/demo/flows/flow2/publish").status_code == 200
+    server.restart()
+    line = _curl_line(server.output())
+    new_key, new_secret = shlex.split(line)[2].split(":", 1)
+    assert new_key != key
+    with server.client(auth=(new_key, new_secret)) as client:
+        flows = {f["id"]: f for f in client.get("/v2/accounts/demo/flows").json()}
+    assert flows["flow2"]["published"] is True
+
+
+@pytest.mark.parametrize("crash", [False, True], ids=["sigterm", "sigkill"])
+def test_data_survives_a_restart(live_server, backend, crash):
+    server = live_server(backend=backend)
+    account = server.create_account("acme", "Acme")
+    server.cli("flows", "create", "--account", account, "--name", "Tour", "--id", "tour")
+    auth = server.create_key(account)
+    with server.client(auth=auth) as client:
+        assert client.post(f"/v2/accounts/{account}/flows/tour/publish").status_code == 200
+        before = client.get(f"/v2/accounts/{account}/flows/tour").json()
+
+    server.restart(crash=crash)
+
+    with server.client(auth=auth) as client:
+        response = client.get(f"/v2/accounts/{account}/flows/tour")
+    assert response.status_code == 200
+    assert response.json() == before
+    assert before["published"] is True
+
+
+def _process_group(pid: int) -> list[int]:
+    members = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if os.getpgid(int(entry)) == pid:
+                    members.append(int(entry))
+            except ProcessLookupError:
+                pass
+    return members
+
+
+def test_several_workers_share_one_database(live_server, backend):
+    server = live_server(backend=backend, args=["--workers", "2"])
+    # uvicorn's supervisor plus two worker processes (plus, at most, its multiprocessing helper).
+    assert len(_process_group(server.process.pid)) >= 3
+    account = server.create_account()
+    server.cli("flows", "create", "--account", account, "--name", "Tour", "--id", "tour")
+    key, secret = server.create_key(account)
+
+    def fetch(_):
+        with server.client(auth=(key, secret)) as client:
+            return client.get(f"/v2/accounts/{account}/flows/tour").status_code
+
+    with ThreadPoolExecutor(8) as pool:
+        assert set(pool.map(fetch, range(40))) == {200}
+
+    # A key revoked from the command line stops working at once in every worker process.
+    server.cli("keys", "revoke", key)
+    with ThreadPoolExecutor(8) as pool:
+        assert set(pool.map(fetch, range(20))) == {401}
+
+
+def test_openapi_and_interactive_docs_are_served(live_server):
+    server = live_server()
+    with server.client() as client:
+        spec = client.get("/openapi.json")
+        assert spec.status_code == 200
+        assert "/v2/accounts/{account_id}/flows" in spec.json()["paths"]
+        docs = client.get("/docs")
+        assert docs.status_code == 200 and "swagger" in docs.text.lower()

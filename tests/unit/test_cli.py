@@ -1,0 +1,185 @@
+"""The command-line contract other tools depend on: exact command names, flags and JSON shapes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from opencues import accounts
+from opencues.cli import main
+from tests.conftest import AccountClient, Credentials, assert_problem
+
+
+@pytest.fixture
+def cli(settings, db):
+    """Run ``opencues ARGS`` against the test database; returns the click Result (exit code 0 checked
+    unless ``ok=False``)."""
+    runner = CliRunner()
+    env = {"OPENCUES_DATA_DIR": str(settings.data_dir), "OPENCUES_DATABASE_URL": settings.database_url}
+
+    def run(*args: str, ok: bool = True, **extra_env: str):
+        result = runner.invoke(main, list(args), env={**env, **extra_env})
+        if ok:
+            assert result.exit_code == 0, (result.output, result.exception)
+        return result
+
+    return run
+
+
+def _json(result):
+    return json.loads(result.stdout)
+
+
+def test_accounts_create_json_shape(cli, db):
+    created = _json(cli("accounts", "create", "--id", "acme", "--name", "Acme Inc", "--json"))
+    assert created == {"id": "acme", "name": "Acme Inc"}
+    assert accounts.get_account(db, "acme") == created
+
+
+def test_accounts_create_generates_an_id(cli):
+    created = _json(cli("accounts", "create", "--json"))
+    assert set(created) == {"id", "name"} and created["id"]
+
+
+def test_accounts_create_twice_is_a_clean_error(cli):
+    cli("accounts", "create", "--id", "acme")
+    result = cli("accounts", "create", "--id", "acme", ok=False)
+    assert result.exit_code == 1
+    assert "already exists" in result.output and "Traceback" not in result.output
+
+
+def test_keys_create_json_shape_and_the_key_works(cli, client):
+    cli("accounts", "create", "--id", "acme")
+    created = _json(cli("keys", "create", "--account", "acme", "--json"))
+    assert set(created) == {"key", "secret", "account_id"} and created["account_id"] == "acme"
+    response = client.get("/v2/accounts/acme/flows", auth=(created["key"], created["secret"]))
+    assert response.status_code == 200
+
+
+def test_keys_create_read_only(cli, client):
+    cli("accounts", "create", "--id", "acme")
+    cli("flows", "create", "--account", "acme", "--name", "Tour", "--id", "tour")
+    created = _json(cli("keys", "create", "--account", "acme", "--read-only", "--json"))
+    auth = (created["key"], created["secret"])
+    assert client.get("/v2/accounts/acme/flows/tour", auth=auth).status_code == 200
+    assert_problem(client.post("/v2/accounts/acme/flows/tour/publish", auth=auth), 403, "read-only")
+
+
+def test_keys_create_for_an_unknown_account_fails(cli):
+    result = cli("keys", "create", "--account", "nobody", "--json", ok=False)
+    assert result.exit_code == 1 and "nobody" in result.output
+
+
+def test_keys_list_never_shows_secrets(cli):
+    cli("accounts", "create", "--id", "acme")
+    first = _json(cli("keys", "create", "--account", "acme", "--json"))
+    second = _json(cli("keys", "create", "--account", "acme", "--read-only", "--json"))
+    listed = _json(cli("keys", "list", "--account", "acme", "--json"))
+    assert [k["key"] for k in listed] == [first["key"], second["key"]]
+    assert [k["read_only"] for k in listed] == [False, True]
+    text = cli("keys", "list", "--account", "acme").output
+    assert first["key"] in text and second["key"] in text
+    assert first["secret"] not in text + json.dumps(listed)
+
+
+def test_keys_revoke_then_the_key_gets_401(cli, client):
+    cli("accounts", "create", "--id", "acme")
+    created = _json(cli("keys", "create", "--account", "acme", "--json"))
+    auth = (created["key"], created["secret"])
+    assert client.get("/v2/accounts/acme/flows", auth=auth).status_code == 200
+    cli("keys", "revoke", created["key"])
+    assert_problem(client.get("/v2/accounts/acme/flows", auth=auth), 401)
+    assert _json(cli("keys", "list", "--account", "acme", "--json"))[0]["revoked"] is True
+    again = cli("keys", "revoke", created["key"], ok=False)
+    assert again.exit_code == 1 and created["key"] in again.output
+
+
+def test_flows_create_prints_the_flow_as_the_api_shows_it(cli, client):
+    cli("accounts", "create", "--id", "acme")
+    key = _json(cli("keys", "create", "--account", "acme", "--json"))
+    printed = _json(
+        cli("flows", "create", "--account", "acme", "--name", "Tour", "--id", "tour",
+            "--frequency", "every_time", "--published", "--json")
+    )  # fmt: skip
+    api = AccountClient(client, Credentials("acme", key["key"], key["secret"]))
+    shown = api.get("flows/tour").json()
+    assert list(printed) == list(shown)
+    assert {k: v for k, v in printed.items() if k != "url"} == {k: v for k, v in shown.items() if k != "url"}
+    assert printed["url"].endswith("/v2/accounts/acme/flows/tour")
+    assert printed["published"] is True and printed["frequency"] == "every_time"
+
+
+def test_flows_urls_follow_the_public_url(cli, tmp_path):
+    cli("accounts", "create", "--id", "acme")
+    public = {"OPENCUES_PUBLIC_URL": "https://cues.example.com/"}
+    flow = _json(cli("flows", "create", "--account", "acme", "--name", "T", "--id", "t 1", "--json", **public))
+    assert flow["url"] == "https://cues.example.com/v2/accounts/acme/flows/t%201"
+    path = tmp_path / "flows.json"
+    path.write_text('[{"id": "f1", "name": "One"}]')
+    [imported] = _json(cli("flows", "import", "--account", "acme", str(path), "--json", **public))
+    assert imported["url"] == "https://cues.example.com/v2/accounts/acme/flows/f1"
+
+
+def test_flows_create_defaults(cli):
+    cli("accounts", "create", "--id", "acme")
+    flow = _json(cli("flows", "create", "--account", "acme", "--name", "Tour", "--json"))
+    assert flow["id"] and flow["frequency"] == "once" and flow["published"] is False and flow["published_at"] is None
+
+
+def test_flows_create_refuses_a_bad_frequency(cli):
+    cli("accounts", "create", "--id", "acme")
+    result = cli("flows", "create", "--account", "acme", "--name", "Tour", "--frequency", "daily", ok=False)
+    assert result.exit_code == 2 and "frequency" in result.output
+
+
+def test_flows_create_for_an_unknown_account_fails(cli):
+    result = cli("flows", "create", "--account", "nobody", "--name", "Tour", ok=False)
+    assert result.exit_code == 1 and "nobody" in result.output
+
+
+def test_flows_import(cli, tmp_path, db):
+    cli("accounts", "create", "--id", "acme")
+    path = tmp_path / "flows.json"
+    path.write_text(json.dumps([{"id": "f1", "name": "One", "published": True}, {"id": "f2", "name": "Two"}]))
+    assert "imported 2 flows" in cli("flows", "import", "--account", "acme", str(path)).output
+    from opencues import flows
+
+    assert [f["id"] for f in flows.list_flows(db, "acme")] == ["f1", "f2"]
+    path.write_text('[{"id": "f3"}]')
+    result = cli("flows", "import", "--account", "acme", str(path), ok=False)
+    assert result.exit_code == 1 and "name" in result.output
+
+
+def test_serve_options_are_the_contract(cli):
+    text = cli("serve", "--help").output
+    for option, default in (("--host", "127.0.0.1"), ("--port", "8000"), ("--workers", None), ("--demo", None)):
+        assert option in text
+        if default:
+            assert default in text
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["serve"], ["migrate"], ["worker"], ["accounts", "create"], ["keys", "create"], ["keys", "list"],
+        ["keys", "revoke"], ["flows", "create"], ["flows", "import"],
+    ],
+)  # fmt: skip
+def test_every_command_has_help(cli, command):
+    assert "Usage:" in cli(*command, "--help").output
+
+
+def test_the_database_url_flag_matches_the_environment(settings, db, monkeypatch):
+    # `--database-url` on the group is the same setting as OPENCUES_DATABASE_URL, and wins over it.
+    monkeypatch.setenv("OPENCUES_DATABASE_URL", "sqlite:////nonexistent/overridden-by-the-flag.db")
+    monkeypatch.setenv("OPENCUES_DATA_DIR", str(settings.data_dir))
+    runner = CliRunner()
+    result = runner.invoke(main, ["--database-url", settings.database_url, "accounts", "create", "--id", "flagged"])
+    assert result.exit_code == 0, result.output
+    assert accounts.get_account(db, "flagged")["id"] == "flagged"
+
+
+def test_migrate(cli):
+    assert "up to date" in cli("migrate").output

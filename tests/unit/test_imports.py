@@ -1,0 +1,375 @@
+"""Bulk imports and segment membership uploads, end to end through the in-process app.
+
+The app's own worker thread is disabled here (``job_workers=0``) so that each test decides when
+jobs run: ``drain(app)`` runs every pending job in the test's thread.
+"""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+from sqlalchemy import func, select
+
+from opencues import jobs, segments
+from opencues.settings import Settings
+from opencues.storage.schema import events, profiles, segment_members
+from opencues.worker import run_pending_jobs
+from tests.conftest import AccountClient, assert_problem, make_account
+
+NDJSON = {"Content-Type": "application/ndjson"}
+CSV = {"Content-Type": "text/csv"}
+
+
+@pytest.fixture
+def settings(database_url, tmp_path):
+    return Settings(data_dir=tmp_path / "data", database_url=database_url, job_workers=0, import_batch_rows=3)
+
+
+def drain(app) -> int:
+    state = app.state
+    return run_pending_jobs(state.db, state.file_store, state.settings)
+
+
+def ndjson(*records) -> bytes:
+    return b"".join(orjson.dumps(r) + b"\n" for r in records)
+
+
+def job_of(api, response) -> dict:
+    assert response.status_code == 202, response.text
+    body = response.json()
+    assert set(body) == {"job_id", "job_url", "status", "title"}
+    assert body["status"] == 202 and body["title"] == "Accepted"
+    assert body["job_url"] == f"http://testserver{api.url('jobs/' + body['job_id'])}"
+    return body
+
+
+def completed(api, job_id: str) -> dict:
+    job = api.get(f"jobs/{job_id}").json()
+    assert job["status"] == "COMPLETED", job
+    return job["events"][-1]["attributes"]
+
+
+def event_rows(db, account_id="acct1"):
+    with db.connect() as conn:
+        return conn.execute(
+            select(events.c.user_id, events.c.name, events.c.timestamp, events.c.attributes)
+            .where(events.c.account_id == account_id)
+            .order_by(events.c.id)
+        ).all()
+
+
+def profile_of(db, user_id, account_id="acct1"):
+    with db.connect() as conn:
+        return conn.execute(
+            select(profiles.c.attributes).where(profiles.c.account_id == account_id, profiles.c.user_id == user_id)
+        ).scalar()
+
+
+def members(db, segment_id, account_id="acct1"):
+    with db.connect() as conn:
+        return sorted(
+            conn.execute(
+                select(segment_members.c.user_id).where(
+                    segment_members.c.account_id == account_id, segment_members.c.segment_id == segment_id
+                )
+            ).scalars()
+        )
+
+
+# --------------------------------------------------------------------------- events
+
+
+def test_import_events_ndjson(api, app, db):
+    body = ndjson(
+        {"user_id": "u1", "name": "Clicked thing", "timestamp": "2021-07-14T12:34:56Z", "color": "red"},
+        {"user_id": "u2", "name": "Made purchase", "timestamp": "2021-07-14T13:57:22Z", "attributes": {"method": "visa"}},
+    )
+    job = job_of(api, api.post("import/events", content=body, headers=NDJSON))
+    assert api.get(f"jobs/{job['job_id']}").json()["status"] == "IN_PROGRESS"
+    assert drain(app) == 1
+    attributes = completed(api, job["job_id"])
+    assert attributes["ingestions_completed"] == 2 and attributes["ingestions_failed"] == 0
+    assert attributes["requests_failed"] == 0 and attributes["runtime_ms"] >= 0
+    assert "errors" not in attributes
+    rows = event_rows(db)
+    assert [(r.user_id, r.name) for r in rows] == [("u1", "Clicked thing"), ("u2", "Made purchase")]
+    assert rows[0].timestamp == 1626266096000
+    assert rows[0].attributes == {"color": "red"} and rows[1].attributes == {"method": "visa"}
+
+
+def test_import_events_csv_and_csv_response(api, app, db):
+    body = (
+        b"user_id,name,timestamp,color,method\n"
+        b"some-id-here,Clicked thing,2021-07-14T12:34:56Z,red,\n"
+        b"another-user-id,Made purchase,2021-07-14T13:57:22Z,,visa\n"
+    )
+    response = api.post("import/events", content=body, headers={**CSV, "Accept": "text/csv"})
+    assert response.status_code == 202
+    lines = response.text.splitlines()
+    assert lines[0] == "status,title,job_id,job_url"
+    assert lines[1].startswith("202,Accepted,")
+    drain(app)
+    rows = event_rows(db)
+    assert [r.attributes for r in rows] == [{"color": "red"}, {"method": "visa"}]
+
+
+def test_import_events_multipart_upload(api, app, db):
+    body = ndjson(*({"user_id": f"u{i}", "name": "e", "timestamp": i} for i in range(10)))
+    job = job_of(api, api.post("import/events", files={"file": ("events.ndjson", body)}))
+    drain(app)
+    assert completed(api, job["job_id"])["ingestions_completed"] == 10
+    assert [r.timestamp for r in event_rows(db)] == list(range(10))
+
+
+def test_import_events_json_array(api, app, db):
+    body = orjson.dumps([{"user_id": "u1", "name": "e", "timestamp": "2021-01-01T00:00:00Z"}])
+    job = job_of(api, api.post("import/events", content=body, headers={"Content-Type": "application/json"}))
+    drain(app)
+    assert completed(api, job["job_id"])["ingestions_completed"] == 1
+
+
+def test_bad_rows_are_counted_and_never_block_good_rows(api, app, db):
+    body = b"\n".join(
+        [
+            b'{"user_id": "u1", "name": "ok", "timestamp": 1}',
+            b"{not json",
+            b'{"name": "no user", "timestamp": 1}',
+            b'{"user_id": "u2", "name": "bad time", "timestamp": "yesterday"}',
+            b'["not", "an", "object"]',
+            b'{"user_id": "u3", "name": "ok", "timestamp": 2}',
+        ]
+    )
+    job = job_of(api, api.post("import/events", content=body, headers=NDJSON))
+    drain(app)
+    attributes = completed(api, job["job_id"])
+    assert attributes["ingestions_completed"] == 2
+    assert attributes["ingestions_failed"] == 4
+    assert [e["line"] for e in attributes["errors"]] == [2, 3, 4, 5]
+    assert "JSON" in attributes["errors"][0]["reason"]
+    assert "user_id" in attributes["errors"][1]["reason"]
+    assert "timestamp" in attributes["errors"][2]["reason"]
+    assert [r.user_id for r in event_rows(db)] == ["u1", "u3"]
+
+
+def test_row_error_sample_is_capped(api, app, db, settings):
+    settings.job_error_samples = 5
+    body = b"\n".join([b"{broken"] * 12 + [b'{"user_id": "u", "name": "ok", "timestamp": 1}'])
+    job = job_of(api, api.post("import/events", content=body, headers=NDJSON))
+    drain(app)
+    attributes = completed(api, job["job_id"])
+    assert attributes["ingestions_failed"] == 12 and attributes["ingestions_completed"] == 1
+    assert [e["line"] for e in attributes["errors"]] == [1, 2, 3, 4, 5]
+
+
+def test_unreadable_request_is_400_and_creates_no_job(api, app):
+    assert_problem(api.post("import/events", content=b"   \n", headers=NDJSON), 400)
+    assert_problem(api.post("import/events", content=b"{oops", headers={"Content-Type": "application/json"}), 400)
+    assert api.get("jobs").json() == []
+
+
+def test_unsupported_content_type_is_415(api):
+    assert_problem(api.post("import/events", content=b"x", headers={"Content-Type": "text/plain"}), 415, "text/plain")
+    assert_problem(api.post("import/profiles", content=b"x", headers={"Content-Type": "application/xml"}), 415)
+    assert api.get("jobs").json() == []
+
+
+def test_body_over_the_limit_is_413(api, settings):
+    settings.max_body_bytes = 100
+    body = ndjson(*({"user_id": f"u{i}", "name": "e", "timestamp": i} for i in range(10)))
+    assert_problem(api.post("import/events", content=body, headers=NDJSON), 413, "100")
+    assert_problem(api.post("import/profiles", content=body, headers=NDJSON), 413)
+    assert api.get("jobs").json() == []
+    assert not list((settings.data_dir / "files").rglob("*.ndjson*"))
+
+
+def test_upload_over_the_limit_is_413(api, settings):
+    settings.max_upload_bytes = 100
+    body = ndjson(*({"user_id": f"u{i}", "name": "e", "timestamp": i} for i in range(10)))
+    assert_problem(api.post("import/events", files={"file": ("e.ndjson", body)}), 413)
+
+
+def test_read_only_key_and_other_account_cannot_import(client, db, api):
+    reader = AccountClient(client, make_account(db, "acct1", read_only=True))
+    assert_problem(reader.post("import/events", content=b"{}", headers=NDJSON), 403)
+    stranger = make_account(db, "acct2")
+    response = client.post(api.url("import/events"), content=b"{}", headers=NDJSON, auth=stranger.auth)
+    assert_problem(response, 403)
+
+
+def test_jobs_and_rows_are_isolated_between_accounts(client, api, app, db):
+    other = AccountClient(client, make_account(db, "acct2"))
+    mine = job_of(api, api.post("import/events", content=ndjson({"user_id": "a", "name": "e", "timestamp": 1}), headers=NDJSON))
+    theirs = job_of(other, other.post("import/events", content=ndjson({"user_id": "b", "name": "e", "timestamp": 1}), headers=NDJSON))
+    drain(app)
+    assert [j["id"] for j in api.get("jobs").json()] == [mine["job_id"]]
+    assert [j["id"] for j in other.get("jobs").json()] == [theirs["job_id"]]
+    assert_problem(api.get(f"jobs/{theirs['job_id']}"), 404)
+    assert [r.user_id for r in event_rows(db, "acct1")] == ["a"]
+    assert [r.user_id for r in event_rows(db, "acct2")] == ["b"]
+
+
+def test_payload_file_is_removed_when_the_job_is_done(api, app, settings):
+    api.post("import/events", content=ndjson({"user_id": "a", "name": "e", "timestamp": 1}), headers=NDJSON)
+    stored = [p for p in (settings.data_dir / "files").rglob("*") if p.is_file()]
+    assert len(stored) == 1
+    drain(app)
+    assert not [p for p in (settings.data_dir / "files").rglob("*") if p.is_file()]
+
+
+def test_many_batches_write_every_row_once(api, app, db):
+    body = ndjson(*({"user_id": f"u{i}", "name": "e", "timestamp": i} for i in range(50)))
+    job = job_of(api, api.post("import/events", content=body, headers=NDJSON))
+    drain(app)
+    assert completed(api, job["job_id"])["ingestions_completed"] == 50
+    assert [r.timestamp for r in event_rows(db)] == list(range(50))
+
+
+# --------------------------------------------------------------------------- idempotency
+
+
+def test_idempotency_key_returns_the_original_job(api, app, db, settings):
+    body = ndjson({"user_id": "a", "name": "e", "timestamp": 1})
+    headers = {**NDJSON, "Idempotency-Key": "import-1"}
+    first = job_of(api, api.post("import/events", content=body, headers=headers))
+    again = job_of(api, api.post("import/events", content=body, headers=headers))
+    assert again == first
+    assert len(api.get("jobs").json()) == 1
+    assert len([p for p in (settings.data_dir / "files").rglob("*") if p.is_file()]) == 1
+    drain(app)
+    assert job_of(api, api.post("import/events", content=body, headers=headers)) == first
+    drain(app)
+    assert len(event_rows(db)) == 1
+
+
+def test_idempotency_key_with_a_different_body_is_422(api, settings):
+    headers = {**NDJSON, "Idempotency-Key": "k"}
+    job_of(api, api.post("import/events", content=ndjson({"user_id": "a", "name": "e", "timestamp": 1}), headers=headers))
+    other = api.post("import/events", content=ndjson({"user_id": "b", "name": "e", "timestamp": 1}), headers=headers)
+    assert_problem(other, 422, "Idempotency-Key")
+    assert_problem(api.post("import/profiles", content=b'{"user_id": "a"}', headers=headers), 422)
+    assert len([p for p in (settings.data_dir / "files").rglob("*") if p.is_file()]) == 1
+
+
+def test_idempotency_keys_are_per_account(client, api, db):
+    other = AccountClient(client, make_account(db, "acct2"))
+    body = ndjson({"user_id": "a", "name": "e", "timestamp": 1})
+    headers = {**NDJSON, "Idempotency-Key": "same"}
+    assert job_of(api, api.post("import/events", content=body, headers=headers)) != job_of(
+        other, other.post("import/events", content=body, headers=headers)
+    )
+
+
+def test_malformed_idempotency_key_is_400(api):
+    response = api.post("import/events", content=b"{}", headers={**NDJSON, "Idempotency-Key": "x" * 300})
+    assert_problem(response, 400, "Idempotency-Key")
+
+
+# --------------------------------------------------------------------------- profiles
+
+
+def test_import_profiles_merges_into_existing_profiles(api, app, db):
+    api.patch("users/u1/profile", json={"email": "old@example.com", "plan": "free"})
+    body = (
+        b"user_id,email,first_name,is_admin\n"
+        b"u1,harriet@example.com,,\n"
+        b"u2,,Snabe,\n"
+        b"u3,bumbleborn@example.com,,true\n"
+    )
+    job = job_of(api, api.post("import/profiles", content=body, headers=CSV))
+    drain(app)
+    assert completed(api, job["job_id"])["ingestions_completed"] == 3
+    assert profile_of(db, "u1") == {"email": "harriet@example.com", "plan": "free"}
+    assert profile_of(db, "u2") == {"first_name": "Snabe"}
+    assert profile_of(db, "u3") == {"email": "bumbleborn@example.com", "is_admin": True}
+
+
+def test_import_profiles_ndjson_null_removes_and_repeats_apply_in_order(api, app, db):
+    body = ndjson(
+        {"userId": "u1", "a": 1, "b": 2},
+        {"user_id": "u1", "b": None, "c": 3},
+        {"user_id": "u2", "x": {"nested": True}},
+        {"email": "no id"},
+        {"user_id": "u1", "d": 4},
+    )
+    job = job_of(api, api.post("import/profiles", content=body, headers=NDJSON))
+    drain(app)
+    attributes = completed(api, job["job_id"])
+    assert attributes["ingestions_completed"] == 4 and attributes["ingestions_failed"] == 1
+    assert attributes["errors"][0]["line"] == 4
+    assert profile_of(db, "u1") == {"a": 1, "c": 3, "d": 4}
+    assert profile_of(db, "u2") == {"x": {"nested": True}}
+
+
+# --------------------------------------------------------------------------- segment membership
+
+
+@pytest.fixture
+def segment(db, account):
+    return segments.create_segment(db, account.account_id, {"name": "Beta"}, "test")["id"]
+
+
+def test_add_and_remove_user_ids_in_every_form(api, app, db, segment):
+    forms = [
+        dict(json={"user_ids": ["a", "b", "c"]}),
+        dict(content=b'"c"\n"d"\n', headers=NDJSON),
+        dict(content=b"user_id\ne\nf\n", headers=CSV),
+        dict(content=b"g\nh\n", headers=CSV),
+        dict(files={"file": ("ids.csv", b"userId\ni\n")}),
+        dict(files={"file": ("ids.ndjson", b'"j"\n')}),
+    ]
+    for form in forms:
+        job_of(api, api.post(f"segments/{segment}/add_user_ids", **form))
+    drain(app)
+    assert members(db, segment) == list("abcdefghij")
+    job = job_of(api, api.post(f"segments/{segment}/remove_user_ids", json={"user_ids": ["a", "j", "zz"]}))
+    drain(app)
+    assert completed(api, job["job_id"])["ingestions_completed"] == 3
+    assert members(db, segment) == list("bcdefghi")
+    names = {j["name"] for j in api.get("jobs").json()}
+    assert names == {"Add User IDs to Segment", "Remove User IDs from Segment"}
+
+
+def test_adding_an_id_twice_is_harmless(api, app, db, segment):
+    for _ in range(2):
+        job = job_of(api, api.post(f"segments/{segment}/add_user_ids", json={"user_ids": ["a", "a", "b"]}))
+        drain(app)
+        assert completed(api, job["job_id"])["ingestions_completed"] == 3
+    assert members(db, segment) == ["a", "b"]
+
+
+def test_membership_of_an_unknown_segment_is_404(api, db):
+    assert_problem(api.post("segments/nope/add_user_ids", json={"user_ids": ["a"]}), 404, "nope")
+    assert_problem(api.post("segments/nope/remove_user_ids", json={"user_ids": ["a"]}), 404, "nope")
+    assert api.get("jobs").json() == []
+
+
+def test_segment_deleted_before_the_job_runs_fails_it(api, app, db, segment):
+    job = job_of(api, api.post(f"segments/{segment}/add_user_ids", json={"user_ids": ["a"]}))
+    segments.delete_segment(db, "acct1", segment)
+    drain(app)
+    detail = api.get(f"jobs/{job['job_id']}").json()
+    assert detail["status"] == "FAILED"
+    assert detail["events"][-1]["name"] == "Failed" and segment in detail["events"][-1]["attributes"]["reason"]
+    assert members(db, segment) == []
+
+
+def test_deleting_a_segment_deletes_its_membership(api, app, db, segment):
+    api.post(f"segments/{segment}/add_user_ids", json={"user_ids": ["a", "b"]})
+    drain(app)
+    api.delete(f"segments/{segment}")
+    with db.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(segment_members)).scalar() == 0
+
+
+def test_bad_user_ids_are_counted(api, app, db, segment):
+    job = job_of(api, api.post(f"segments/{segment}/add_user_ids", content=b'"a"\n42\n""\n"b"\n', headers=NDJSON))
+    drain(app)
+    attributes = completed(api, job["job_id"])
+    assert attributes["ingestions_completed"] == 2 and attributes["ingestions_failed"] == 2
+    assert [e["line"] for e in attributes["errors"]] == [2, 3]
+    assert members(db, segment) == ["a", "b"]
+
+
+def test_job_names_match_the_spec():
+    assert jobs.JOB_NAMES["import_profiles"] == "Import Profiles"
+    assert jobs.JOB_NAMES["import_events"] == "Import Events"

@@ -1,0 +1,133 @@
+import threading
+from urllib.parse import quote
+
+import pytest
+
+from opencues import profiles
+from tests.conftest import AccountClient, assert_problem, make_account
+
+
+# --- the merge rule (pure) ---
+
+
+def test_merge_adds_replaces_and_removes_keys():
+    existing = {"a": 1, "b": {"x": 1}, "c": "keep"}
+    changes = {"b": {"y": 2}, "a": None, "d": [1, 2], "gone": None}
+    assert profiles.merge(existing, changes) == {"b": {"y": 2}, "c": "keep", "d": [1, 2]}
+    assert existing == {"a": 1, "b": {"x": 1}, "c": "keep"}  # inputs untouched
+
+
+def test_merge_keeps_key_positions_and_json_types():
+    merged = profiles.merge({"first": "H", "last": "P"}, {"first": "Harriet", "n": 1.5, "ok": False, "zero": 0})
+    assert list(merged) == ["first", "last", "n", "ok", "zero"]
+    assert merged["ok"] is False and merged["zero"] == 0 and merged["n"] == 1.5
+
+
+def test_merge_of_nothing_is_a_copy():
+    existing = {"a": 1}
+    merged = profiles.merge(existing, {})
+    assert merged == existing and merged is not existing
+
+
+# --- the API ---
+
+
+def path(user_id: str) -> str:
+    return f"users/{quote(user_id, safe='')}/profile"
+
+
+def test_patch_then_get(api):
+    body = {"first_name": "Harriet", "last_name": "Porber", "email": "harriet@bumbleborn.net"}
+    response = api.patch(path("u1"), json=body)
+    assert response.status_code == 200
+    assert response.json() == {"status": 200, "title": "OK"}
+    assert api.get(path("u1")).json() == body
+
+
+def test_patch_merges_and_null_removes(api):
+    api.patch(path("u1"), json={"plan": "free", "seats": 3, "admin": True, "meta": {"a": 1}})
+    api.patch(path("u1"), json={"plan": "pro", "seats": None, "score": 9.5, "tags": ["x"]})
+    assert api.get(path("u1")).json() == {
+        "plan": "pro", "admin": True, "meta": {"a": 1}, "score": 9.5, "tags": ["x"],
+    }  # fmt: skip
+
+
+def test_unknown_user_is_404(api):
+    assert_problem(api.get(path("never-seen")), 404, "never-seen")
+
+
+@pytest.mark.parametrize("user_id", ["a/b", "x@y.com", "with space", "ünï", "50%"])
+def test_awkward_user_ids_round_trip(api, user_id):
+    assert api.patch(path(user_id), json={"id_was": user_id}).status_code == 200
+    assert api.get(path(user_id)).json() == {"id_was": user_id}
+    assert api.get(path(user_id + "x")).status_code == 404
+
+
+def test_csv_profile_is_one_header_and_one_row(api):
+    api.patch(path("u1"), json={"first_name": "Harriet", "address": {"city": "Paris", "zip": "75001"}, "vip": True})
+    response = api.get(path("u1"), headers={"Accept": "text/csv"})
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/csv")
+    header, row = response.text.splitlines()
+    assert set(header.split(",")) == {"first_name", "address.city", "address.zip", "vip"}
+    cells = dict(zip(header.split(","), row.split(",")))
+    assert cells == {"first_name": "Harriet", "address.city": "Paris", "address.zip": "75001", "vip": "true"}
+
+
+def test_patch_answers_csv_on_request(api):
+    response = api.patch(path("u1"), json={"a": 1}, headers={"Accept": "text/csv"})
+    assert response.text.splitlines() == ["status,title", "200,OK"]
+
+
+@pytest.mark.parametrize(
+    "content, content_type, status",
+    [
+        (b"a,b\n1,2", "text/csv", 415),
+        (b'{"a":1}', "application/ndjson", 415),
+        (b"[1, 2]", "application/json", 400),
+        (b'"text"', "application/json", 400),
+        (b"{broken", "application/json", 400),
+        (b"", "application/json", 400),
+        (b'{"": 1}', "application/json", 400),
+    ],
+)
+def test_patch_rejects_non_objects(api, content, content_type, status):
+    assert_problem(api.patch(path("u1"), content=content, headers={"Content-Type": content_type}), status)
+    assert api.get(path("u1")).status_code == 404
+
+
+def test_profiles_are_per_account(client, api, other_account):
+    api.patch(path("u1"), json={"a": 1})
+    other = AccountClient(client, other_account)
+    assert_problem(other.get(path("u1")), 404)
+    other.patch(path("u1"), json={"b": 2})
+    assert api.get(path("u1")).json() == {"a": 1}
+    assert_problem(client.get(api.url(path("u1")), auth=other_account.auth), 403)
+
+
+def test_read_only_key_cannot_patch(client, db, api):
+    api.patch(path("u1"), json={"a": 1})
+    reader = AccountClient(client, make_account(db, "acct1", read_only=True))
+    assert reader.get(path("u1")).json() == {"a": 1}
+    assert_problem(reader.patch(path("u1"), json={"a": 2}), 403, "read-only")
+    assert api.get(path("u1")).json() == {"a": 1}
+
+
+def test_concurrent_updates_of_one_user_lose_no_keys(db, account):
+    """Each thread adds its own key; the read-merge-write must not drop another thread's."""
+    threads, errors = 8, []
+
+    def worker(n: int) -> None:
+        try:
+            for i in range(5):
+                profiles.update_profile(db, "acct1", "hot-user", {f"k{n}_{i}": i})
+        except Exception as exc:  # noqa: BLE001 - surfaced by the assertion below
+            errors.append(exc)
+
+    pool = [threading.Thread(target=worker, args=(n,)) for n in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    assert errors == []
+    assert len(profiles.get_profile(db, "acct1", "hot-user")) == threads * 5

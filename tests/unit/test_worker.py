@@ -1,0 +1,269 @@
+"""The worker: exclusive claims, leases, fencing, resumption, retries and shutdown."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import orjson
+import pytest
+from sqlalchemy import select, update
+
+from opencues import imports, jobs, worker
+from opencues.filestore import new_key, open_file_store
+from opencues.jobs import JobStatus
+from opencues.settings import Settings
+from opencues.storage.schema import events
+from opencues.storage.schema import jobs as jobs_table
+from opencues.timestamps import now_ms
+
+
+@pytest.fixture
+def settings(database_url, tmp_path):
+    return Settings(data_dir=tmp_path / "data", database_url=database_url, job_workers=0, import_batch_rows=10,
+                    job_lease_seconds=30)  # fmt: skip
+
+
+@pytest.fixture
+def store(settings):
+    return open_file_store(settings)
+
+
+@pytest.fixture
+def kind(monkeypatch):
+    """A test job kind whose handler the test sets with ``kind.handler = ...``."""
+
+    class Kind:
+        name = "test_kind"
+        handler = staticmethod(lambda ctx: None)
+
+    def run(ctx):
+        return Kind.handler(ctx)
+
+    monkeypatch.setitem(jobs.JOB_NAMES, Kind.name, "Test Job")
+    monkeypatch.setitem(worker.HANDLERS, Kind.name, worker.Registration(Kind.name, run, "Ingesting"))
+    return Kind
+
+
+def new_job(db, kind="test_kind", account_id="acct1", **kwargs) -> str:
+    with db.begin() as conn:
+        return jobs.create_job(conn, account_id, kind, **kwargs)
+
+
+def job_row(db, job_id):
+    with db.connect() as conn:
+        return jobs.load_job(conn, job_id)
+
+
+def expire_lease(db, job_id):
+    with db.begin() as conn:
+        conn.execute(update(jobs_table).where(jobs_table.c.id == job_id).values(lease_expires_at=now_ms() - 1))
+
+
+def store_events_payload(store, count: int) -> str:
+    key = new_key("uploads", ".ndjson")
+    with store.writer(key) as out:
+        for i in range(count):
+            out.write(orjson.dumps({"user_id": f"u{i}", "name": "e", "timestamp": i}) + b"\n")
+    return key
+
+
+def event_timestamps(db):
+    with db.connect() as conn:
+        return conn.execute(select(events.c.timestamp).order_by(events.c.id)).scalars().all()
+
+
+def names(db, job_id):
+    return [e["name"] for e in jobs.job_events_of(db, job_id)]
+
+
+def test_a_job_is_claimed_by_one_worker_until_its_lease_expires(db, kind):
+    job_id = new_job(db)
+    first = worker.claim(db, "A", [kind.name], 30_000)
+    assert first.id == job_id and first.attempts == 1 and first.lease_owner == "A"
+    assert worker.claim(db, "B", [kind.name], 30_000) is None
+    expire_lease(db, job_id)
+    second = worker.claim(db, "B", [kind.name], 30_000)
+    assert second.id == job_id and second.attempts == 2 and second.lease_owner == "B"
+
+
+def test_only_registered_kinds_are_claimed(db, kind):
+    new_job(db, kind="something_else")
+    assert worker.claim(db, "A", [kind.name], 30_000) is None
+    assert worker.claim(db, "A", [], 30_000) is None
+
+
+def test_commit_after_losing_the_lease_rolls_the_batch_back(db, store, settings, kind):
+    job_id = new_job(db)
+    job = worker.claim(db, "A", [kind.name], 30_000)
+    ctx = worker.JobContext(db, store, settings, job, "A", threading.Event())
+    expire_lease(db, job_id)
+    assert worker.claim(db, "B", [kind.name], 30_000) is not None
+    with pytest.raises(worker.LeaseLost):
+        with ctx.transaction() as conn:
+            conn.execute(events.insert().values(account_id="acct1", user_id="u", name="e", timestamp=1, attributes={}))
+            ctx.commit_progress(conn, consumed=1, completed=1)
+    assert event_timestamps(db) == []
+    assert job_row(db, job_id).rows_done == 0 and job_row(db, job_id).lease_owner == "B"
+
+
+def test_a_crash_mid_job_resumes_after_the_last_committed_batch(db, store, settings, monkeypatch):
+    """A worker dies (an exception no one catches, like a kill) during its 4th batch: the
+    next claim resumes at row 30 and every row ends up written exactly once."""
+    key = store_events_payload(store, 95)
+    job_id = new_job(db, kind="import_events", payload_key=key, payload_format="ndjson")
+    writer = imports._copy_events if db.is_postgres else imports._executemany_events
+    calls = {"n": 0}
+
+    class Crash(BaseException):
+        pass
+
+    def crashing(raw, rows):
+        calls["n"] += 1
+        writer(raw, rows)
+        if calls["n"] == 4:
+            raise Crash()
+
+    monkeypatch.setattr(imports, "_copy_events" if db.is_postgres else "_executemany_events", crashing)
+    with pytest.raises(Crash):
+        worker.run_pending_jobs(db, store, settings)
+    assert job_row(db, job_id).rows_done == 30
+    assert event_timestamps(db) == list(range(30))
+
+    monkeypatch.setattr(imports, "_copy_events" if db.is_postgres else "_executemany_events", writer)
+    expire_lease(db, job_id)
+    assert worker.run_pending_jobs(db, store, settings) == 1
+    row = job_row(db, job_id)
+    assert row.status == "COMPLETED" and row.rows_done == 95 and row.ingestions_completed == 95
+    assert event_timestamps(db) == list(range(95))
+    assert names(db, job_id) == ["Ingesting", "Resumed", "Completed"]
+    assert jobs.job_events_of(db, job_id)[1]["attributes"] == {"attempt": 2, "rows_processed": 30}
+    assert not store.exists(key)
+
+
+def test_handler_errors_are_retried_then_the_job_fails(db, store, settings, kind):
+    settings.job_max_attempts = 2
+    job_id = new_job(db)
+
+    def broken(ctx):
+        raise RuntimeError("boom")
+
+    kind.handler = broken
+    worker.run_pending_jobs(db, store, settings)
+    row = job_row(db, job_id)
+    assert row.status == "IN_PROGRESS" and row.lease_owner is None and row.lease_expires_at > now_ms()
+    expire_lease(db, job_id)
+    worker.run_pending_jobs(db, store, settings)
+    detail = jobs.get_job(db, "acct1", job_id)
+    assert detail["status"] == "FAILED"
+    assert detail["events"][-1]["name"] == "Failed" and "boom" in detail["events"][-1]["attributes"]["reason"]
+
+
+def test_a_job_that_keeps_crashing_its_worker_is_given_up(db, store, settings, kind):
+    settings.job_max_attempts = 1
+    job_id = new_job(db)
+    worker.claim(db, "dead", [kind.name], 30_000)
+    expire_lease(db, job_id)
+    worker.run_pending_jobs(db, store, settings)
+    detail = jobs.get_job(db, "acct1", job_id)
+    assert detail["status"] == "FAILED" and "gave up" in detail["events"][-1]["attributes"]["reason"]
+
+
+def test_job_failed_ends_the_job_with_its_reason(db, store, settings, kind):
+    job_id = new_job(db)
+
+    def refuse(ctx):
+        raise worker.JobFailed("nothing to do")
+
+    kind.handler = refuse
+    worker.run_pending_jobs(db, store, settings)
+    row = job_row(db, job_id)
+    assert row.status == "FAILED" and row.finished_at is not None and row.lease_owner is None
+    assert jobs.job_events_of(db, job_id)[-1]["attributes"]["reason"] == "nothing to do"
+
+
+def test_completed_event_carries_counters_and_handler_extras(db, store, settings, kind):
+    job_id = new_job(db)
+
+    def handler(ctx):
+        with ctx.transaction() as conn:
+            ctx.commit_progress(conn, consumed=3, completed=2, failed=1, errors=[(7, "bad")])
+        return {"download_url": "x"}
+
+    kind.handler = handler
+    worker.run_pending_jobs(db, store, settings)
+    completed = jobs.job_events_of(db, job_id)[-1]
+    assert completed["name"] == "Completed"
+    attributes = completed["attributes"]
+    assert attributes["ingestions_completed"] == 2 and attributes["ingestions_failed"] == 1
+    assert attributes["errors"] == [{"line": 7, "reason": "bad"}] and attributes["download_url"] == "x"
+    assert job_row(db, job_id).status == JobStatus.COMPLETED
+
+
+def test_progress_events_for_long_jobs(db, store, settings):
+    settings.job_progress_seconds = 0
+    key = store_events_payload(store, 25)
+    job_id = new_job(db, kind="import_events", payload_key=key, payload_format="ndjson")
+    worker.run_pending_jobs(db, store, settings)
+    history = jobs.job_events_of(db, job_id)
+    assert [e["name"] for e in history] == ["Ingesting", "Progress", "Progress", "Progress", "Completed"]
+    assert [e["attributes"]["rows_processed"] for e in history[1:4]] == [10, 20, 25]
+
+
+def test_shutdown_releases_the_running_job_for_another_worker(db, store, settings):
+    key = store_events_payload(store, 30)
+    job_id = new_job(db, kind="import_events", payload_key=key, payload_format="ndjson")
+    stopping = threading.Event()
+    stopping.set()
+    assert worker.Worker(db, store, settings, stopping=stopping).run_once()
+    row = job_row(db, job_id)
+    assert row.status == "IN_PROGRESS" and row.lease_owner is None and row.attempts == 0
+    worker.run_pending_jobs(db, store, settings)
+    assert job_row(db, job_id).status == "COMPLETED"
+    assert event_timestamps(db) == list(range(30))
+
+
+def test_lease_is_renewed_while_a_handler_runs(db, store, settings, kind):
+    settings.job_lease_seconds = 1
+    job_id = new_job(db)
+    release = threading.Event()
+    kind.handler = lambda ctx: None if release.wait(10) else None
+    thread = threading.Thread(target=worker.Worker(db, store, settings).run_once)
+    thread.start()
+    try:
+        time.sleep(1.6)
+        assert worker.claim(db, "thief", [kind.name], 1000) is None
+        assert job_row(db, job_id).lease_expires_at > now_ms()
+    finally:
+        release.set()
+        thread.join(10)
+    assert job_row(db, job_id).status == "COMPLETED"
+
+
+def test_run_pending_jobs_waits_for_jobs_held_by_other_workers(db, store, settings, kind):
+    pool = worker.WorkerPool(db, store, settings, 1)
+    started = threading.Event()
+
+    def slow(ctx):
+        started.set()
+        time.sleep(0.3)
+
+    kind.handler = slow
+    job_id = new_job(db)
+    pool.start()
+    try:
+        assert started.wait(10)
+        assert worker.run_pending_jobs(db, store, settings) == 0
+        assert job_row(db, job_id).status == "COMPLETED"
+    finally:
+        pool.stop()
+    assert not pool.alive()
+
+
+def test_leftover_payloads_of_finished_jobs_are_swept(db, store):
+    key = store_events_payload(store, 1)
+    job_id = new_job(db, kind="import_events", payload_key=key, payload_format="ndjson")
+    with db.begin() as conn:
+        conn.execute(update(jobs_table).where(jobs_table.c.id == job_id).values(status="COMPLETED"))
+    assert worker.remove_finished_payloads(db, store) == 1
+    assert not store.exists(key) and job_row(db, job_id).payload_key is None

@@ -1,0 +1,300 @@
+"""The one error shape, enforced over EVERY route in ``ROUTES``.
+
+Each test is parametrised over the route table, so a route added later is checked automatically:
+unknown paths 404, wrong methods 405 with a correct ``Allow``, missing or bad credentials 401,
+foreign accounts and read-only keys 403, unsupported Content-types 415, malformed JSON 400,
+bodies over the limit 413 — always Problem Details JSON, and never a 500 for anything a client
+can send. These tests exercise the web layer, so they share one SQLite-backed app per module
+(the auth path is tested on both databases in test_auth.py).
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import shutil
+
+import pytest
+from starlette.testclient import TestClient
+
+from opencues import accounts, flows
+from opencues.settings import Settings
+from opencues.storage import Database
+from opencues.web.app import create_app
+from opencues.web.routes import ROUTES
+from tests.conftest import assert_problem, make_account
+
+ACCOUNT = "acct1"
+METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+SMALL_BODY_LIMIT = 1024
+SMALL_UPLOAD_LIMIT = 2048
+
+# Routes that take no body at all: the spec calls them with curl's empty form body (`-d ''`).
+BODYLESS = {(r.method, r.path) for r in ROUTES if r.method in ("GET", "DELETE") or r.path.endswith("publish")}
+# Reading data is what a read-only key is for; an export only reads (see docs/decisions.md).
+READ_ONLY_ALLOWED = {(r.method, r.path) for r in ROUTES if r.method == "GET" or r.path.endswith("/export/events")}
+
+_PARAM = re.compile(r"\{(\w+)(?::(\w+))?\}")
+
+
+def _route_id(route) -> str:
+    return f"{route.method} {route.path.removeprefix('/v2/accounts/{account_id}')}"
+
+
+def _concrete(path: str, account_id: str = ACCOUNT, samples: dict | None = None) -> str:
+    samples = samples or {}
+    return _PARAM.sub(lambda m: account_id if m[1] == "account_id" else samples.get(m[1], f"sample-{m[1]}"), path)
+
+
+def _pattern(path: str) -> re.Pattern:
+    parts = _PARAM.split(path)
+    # re.split with two groups yields [text, name, converter, text, name, converter, ..., text]
+    regex = ""
+    for i in range(0, len(parts), 3):
+        regex += re.escape(parts[i])
+        if i + 1 < len(parts):
+            regex += ".+" if parts[i + 2] == "path" else "[^/]+"
+    return re.compile(regex + "$")
+
+
+def _allowed_for(url: str) -> set[str]:
+    return {r.method for r in ROUTES if _pattern(r.path).match(url)}
+
+
+ROUTE_PARAMS = [pytest.param(r, id=_route_id(r)) for r in ROUTES]
+BODY_ROUTES = [pytest.param(r, id=_route_id(r)) for r in ROUTES if (r.method, r.path) not in BODYLESS]
+WRITE_ROUTES = [pytest.param(r, id=_route_id(r)) for r in ROUTES if (r.method, r.path) not in READ_ONLY_ALLOWED]
+
+
+def _basic(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+class World:
+    """One app over one SQLite database, with keys of every kind."""
+
+    def __init__(self, tmp_path, template, **limits):
+        data = tmp_path / "data"
+        data.mkdir()
+        shutil.copy(template, data / "opencues.db")
+        settings = Settings(data_dir=data, database_url=f"sqlite:///{data / 'opencues.db'}", **limits)
+        self.db = Database(settings.resolved_database_url)
+        self.app = create_app(settings, self.db)
+        self.writer = make_account(self.db, ACCOUNT)
+        self.reader = make_account(self.db, ACCOUNT, read_only=True)
+        self.stranger = make_account(self.db, "acct2")
+        self.revoked = make_account(self.db, ACCOUNT)
+        accounts.revoke_key(self.db, self.revoked.key)
+        flows.create_flow(self.db, ACCOUNT, "Tour", flow_id="flow1")
+        self.client = TestClient(self.app, raise_server_exceptions=False).__enter__()
+        self.samples = {"flow_id": "flow1", "user_id": "user-1"}
+        segment = self.client.post(f"/v2/accounts/{ACCOUNT}/segments", json={"name": "s"}, headers=self.writer.header)
+        if segment.status_code == 201:
+            self.samples["segment_id"] = segment.json()["id"]
+
+    def url(self, route, account_id: str = ACCOUNT) -> str:
+        return _concrete(route.path, account_id, self.samples)
+
+    def close(self):
+        self.client.__exit__(None, None, None)
+        self.db.dispose()
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory, sqlite_template):
+    w = World(tmp_path_factory.mktemp("errors"), sqlite_template)
+    yield w
+    w.close()
+
+
+@pytest.fixture(scope="module")
+def small_world(tmp_path_factory, sqlite_template):
+    w = World(
+        tmp_path_factory.mktemp("errors-small"),
+        sqlite_template,
+        max_body_bytes=SMALL_BODY_LIMIT,
+        max_upload_bytes=SMALL_UPLOAD_LIMIT,
+    )
+    yield w
+    w.close()
+
+
+# -- 404 ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/", "/nope", "/v2", "/v2/accounts", f"/v2/accounts/{ACCOUNT}", f"/v2/accounts/{ACCOUNT}/widgets", "/v1/flows"],
+)
+@pytest.mark.parametrize("method", ["GET", "POST", "DELETE"])
+def test_unknown_routes_are_404_problems(world, path, method):
+    response = world.client.request(method, path, headers={"Accept": "text/html", **world.writer.header})
+    assert_problem(response, 404, path)
+
+
+# -- 405 ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("route", ROUTE_PARAMS)
+def test_wrong_method_is_405_with_allow(world, route):
+    url = world.url(route)
+    allowed = _allowed_for(url)
+    assert route.method in allowed
+    for method in sorted(set(METHODS) - allowed):
+        response = world.client.request(method, url, headers=world.writer.header)
+        body = assert_problem(response, 405, method)
+        assert {m.strip() for m in response.headers["allow"].split(",")} == allowed, (method, url)
+        for name in allowed:
+            assert name in body["detail"]
+
+
+# -- 401 ----------------------------------------------------------------------------------------
+
+
+def _bad_credentials(world) -> dict[str, dict]:
+    return {
+        "missing": {},
+        "wrong secret": {"Authorization": _basic(world.writer.key, "not-the-secret")},
+        "unknown key": {"Authorization": _basic("no-such-key", world.writer.secret)},
+        "revoked key": {"Authorization": world.revoked.header["Authorization"]},
+        "not basic": {"Authorization": f"Bearer {world.writer.secret}"},
+        "bad base64": {"Authorization": "Basic %%%not-base64%%%"},
+        "no colon": {"Authorization": "Basic " + base64.b64encode(world.writer.key.encode()).decode()},
+        "not utf-8": {"Authorization": "Basic " + base64.b64encode(b"\xff\xfe:\xff").decode()},
+        "empty": {"Authorization": ""},
+    }
+
+
+@pytest.mark.parametrize("route", ROUTE_PARAMS)
+def test_bad_credentials_are_401_with_a_basic_challenge(world, route):
+    for name, headers in _bad_credentials(world).items():
+        response = world.client.request(route.method, world.url(route), headers=headers)
+        assert_problem(response, 401)
+        assert response.headers["www-authenticate"].startswith("Basic"), name
+
+
+# -- 403 ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("route", ROUTE_PARAMS)
+def test_a_key_of_another_account_is_403(world, route):
+    response = world.client.request(route.method, world.url(route), headers=world.stranger.header)
+    assert_problem(response, 403, ACCOUNT)
+
+
+@pytest.mark.parametrize("route", WRITE_ROUTES)
+def test_a_read_only_key_cannot_write(world, route):
+    response = world.client.request(
+        route.method, world.url(route), headers=world.reader.header, json={"name": "x", "user_ids": ["u"]}
+    )
+    assert_problem(response, 403, "read-only")
+
+
+# -- 415 / 400 ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("route", BODY_ROUTES)
+@pytest.mark.parametrize("content_type", ["application/xml", "text/plain", "image/png", "application/x-www-form-urlencoded"])
+def test_unsupported_content_type_is_415(world, route, content_type):
+    headers = {"Content-Type": content_type, **world.writer.header}
+    response = world.client.request(route.method, world.url(route), headers=headers, content=b"<a>1</a>")
+    assert_problem(response, 415, content_type)
+
+
+@pytest.mark.parametrize("route", BODY_ROUTES)
+@pytest.mark.parametrize("body", [b'{"name": ', b"{'single': 'quotes'}", b"\xff\xfe\x00", b"[1, 2,]", b"{\"a\": NaN"])
+def test_malformed_json_is_400_not_500(world, route, body):
+    headers = {"Content-Type": "application/json", **world.writer.header}
+    response = world.client.request(route.method, world.url(route), headers=headers, content=body)
+    if response.status_code == 415:  # a route that takes no JSON at all (bulk imports) may say so
+        assert_problem(response, 415, "application/json")
+    else:
+        assert_problem(response, 400, "JSON")
+
+
+# -- 413 ----------------------------------------------------------------------------------------
+
+
+def _refused_as_too_large(world, route, body, chunked: bool = False) -> list[int]:
+    statuses = []
+    for content_type in ("application/json", "application/ndjson", "text/csv"):
+        headers = {"Content-Type": content_type, **world.writer.header}
+        content = iter([body[i : i + 65536] for i in range(0, len(body), 65536)]) if chunked else body
+        response = world.client.request(route.method, world.url(route), headers=headers, content=content)
+        assert response.status_code in (413, 415), (content_type, response.text[:300])
+        assert_problem(response, response.status_code)
+        statuses.append(response.status_code)
+    return statuses
+
+
+@pytest.mark.parametrize("route", BODY_ROUTES)
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+def test_bodies_over_the_limit_are_413(small_world, route, chunked):
+    # Over both limits, in every content type the route could read: never accepted, and at
+    # least one content type is read and refused for its size (whether its length is declared or not).
+    body = b"[" + b'"0123456789",' * ((SMALL_BODY_LIMIT + SMALL_UPLOAD_LIMIT) // 13 + 1) + b'"x"]'
+    assert 413 in _refused_as_too_large(small_world, route, body, chunked)
+
+
+@pytest.mark.parametrize("route", BODY_ROUTES)
+def test_default_body_limit_is_20_mb(world, route):
+    assert Settings.model_fields["max_body_bytes"].default == 20 * 1024 * 1024
+    body = b" " * (20 * 1024 * 1024 + 1)
+    assert 413 in _refused_as_too_large(world, route, body)
+
+
+# -- never a 500 --------------------------------------------------------------------------------
+
+JUNK_BODIES = [
+    ("application/json", b"{}"),
+    ("application/json", b"[]"),
+    ("application/json", b"null"),
+    ("application/json", b'"a string"'),
+    ("application/json", b"12345678901234567890123456789"),
+    ("application/json", b'{"name": null, "description": 5, "user_ids": "u", "timestamp": [], "attributes": "x"}'),
+    ("application/json", b'{"name": {"nested": true}, "user_ids": [null, 1, {}], "email": 7, "conditions": {}}'),
+    ("application/json", b'{"name": "' + b"x" * 100_000 + b'"}'),
+    ("application/json", b'{"\\u0000": "\\u0000", "name": "\\ud800"}'),
+    ("application/json", b'{"timestamp": "2021-13-45T99:99:99Z", "start_time": -1e300, "time_zone": "+99:99"}'),
+    ("application/json", b'{"format": "xml", "start_time": "yesterday", "end_time": true, "limit": -5}'),
+    ("application/ndjson", b'{"user_id": 1}\nnot json\n[]\n"x"\n'),
+    ("text/csv", b'user_id,name\n"unterminated,\n\x00,\xff\n'),
+    ("", b""),
+]
+
+
+@pytest.mark.parametrize("route", ROUTE_PARAMS)
+def test_nothing_a_client_sends_is_a_500(world, route):
+    url = world.url(route)
+    queries = ["", "?limit=abc", "?limit=-1&offset=x", "?start_time=zzz&end_time=1e999&time_zone=99:99", "?limit=99999999999999999999"]
+    attempts = [(url + q, "", b"") for q in queries]
+    if (route.method, route.path) not in BODYLESS:
+        attempts += [(url, ctype, body) for ctype, body in JUNK_BODIES]
+    odd_ids = {"flow_id": "%00", "segment_id": "..%2F..", "user_id": "%F0%9F%98%80 a/b", "job_id": "x" * 2000}
+    attempts.append((_concrete(route.path, ACCOUNT, odd_ids), "application/json", b"{}"))
+    for target, ctype, body in attempts:
+        headers = {**world.writer.header, **({"Content-Type": ctype} if ctype else {})}
+        response = world.client.request(route.method, target, headers=headers, content=body)
+        assert response.status_code < 500, (target, ctype, body[:80], response.text[:300])
+        assert response.headers["content-type"].startswith(("application/json", "text/csv"))
+        if response.status_code >= 400:
+            assert_problem(response, response.status_code)
+
+
+def test_an_unexpected_exception_is_a_500_problem_without_a_trace(world):
+    def explode():
+        raise RuntimeError("secret internals")
+
+    app = create_app(world.app.state.settings, world.db)
+    app.add_api_route("/explode", explode)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        response = client.get("/explode")
+    body = assert_problem(response, 500)
+    assert "secret internals" not in response.text and "Traceback" not in response.text
+    assert body["title"] == "Internal Server Error"
+
+
+def test_errors_are_json_even_when_csv_or_html_is_asked_for(world):
+    for accept in ("text/csv", "text/html", "*/*"):
+        response = world.client.get(f"/v2/accounts/{ACCOUNT}/flows/missing", headers={"Accept": accept, **world.writer.header})
+        assert_problem(response, 404, "missing")

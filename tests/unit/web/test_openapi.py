@@ -1,0 +1,131 @@
+import re
+
+import pytest
+from openapi_spec_validator import validate
+
+from opencues.web import openapi
+from opencues.web.routes import ROUTES
+
+ERROR_CODES = {"401", "403", "404", "429"}
+
+
+@pytest.fixture(scope="module")
+def document(tmp_path_factory):
+    """The served document. It needs no database, so one app (lifespan not started) serves the module."""
+    from starlette.testclient import TestClient
+
+    from opencues.settings import Settings
+    from opencues.web.app import create_app
+
+    data = tmp_path_factory.mktemp("openapi")
+    app = create_app(Settings(data_dir=data, database_url=f"sqlite:///{data}/unused.db"))
+    response = TestClient(app).get("/openapi.json")
+    assert response.status_code == 200
+    return response.json()
+
+
+def operation_of(document, route):
+    path = re.sub(r":[a-z]+\}", "}", route.path)  # FastAPI documents {user_id:path} as {user_id}
+    assert path in document["paths"], f"{route.method} {route.path} is not documented"
+    return document["paths"][path][route.method.lower()]
+
+
+def test_document_is_valid_openapi(document):
+    validate(document)
+
+
+def test_basic_auth_scheme(document):
+    scheme = document["components"]["securitySchemes"][openapi.SECURITY_SCHEME]
+    assert (scheme["type"], scheme["scheme"]) == ("http", "basic")
+
+
+@pytest.mark.parametrize("route", ROUTES, ids=lambda r: f"{r.method} {r.path}")
+def test_every_route_is_documented_with_security_errors_and_bodies(document, route):
+    docs = openapi.docs_for(route)
+    assert docs is not None, "give this route docs=openapi.Docs(...) or add it to openapi.SPEC_DOCS"
+    operation = operation_of(document, route)
+    assert operation["security"] == [{openapi.SECURITY_SCHEME: []}]
+    responses = operation["responses"]
+    assert "422" not in responses
+    for code in ERROR_CODES:
+        assert responses[code]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Problem"}
+    success = responses[str(route.status if route.status != 200 else docs.status)]
+    assert "application/json" in success["content"]
+    assert "text/csv" in success["content"]
+    if docs.body:
+        body = operation["requestBody"]
+        assert body["required"] is True
+        assert set(body["content"]) == set(docs.body)
+        assert {"400", "413", "415"} <= set(responses)
+    else:
+        assert "requestBody" not in operation
+    for param in docs.params:
+        assert any(p["name"] == param.name and p["in"] == param.where for p in operation["parameters"])
+
+
+def test_segment_bodies_and_responses(document):
+    paths = document["paths"]
+    schemas = document["components"]["schemas"]
+    create = paths["/v2/accounts/{account_id}/segments"]["post"]
+    assert create["requestBody"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/SegmentCreate"}
+    assert schemas["SegmentCreate"]["required"] == ["name"]
+    assert schemas["SegmentCreate"]["additionalProperties"] is False
+    assert create["responses"]["201"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Segment"}
+    assert list(schemas["Segment"]["properties"]) == [
+        "created_at", "created_by", "description", "id", "name", "updated_at", "updated_by", "url",
+    ]  # fmt: skip
+    listing = paths["/v2/accounts/{account_id}/segments"]["get"]["responses"]["200"]["content"]["application/json"]
+    assert listing["schema"]["items"] == {"$ref": "#/components/schemas/Segment"}
+    delete = paths["/v2/accounts/{account_id}/segments/{segment_id}"]["delete"]["responses"]["200"]
+    assert delete["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/StatusOK"}
+    assert set(schemas["Problem"]["properties"]) == {"error", "status", "title", "detail"}
+
+
+def test_profile_path_documents_user_id(document):
+    operation = document["paths"]["/v2/accounts/{account_id}/users/{user_id}/profile"]["patch"]
+    user_id = next(p for p in operation["parameters"] if p["name"] == "user_id")
+    assert "%2F" in user_id["description"]
+    assert operation["requestBody"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/ProfileUpdate"}
+
+
+def test_bulk_upload_bodies_list_four_media_types():
+    docs = openapi.SPEC_DOCS[("POST", "/segments/{}/add_user_ids")]
+    assert set(docs.body) == {"application/json", "application/ndjson", "text/csv", "multipart/form-data"}
+    assert docs.status == 202 and docs.response is openapi.Accepted
+
+
+def test_shape_ignores_parameter_names_and_converters():
+    assert openapi.shape("get", "/v2/accounts/{account_id}/users/{user_id:path}/profile") == ("GET", "/users/{}/profile")
+    assert openapi.shape("POST", "/v2/accounts/{account_id}/jobs/{id}") == ("POST", "/jobs/{}")
+
+
+def test_explicit_docs_win_over_the_spec_table():
+    from opencues.web.routes import Route
+
+    custom = openapi.Docs(openapi.Job, status=202)
+    route = Route("GET", "/v2/accounts/{account_id}/flows", lambda: None, "x", "x", docs=custom)
+    assert openapi.docs_for(route) is custom
+    assert openapi.route_kwargs(route)["status_code"] == 202
+
+
+def test_docs_page_serves_html(client):
+    response = client.get("/docs")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/html")
+    assert "/openapi.json" in response.text
+
+
+def test_documented_models_match_real_responses(db, api):
+    """The models are documentation, never applied to responses: check they describe them."""
+    from opencues import flows
+
+    segment = api.post("segments", json={"name": "Docs"}).json()
+    assert list(segment) == list(openapi.Segment.model_fields)
+    openapi.Segment.model_validate(segment)
+    flows.create_flow(db, api.creds.account_id, "Flow", flow_id="f1")
+    flow = api.get("flows/f1").json()
+    assert list(flow) == list(openapi.Flow.model_fields)
+    openapi.Flow.model_validate(flow)
+    problem = api.get("segments/missing").json()
+    assert list(problem) == list(openapi.Problem.model_fields)
+    assert api.delete(f"segments/{segment['id']}").json() == openapi.StatusOK().model_dump()
