@@ -53,15 +53,16 @@ TARGETS = {"track_rps": 3000, "track_ratio": 0.40, "history_p99_ms": 10.0}
 
 
 def preload(db, total: int, hot: int, users: int = 10_000) -> None:
-    """``total`` events in the account, ``hot`` of them the hot user's, timestamps interleaved."""
+    """``total`` events in the account, one in every ``total // hot`` for the hot user, the rest
+    spread over ``users`` users; timestamps ascend (30 s apart) as a live feed's would."""
     rng = random.Random(7)
-    span = 365 * 86_400_000
+    every = max(1, total // max(1, hot))
 
     def rows():
         for i in range(total):
-            user = HOT_USER if i < hot else f"user-{rng.randrange(users)}"
+            user = HOT_USER if i % every == 0 and i // every < hot else f"user-{rng.randrange(users)}"
             attrs = f'{{"url":"https://example.com/p/{i % 97}","n":{i % 13}}}'
-            yield (ACCOUNT, user, "appcues:page_view" if i % 3 else "Clicked button", BASE_MS + rng.randrange(span), attrs)
+            yield (ACCOUNT, user, "appcues:page_view" if i % 3 else "Clicked button", BASE_MS + i * 30_000, attrs)
 
     started = time.perf_counter()
     raw = db.engine.raw_connection()

@@ -179,7 +179,8 @@ class _Sql:
             attributes = type_coerce(events.c.attributes, Text)
         return (
             literal('{"name":') + quote(events.c.name)
-            + literal(',"timestamp":"') + self.timestamp_text(offset_minutes)
+            # Outside years 0000-9999 the database renders nothing: fall back to epoch ms.
+            + literal(',"timestamp":"') + func.coalesce(self.timestamp_text(offset_minutes), cast(events.c.timestamp, Text))
             + literal('","user_id":') + quote(events.c.user_id)
             + literal(',"attributes":') + attributes + literal("}")
         )  # fmt: skip
@@ -273,7 +274,6 @@ def write_export(
 ) -> int:
     """Write the export to ``out`` (binary) as rows arrive; return the number of events written.
     ``progress(rows_so_far)`` is called after each batch (job heartbeats)."""
-    sql = _Sql(db)
     with db.connect() as conn:
         if db.is_postgres:
             conn = conn.execution_options(isolation_level="REPEATABLE READ")
@@ -283,8 +283,8 @@ def write_export(
             raw.execute("BEGIN")
         try:
             if request.format == "json":
-                return _write_json(conn, sql, db, account_id, request, out, progress)
-            return _write_csv(conn, sql, db, account_id, request, out, progress)
+                return _write_json(conn, db, account_id, request, out, progress)
+            return _write_csv(conn, db, account_id, request, out, progress)
         finally:
             if db.is_sqlite:
                 raw.execute("ROLLBACK")
@@ -305,8 +305,8 @@ def _batches(conn, statement) -> Iterator[Sequence[tuple]]:
         yield rows
 
 
-def _write_json(conn, sql, db, account_id, request, out, progress) -> int:
-    statement = export_statement(db, account_id, request, [sql.json_line(request.offset_minutes)])
+def _write_json(conn, db, account_id, request, out, progress) -> int:
+    statement = json_statement(db, account_id, request)
     written = 0
     for rows in _batches(conn, statement):
         out.write(("\n".join([r[0] for r in rows]) + "\n").encode())
@@ -316,7 +316,7 @@ def _write_json(conn, sql, db, account_id, request, out, progress) -> int:
     return written
 
 
-def attribute_columns(conn, sql: _Sql, db, account_id, request) -> list[tuple[str, list[tuple[tuple[str, ...], set[str]]]]]:
+def attribute_columns(conn, sql: "_Sql", db, account_id, request) -> list[tuple[str, list[tuple[tuple[str, ...], set[str]]]]]:
     """The CSV attribute columns: ``[(column name, [(path, types seen), ...])]`` sorted by name.
 
     Walks one nesting level per query: top-level keys first, then the members of the keys that
@@ -340,18 +340,32 @@ def attribute_columns(conn, sql: _Sql, db, account_id, request) -> list[tuple[st
     return sorted(by_name.items())
 
 
-def _write_csv(conn, sql, db, account_id, request, out, progress) -> int:
+def csv_statement(conn, db: Database, account_id: str, request: ExportRequest):
+    """The CSV row query and its header (runs the key pass on ``conn``)."""
+    sql = _Sql(db)
     columns = attribute_columns(conn, sql, db, account_id, request)
     cells = []
     for _name, paths in columns:
         expressions = [sql.cell(path, types) for path, types in paths]
-        cells.append(expressions[0] if len(expressions) == 1 else func.coalesce(*expressions))
+        cell = expressions[0] if len(expressions) == 1 else func.coalesce(*expressions)
+        cells.append(type_coerce(cell, Text))  # already text: no result processing
     leading = [events.c.name, sql.timestamp_text(request.offset_minutes), events.c.user_id]
-    statement = export_statement(db, account_id, request, leading + cells)
+    header = [*CSV_LEADING, *(name for name, _ in columns)]
+    return export_statement(db, account_id, request, leading + cells), header
+
+
+def json_statement(db: Database, account_id: str, request: ExportRequest):
+    """The JSON query: one ready line per row."""
+    line = type_coerce(_Sql(db).json_line(request.offset_minutes), Text)
+    return export_statement(db, account_id, request, [line])
+
+
+def _write_csv(conn, db, account_id, request, out, progress) -> int:
+    statement, header = csv_statement(conn, db, account_id, request)
     text = io.TextIOWrapper(out, encoding="utf-8", newline="", write_through=False)
     try:
         writer = CsvWriter(text)
-        writer.header([*CSV_LEADING, *(name for name, _ in columns)])
+        writer.header(header)
         written = 0
         for rows in _batches(conn, statement):
             writer.cells(rows)

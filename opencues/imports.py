@@ -17,8 +17,12 @@ transaction: SQLite ``executemany`` of plain tuples; PostgreSQL ``COPY`` for eve
 
 from __future__ import annotations
 
+import queue
+import threading
 from contextlib import closing
+from dataclasses import dataclass
 from itertools import islice
+from typing import Callable
 
 import orjson
 
@@ -44,33 +48,100 @@ def _driver(conn):
     return conn.connection.driver_connection
 
 
+@dataclass
+class _Batch:
+    consumed: int  # input items (records and unparsable ones): the progress mark advances by this
+    rows: list
+    errors: list
+
+
+def _run_batches(ctx: JobContext, read, parse: Callable[[list], _Batch], write: Callable[[object, list], None]) -> None:
+    """Read the payload from the progress mark, parse it in batches in this thread and commit
+    each batch — its rows and the advanced mark in one transaction — in a writer thread, so that
+    parsing batch N+1 overlaps writing batch N (the drivers release the GIL while they work)."""
+
+    def commit(batch: _Batch) -> None:
+        with ctx.transaction() as conn:
+            ctx.commit_progress(
+                conn, consumed=batch.consumed, completed=len(batch.rows), failed=len(batch.errors), errors=batch.errors
+            )
+            if batch.rows:
+                write(conn, batch.rows)
+
+    with ctx.file_store.open(ctx.job.payload_key) as stream, _Pipeline(commit) as pipeline:
+        items = read(stream, Format(ctx.job.payload_format), skip=ctx.rows_done)
+        for chunk in _batches(items, ctx.settings.import_batch_rows):
+            pipeline.put(parse(chunk))
+
+
+class _Pipeline:
+    """A single writer thread consuming batches in order. The first error it hits (including
+    ``LeaseLost``/``Interrupted``) stops all further writes and is re-raised in the producer."""
+
+    def __init__(self, commit: Callable[[_Batch], None], depth: int = 2):
+        self._commit = commit
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="import-writer", daemon=True)
+
+    def __enter__(self) -> "_Pipeline":
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while True:
+            batch = self._queue.get()
+            if batch is None:
+                return
+            if self._error is None:
+                try:
+                    self._commit(batch)
+                except BaseException as exc:  # noqa: BLE001 - handed over to the producer thread
+                    self._error = exc
+
+    def put(self, batch: _Batch) -> None:
+        while True:
+            if self._error is not None:
+                raise self._error
+            try:
+                self._queue.put(batch, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        self._queue.put(None)  # the writer drains the queue even after an error, so this returns
+        self._thread.join()
+        if exc_type is None and self._error is not None:
+            raise self._error
+        return False
+
+
 # --------------------------------------------------------------------------- events
 
 
 def import_events(ctx: JobContext) -> None:
     account_id = ctx.job.account_id
     event_from_record = readers.event_from_record
-    is_postgres = ctx.db.is_postgres
-    with ctx.file_store.open(ctx.job.payload_key) as stream:
-        items = readers.read_records(stream, Format(ctx.job.payload_format), skip=ctx.rows_done)
-        for chunk in _batches(items, ctx.settings.import_batch_rows):
-            rows, errors = [], []
-            append = rows.append
-            for item in chunk:
-                if type(item) is RowError:
-                    errors.append(item)
-                    continue
-                line, value = item
-                try:
-                    user_id, name, timestamp, attributes = event_from_record(value)
-                except RowInvalid as exc:
-                    errors.append(RowError(line, exc.reason))
-                    continue
-                append((account_id, user_id, name, timestamp, _dumps(attributes).decode()))
-            with ctx.transaction() as conn:
-                ctx.commit_progress(conn, consumed=len(chunk), completed=len(rows), failed=len(errors), errors=errors)
-                if rows:
-                    (_copy_events if is_postgres else _executemany_events)(_driver(conn), rows)
+
+    def parse(chunk) -> _Batch:
+        rows, errors = [], []
+        append = rows.append
+        for item in chunk:
+            if type(item) is RowError:
+                errors.append(item)
+                continue
+            line, value = item
+            try:
+                user_id, name, timestamp, attributes = event_from_record(value)
+            except RowInvalid as exc:
+                errors.append(RowError(line, exc.reason))
+                continue
+            append((account_id, user_id, name, timestamp, _dumps(attributes).decode()))
+        return _Batch(len(chunk), rows, errors)
+
+    writer = _copy_events if ctx.db.is_postgres else _executemany_events
+    _run_batches(ctx, readers.read_records, parse, lambda conn, rows: writer(_driver(conn), rows))
 
 
 _SQLITE_EVENTS = "INSERT INTO events (account_id, user_id, name, timestamp, attributes) VALUES (?, ?, ?, ?, ?)"
@@ -94,25 +165,23 @@ def _copy_events(raw, rows) -> None:
 def import_profiles(ctx: JobContext) -> None:
     account_id = ctx.job.account_id
     profile_from_record = readers.profile_from_record
-    with ctx.file_store.open(ctx.job.payload_key) as stream:
-        items = readers.read_records(stream, Format(ctx.job.payload_format), skip=ctx.rows_done)
-        for chunk in _batches(items, ctx.settings.import_batch_rows):
-            changes: list[tuple[str, dict]] = []
-            errors = []
-            for item in chunk:
-                if type(item) is RowError:
-                    errors.append(item)
-                    continue
-                line, value = item
-                try:
-                    changes.append(profile_from_record(value))
-                except RowInvalid as exc:
-                    errors.append(RowError(line, exc.reason))
-            with ctx.transaction() as conn:
-                ctx.commit_progress(conn, consumed=len(chunk), completed=len(changes), failed=len(errors), errors=errors)
-                if changes:
-                    writer = _merge_profiles_postgres if ctx.db.is_postgres else _merge_profiles_sqlite
-                    writer(_driver(conn), account_id, changes, ctx.settings)
+
+    def parse(chunk) -> _Batch:
+        changes: list[tuple[str, dict]] = []
+        errors = []
+        for item in chunk:
+            if type(item) is RowError:
+                errors.append(item)
+                continue
+            line, value = item
+            try:
+                changes.append(profile_from_record(value))
+            except RowInvalid as exc:
+                errors.append(RowError(line, exc.reason))
+        return _Batch(len(chunk), changes, errors)
+
+    merge = _merge_profiles_postgres if ctx.db.is_postgres else _merge_profiles_sqlite
+    _run_batches(ctx, readers.read_records, parse, lambda conn, changes: merge(_driver(conn), account_id, changes))
 
 
 def _merged(existing: dict[str, dict], changes: list[tuple[str, dict]]) -> dict[str, dict]:
@@ -127,7 +196,7 @@ def _merged(existing: dict[str, dict], changes: list[tuple[str, dict]]) -> dict[
     return result
 
 
-def _merge_profiles_sqlite(raw, account_id: str, changes, settings) -> None:
+def _merge_profiles_sqlite(raw, account_id: str, changes) -> None:
     # The batch transaction already holds SQLite's write lock (commit_progress wrote first), so
     # no other writer can change these profiles between this read and the write below.
     user_ids = list(dict.fromkeys(u for u, _ in changes))
@@ -150,7 +219,7 @@ def _merge_profiles_sqlite(raw, account_id: str, changes, settings) -> None:
     )
 
 
-def _merge_profiles_postgres(raw, account_id: str, changes, settings) -> None:
+def _merge_profiles_postgres(raw, account_id: str, changes) -> None:
     # Create missing rows first (in a fixed order), then lock them all: a concurrent update of
     # the same user waits instead of being overwritten, and two imports cannot deadlock.
     now = now_ms()
@@ -199,24 +268,23 @@ def _membership(ctx: JobContext, *, add: bool) -> None:
     segment_id = ctx.job.params["segment_id"]
     with ctx.transaction() as conn:
         _check_segment(conn, ctx)
-    with ctx.file_store.open(ctx.job.payload_key) as stream:
-        items = readers.read_user_ids(stream, Format(ctx.job.payload_format), skip=ctx.rows_done)
-        for chunk in _batches(items, ctx.settings.import_batch_rows):
-            user_ids, errors = [], []
-            for item in chunk:
-                if type(item) is RowError:
-                    errors.append(item)
-                else:
-                    user_ids.append(item[1])
-            with ctx.transaction() as conn:
-                ctx.commit_progress(conn, consumed=len(chunk), completed=len(user_ids), failed=len(errors), errors=errors)
-                _check_segment(conn, ctx)
-                if user_ids:
-                    raw = _driver(conn)
-                    if ctx.db.is_postgres:
-                        _membership_postgres(raw, account_id, segment_id, user_ids, add)
-                    else:
-                        _membership_sqlite(raw, account_id, segment_id, user_ids, add)
+
+    def parse(chunk) -> _Batch:
+        user_ids, errors = [], []
+        for item in chunk:
+            if type(item) is RowError:
+                errors.append(item)
+            else:
+                user_ids.append(item[1])
+        return _Batch(len(chunk), user_ids, errors)
+
+    apply = _membership_postgres if ctx.db.is_postgres else _membership_sqlite
+
+    def write(conn, user_ids: list[str]) -> None:
+        _check_segment(conn, ctx)
+        apply(_driver(conn), account_id, segment_id, user_ids, add)
+
+    _run_batches(ctx, readers.read_user_ids, parse, write)
 
 
 def _membership_sqlite(raw, account_id: str, segment_id: str, user_ids: list[str], add: bool) -> None:

@@ -238,18 +238,22 @@ def _json_user_ids(stream: BinaryIO, skip: int):
 
 # Columns whose cells are never typed: ids and event names are strings even when they look numeric.
 _STRING_COLUMNS = frozenset({"user_id", "userId", "name"})
-# A cell can only become a bool or a number when it starts with one of these.
+# A cell can only become a bool or a number when it starts with one of these…
 _TYPED_START = frozenset("-0123456789tfTF")
+# …and a number ends with a digit.
+_DIGITS = frozenset("0123456789")
 _LITERALS = {"true": True, "false": False, "True": True, "False": False, "TRUE": True, "FALSE": False}
 # The JSON number grammar: no leading zeros, no '+', no bare '.', optional exponent.
 _NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+_INFINITIES = (float("inf"), float("-inf"))
 
 
 def csv_cell(text: str):
-    """Type one non-empty, stripped CSV cell: ``true``/``false`` (any of three casings) → bool,
-    a JSON-grammar number → int or float, anything else stays the string. Numbers that would
-    lose digits (integers beyond 64 bits, floats that overflow) stay strings."""
+    """Type one non-empty CSV cell: ``true``/``false`` (also ``True``, ``TRUE``…) → bool, a number
+    in JSON's grammar (``42``, ``-3.5``, ``1e3``; not ``007``, ``+1``, ``1.``) → int or float,
+    anything else stays the string. Numbers that would lose digits (integers beyond 64 bits,
+    floats that overflow) stay strings."""
     if text[0] not in _TYPED_START:
         return text
     literal = _LITERALS.get(text)
@@ -260,11 +264,11 @@ def csv_cell(text: str):
             return text
         number = int(text)
         return number if number <= _INT64_MAX else text
-    if _NUMBER.fullmatch(text) is None:
+    if text[-1] not in _DIGITS or _NUMBER.fullmatch(text) is None:
         return text
     if "." in text or "e" in text or "E" in text:
         number = float(text)
-        return number if number not in (float("inf"), float("-inf")) else text
+        return text if number in _INFINITIES else number
     number = int(text)
     return number if number >= _INT64_MIN else text
 
@@ -290,15 +294,24 @@ class _LineSource:
                 yield raw.decode(errors="replace")
 
 
-def _csv_rows(stream: BinaryIO):
-    """``(first_line, row, problem)`` per CSV record; ``problem`` is None or a reason string."""
+def _csv_reader(stream: BinaryIO):
+    """A csv reader over the decoded lines, and the list of physical lines that were not UTF-8.
+
+    Spaces at the start of a cell (so a line's indentation) are skipped (``skipinitialspace``);
+    the readers below also drop a line's trailing whitespace.
+    """
     source = _LineSource(stream)
-    reader = csv.reader(iter(source), strict=True)
-    bad = source.bad_lines
-    previous = 0
+    return csv.reader(iter(source), strict=True, skipinitialspace=True), source.bad_lines
+
+
+def _csv_rows(reader, bad: list[int]):
+    """``(first_line, row, problem)`` per non-blank CSV record; ``problem`` is None or a reason.
+    A row whose cells are all empty is a blank line. (``_csv_records`` inlines this loop.)"""
+    next_row = reader.__next__
+    previous = reader.line_num
     while True:
         try:
-            row = next(reader)
+            row = next_row()
         except StopIteration:
             return
         except csv.Error as exc:
@@ -306,40 +319,36 @@ def _csv_rows(stream: BinaryIO):
             yield first, [], f"invalid CSV: {exc}"
             continue
         first, previous = previous + 1, reader.line_num
+        if row:
+            row[-1] = row[-1].rstrip()
+        if not any(row):
+            continue
         if bad and bad[-1] >= first:
             yield first, row, "not valid UTF-8 text"
             continue
         yield first, row, None
 
 
-def _is_blank(row: list[str]) -> bool:
-    joined = "".join(row)
-    return not joined or joined.isspace()
-
-
 def _csv_header(rows) -> tuple[int, list[str]] | RowError | None:
+    """The first non-blank row as column names (stripped; trailing empty names dropped)."""
     for first, row, problem in rows:
         if problem:
             return RowError(first, f"header line: {problem}")
-        if _is_blank(row):
-            continue
         names = [name.strip() for name in row]
         while names and not names[-1]:
             names.pop()
         if "" in names:
             return RowError(first, f"header line: column {names.index('') + 1} has no name")
-        seen = set()
-        for name in names:
-            if name in seen:
-                return RowError(first, f"header line: column `{name}` appears twice")
-            seen.add(name)
+        if len(set(names)) != len(names):
+            twice = next(name for name in names if names.count(name) > 1)
+            return RowError(first, f"header line: column `{twice}` appears twice")
         return first, names
     return None
 
 
 def _csv_records(stream: BinaryIO, skip: int):
-    rows = _csv_rows(stream)
-    header = _csv_header(rows)
+    reader, bad = _csv_reader(stream)
+    header = _csv_header(_csv_rows(reader, bad))
     if header is None:
         return
     if type(header) is RowError:
@@ -349,57 +358,65 @@ def _csv_records(stream: BinaryIO, skip: int):
         return
     _line, names = header
     width = len(names)
-    typed = [name not in _STRING_COLUMNS for name in names]
-    columns = list(zip(names, typed))
-    cell = csv_cell
-    typed_start = _TYPED_START
-
-    for first, row, problem in rows:
-        if problem is None and _is_blank(row):
+    # Ids and event names stay text: typed like the rest, then put back as read.
+    raw_columns = [(name, index) for index, name in enumerate(names) if name in _STRING_COLUMNS]
+    # (A cache of typed cells was tried: big dictionaries of unique texts cost more than typing.)
+    cell, typed_start = csv_cell, _TYPED_START
+    next_row = reader.__next__
+    previous = reader.line_num
+    while True:
+        try:
+            row = next_row()
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            first, previous = previous + 1, reader.line_num
+            if skip:
+                skip -= 1
+            else:
+                yield RowError(first, f"invalid CSV: {exc}")
             continue
+        first, previous = previous + 1, reader.line_num
+        if not row:
+            continue
+        row[-1] = row[-1].rstrip()
         if skip:
-            skip -= 1
+            if any(row):
+                skip -= 1
             continue
-        if problem is not None:
-            yield RowError(first, problem)
-            continue
-        if len(row) > width and not _is_blank(row[width:]):
-            yield RowError(first, f"row has {len(row)} values but the header names {width} columns")
+        size = len(row)
+        if size > width and any(row[width:]):
+            yield RowError(first, f"row has {size} values but the header names {width} columns")
             continue
         record = {}
-        for (name, is_typed), text in zip(columns, row):
+        for name, text in zip(names, row):
             if text:
-                text = text.strip()
-                if text:
-                    record[name] = cell(text) if is_typed and text[0] in typed_start else text
+                record[name] = cell(text) if text[0] in typed_start else text
+        if not record:
+            continue  # every cell empty: a blank line
+        if bad and bad[-1] >= first:
+            yield RowError(first, "not valid UTF-8 text")
+            continue
+        for name, index in raw_columns:
+            if index < size and row[index]:
+                record[name] = row[index]
         yield first, record
 
 
 def _csv_user_ids(stream: BinaryIO, skip: int):
-    rows = _csv_rows(stream)
-    column = 0
+    rows = _csv_rows(*_csv_reader(stream))
+    column = None  # headerless: one id per line
     for first, row, problem in rows:
-        if problem is None and _is_blank(row):
-            continue
         if problem is None:
-            names = [cell.strip() for cell in row]
-            for index, name in enumerate(names):
-                if name in ("user_id", "userId"):
+            for index, name in enumerate(row):
+                if name.strip() in ("user_id", "userId"):
                     column = index
                     break
-            else:
-                rows = chain([(first, row, problem)], rows)  # no header: this line is an id
-                column = None
-        else:
-            rows = chain([(first, row, problem)], rows)
-            column = None
+        if column is None:
+            rows = chain([(first, row, problem)], rows)  # not a header: this line is an id
         break
-    else:
-        return
 
     for first, row, problem in rows:
-        if problem is None and _is_blank(row):
-            continue
         if skip:
             skip -= 1
             continue
@@ -408,7 +425,7 @@ def _csv_user_ids(stream: BinaryIO, skip: int):
             continue
         if column is None:
             # Headerless: one id per line; trailing empty cells are tolerated.
-            if len(row) > 1 and not _is_blank(row[1:]):
+            if len(row) > 1 and any(row[1:]):
                 yield RowError(first, "expected one user id per line")
                 continue
             value = row[0].strip()
@@ -457,12 +474,28 @@ def _learn_clock(key: str) -> int | None:
     return ms
 
 
+_millis = {f"{n:03d}": n for n in range(1000)}  # "000".."999" → int
+
+
 def parse_timestamp(text: str) -> int:
-    """ISO 8601 → epoch ms; offset-less times are UTC. ``YYYY-MM-DDTHH:MM:SS[.fff…]Z`` takes a
-    fast path (two dictionary look-ups); every other ISO 8601 form goes through
-    ``opencues.timestamps.parse_iso``. Raises ``RowInvalid``."""
+    """ISO 8601 → epoch ms; offset-less times are UTC. ``YYYY-MM-DDTHH:MM:SS[.fff]Z`` — what
+    exporters write — costs three dictionary look-ups (day, time of day, milliseconds); every other
+    ISO 8601 form goes through ``opencues.timestamps.parse_iso``. Raises ``RowInvalid``."""
     size = len(text)
-    if size >= 20 and (text[-1] == "Z" or text[-1] == "z"):
+    try:
+        if size == 24:
+            if text[19] == "." and text[23] == "Z":
+                return _day_ms[text[:11]] + _clock_ms[text[11:19]] + _millis[text[20:23]]
+        elif size == 20 and text[19] == "Z":
+            return _day_ms[text[:11]] + _clock_ms[text[11:19]]
+    except KeyError:
+        pass
+    return _parse_timestamp_slowly(text)
+
+
+def _parse_timestamp_slowly(text: str) -> int:
+    """Any ISO 8601 form; a UTC timestamp of the fast shape teaches the caches its day and time."""
+    if len(text) >= 20 and text[-1] in "Zz":
         day = _day_ms.get(text[:11])
         if day is None:
             day = _learn_day(text[:11])
@@ -470,7 +503,7 @@ def parse_timestamp(text: str) -> int:
         if clock is None:
             clock = _learn_clock(text[11:19])
         if day is not None and clock is not None:
-            if size == 20:
+            if len(text) == 20:
                 return day + clock
             if text[19] == ".":
                 digits = text[20:-1]
@@ -485,22 +518,23 @@ def parse_timestamp(text: str) -> int:
     return ms
 
 
-def _user_id(record: dict) -> str:
-    value = record.get("user_id")
-    other = record.get("userId")
+def _user_id(value: object, other: object) -> str:
+    """The id from ``user_id`` (``value``) or ``userId`` (``other``); a whole number becomes its
+    decimal text."""
     if value is None:
         value = other
     elif other is not None and other != value:
         raise RowInvalid("`user_id` and `userId` differ; give one of them")
-    if type(value) is str:
+    kind = type(value)
+    if kind is str:
         if value and not value.isspace():
             return value
         raise RowInvalid("`user_id` must be a non-empty string")
     if value is None:
         raise RowInvalid("`user_id` (or `userId`) is required")
-    if type(value) is int:
+    if kind is int:
         return str(value)
-    if type(value) is float and value.is_integer():
+    if kind is float and value.is_integer():
         return str(int(value))
     raise RowInvalid("`user_id` must be a non-empty string")
 
@@ -510,14 +544,12 @@ def profile_from_record(value: object) -> tuple[str, dict]:
     an attribute; a ``null`` attribute means "remove this key" when merged."""
     if type(value) is not dict:
         raise RowInvalid("a profile must be a JSON object with a `user_id`")
-    user_id = _user_id(value)
     attributes = value.copy()
-    attributes.pop("user_id", None)
-    attributes.pop("userId", None)
+    pop = attributes.pop
+    user_id = pop("user_id", None)
+    if type(user_id) is not str or "userId" in attributes or not user_id or user_id.isspace():
+        user_id = _user_id(user_id, pop("userId", None))
     return user_id, attributes
-
-
-_EVENT_FIELDS = ("user_id", "userId", "name", "timestamp", "attributes")
 
 
 def event_from_record(value: object) -> tuple[str, str, int, dict]:
@@ -529,34 +561,40 @@ def event_from_record(value: object) -> tuple[str, str, int, dict]:
     """
     if type(value) is not dict:
         raise RowInvalid("an event must be a JSON object with `user_id`, `name` and `timestamp`")
-    user_id = _user_id(value)
-    name = value.get("name")
+    attributes = value.copy()
+    pop = attributes.pop
+    user_id = pop("user_id", None)
+    if type(user_id) is not str or "userId" in attributes or not user_id or user_id.isspace():
+        user_id = _user_id(user_id, pop("userId", None))
+    name = pop("name", None)
     if type(name) is not str or not name or name.isspace():
         if name is None:
             raise RowInvalid("`name` is required")
         raise RowInvalid("`name` must be a non-empty string")
-    stamp = value.get("timestamp")
-    kind = type(stamp)
-    if kind is str:
+    stamp = pop("timestamp", None)
+    if type(stamp) is str:
         timestamp = parse_timestamp(stamp)
-    elif kind is int or kind is float:
-        timestamp = int(stamp)
-        if not _MIN_MS <= timestamp <= _MAX_MS:
-            raise RowInvalid("`timestamp` is out of range")
-    elif stamp is None:
-        raise RowInvalid("`timestamp` is required")
     else:
-        raise RowInvalid("`timestamp` must be an ISO 8601 string or milliseconds since 1970")
-
-    nested = value.get("attributes")
-    if nested is not None and type(nested) is not dict:
-        raise RowInvalid("`attributes` must be an object")
-    attributes = value.copy()
-    for key in _EVENT_FIELDS:
-        attributes.pop(key, None)
-    if nested:
-        if attributes:
-            attributes.update(nested)
-        else:
-            attributes = nested
+        timestamp = _numeric_timestamp(stamp)
+    if "attributes" in attributes:
+        nested = pop("attributes")
+        if type(nested) is dict:
+            if attributes:
+                attributes.update(nested)
+            else:
+                attributes = nested.copy()
+        elif nested is not None:
+            raise RowInvalid("`attributes` must be an object")
     return user_id, name, timestamp, attributes
+
+
+def _numeric_timestamp(stamp: object) -> int:
+    kind = type(stamp)
+    if kind is int or kind is float:
+        timestamp = int(stamp)
+        if _MIN_MS <= timestamp <= _MAX_MS:
+            return timestamp
+        raise RowInvalid("`timestamp` is out of range")
+    if stamp is None:
+        raise RowInvalid("`timestamp` is required")
+    raise RowInvalid("`timestamp` must be an ISO 8601 string or milliseconds since 1970")

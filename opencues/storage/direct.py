@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from operator import itemgetter
 from contextlib import contextmanager
 from typing import Any, Iterator, Mapping, Sequence
 
@@ -30,16 +31,21 @@ class Prepared:
     def __init__(self, statement, dialect):
         compiled = statement.compile(dialect=dialect)
         self.sql: str = compiled.string
-        self._positions: Sequence[str] | None = compiled.positiontup
         # Defaults of anonymous parameters the compiler added (SQLite's ``OFFSET ?``).
         self._defaults = {k: v for k, v in compiled.params.items() if v is not None}
+        positions = compiled.positiontup  # None for drivers taking named parameters
+        if positions is None:
+            self._pick = None
+        elif len(positions) == 1:
+            name = positions[0]
+            self._pick = lambda params: (params[name],)
+        else:
+            self._pick = itemgetter(*positions)
 
     def bind(self, params: Mapping[str, Any]):
-        if self._positions is None:
-            return {**self._defaults, **params} if self._defaults else params
         if self._defaults:
             params = {**self._defaults, **params}
-        return tuple(params[name] for name in self._positions)
+        return params if self._pick is None else self._pick(params)
 
 
 class Direct:

@@ -28,7 +28,7 @@ def _credentials(request: Request) -> tuple[str, str]:
     except (binascii.Error, UnicodeDecodeError):
         raise ApiError(401, "malformed Authorization header: credentials are not valid base64", _CHALLENGE) from None
     key, sep, secret = decoded.partition(":")
-    if not sep or not key:
+    if not sep or not key or "\x00" in key:  # no key holds NUL (and PostgreSQL refuses to compare one)
         raise ApiError(401, "malformed Authorization header: expected API_KEY:API_SECRET", _CHALLENGE)
     return key, secret
 

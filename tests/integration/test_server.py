@@ -109,3 +109,42 @@ def test_openapi_and_interactive_docs_are_served(live_server):
         assert "/v2/accounts/{account_id}/flows" in spec.json()["paths"]
         docs = client.get("/docs")
         assert docs.status_code == 200 and "swagger" in docs.text.lower()
+
+
+def test_every_kind_of_acknowledged_write_survives_a_crash(live_server, backend):
+    server = live_server(backend=backend)
+    account = server.create_account()
+    auth = server.create_key(account)
+    base = f"/v2/accounts/{account}"
+    with server.client(auth=auth) as client:
+        segment = client.post(f"{base}/segments", json={"name": "Friends", "description": "best"})
+        assert segment.status_code == 201
+        assert client.patch(f"{base}/users/u1/profile", json={"plan": "pro", "seats": 3}).status_code == 200
+        event = {"name": "Clicked", "timestamp": "2021-08-10T09:41:53-04:00", "attributes": {"button": "Go"}}
+        assert client.post(f"{base}/users/u1/events", json=event).status_code == 200
+
+    server.restart(crash=True)  # SIGKILL right after the 2xx responses
+
+    with server.client(auth=auth) as client:
+        assert client.get(f"{base}/segments/{segment.json()['id']}").json() == segment.json()
+        assert client.get(f"{base}/users/u1/profile").json() == {"plan": "pro", "seats": 3}
+        [history] = client.get(f"{base}/users/u1/events").json()
+    assert history["name"] == "Clicked" and history["attributes"] == {"button": "Go"}
+    assert history["timestamp"] == "2021-08-10T13:41:53.000Z"
+
+
+def test_rate_limit_is_shared_by_worker_processes_through_redis(live_server, redis_url):
+    server = live_server(args=["--workers", "2"], env={"OPENCUES_RATE_LIMIT": "6/minute", "OPENCUES_REDIS_URL": redis_url})
+    account = server.create_account()
+    key, secret = server.create_key(account)
+
+    def fetch(_):
+        with server.client(auth=(key, secret)) as client:  # a new connection: either worker may answer
+            response = client.get(f"/v2/accounts/{account}/flows")
+            return response.status_code, response.headers.get("retry-after")
+
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(fetch, range(20)))
+    statuses = sorted(status for status, _ in results)
+    assert statuses == [200] * 6 + [429] * 14
+    assert all(int(retry) >= 1 for status, retry in results if status == 429)

@@ -116,10 +116,18 @@ def test_csv_cell_typing(text, expected):
     assert value == expected and type(value) is type(expected)
 
 
-def test_csv_ids_and_names_stay_strings_and_cells_are_trimmed():
-    data = b"user_id,name,count,flag\n 007 ,404,  12 ,\n"
+def test_csv_ids_and_names_stay_strings():
+    data = b"user_id,name,count,flag\n007,404,12,\n"
     assert records(data, "csv") == [(2, {"user_id": "007", "name": "404", "count": 12})]
     assert records(b"userId,x\n12,12\n", "csv") == [(2, {"userId": "12", "x": 12})]
+
+
+def test_csv_indentation_spaces_after_commas_and_trailing_whitespace_are_ignored():
+    data = b"  user_id , a,  b  \n    x,  12,  \"q, r\"\n  y ,1, z \t\r\n"
+    assert records(data, "csv") == [
+        (2, {"user_id": "x", "a": 12, "b": "q, r"}),
+        (3, {"user_id": "y ", "a": 1, "b": "z"}),  # a space before a comma is part of the cell
+    ]
 
 
 def test_csv_quoted_multiline_record_is_numbered_by_its_first_line():

@@ -62,8 +62,12 @@ def _allowed_for(url: str) -> set[str]:
 
 
 ROUTE_PARAMS = [pytest.param(r, id=_route_id(r)) for r in ROUTES]
+# Everything under an account needs its credentials; the rest (signed download links) needs none.
+ACCOUNT_ROUTES = [p for p in ROUTE_PARAMS if p.values[0].path.startswith("/v2/accounts/{account_id}")]
+PUBLIC_ROUTES = [p for p in ROUTE_PARAMS if p not in ACCOUNT_ROUTES]
 BODY_ROUTES = [pytest.param(r, id=_route_id(r)) for r in ROUTES if (r.method, r.path) not in BODYLESS]
-WRITE_ROUTES = [pytest.param(r, id=_route_id(r)) for r in ROUTES if (r.method, r.path) not in READ_ONLY_ALLOWED]
+WRITE_ROUTES = [p for p in ACCOUNT_ROUTES if (p.values[0].method, p.values[0].path) not in READ_ONLY_ALLOWED]
+READ_ONLY_POSTS = [p for p in ACCOUNT_ROUTES if p.values[0].method != "GET" and p not in WRITE_ROUTES]
 
 
 def _basic(user: str, password: str) -> str:
@@ -165,7 +169,7 @@ def _bad_credentials(world) -> dict[str, dict]:
     }
 
 
-@pytest.mark.parametrize("route", ROUTE_PARAMS)
+@pytest.mark.parametrize("route", ACCOUNT_ROUTES)
 def test_bad_credentials_are_401_with_a_basic_challenge(world, route):
     for name, headers in _bad_credentials(world).items():
         response = world.client.request(route.method, world.url(route), headers=headers)
@@ -176,7 +180,7 @@ def test_bad_credentials_are_401_with_a_basic_challenge(world, route):
 # -- 403 ----------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("route", ROUTE_PARAMS)
+@pytest.mark.parametrize("route", ACCOUNT_ROUTES)
 def test_a_key_of_another_account_is_403(world, route):
     response = world.client.request(route.method, world.url(route), headers=world.stranger.header)
     assert_problem(response, 403, ACCOUNT)
@@ -188,6 +192,19 @@ def test_a_read_only_key_cannot_write(world, route):
         route.method, world.url(route), headers=world.reader.header, json={"name": "x", "user_ids": ["u"]}
     )
     assert_problem(response, 403, "read-only")
+
+
+@pytest.mark.parametrize("route", READ_ONLY_POSTS)
+def test_a_read_only_key_may_use_the_reading_posts(world, route):
+    response = world.client.request(route.method, world.url(route), headers=world.reader.header, json={})
+    assert response.status_code != 403, response.text
+
+
+@pytest.mark.parametrize("route", PUBLIC_ROUTES)
+def test_public_routes_need_no_credentials_but_refuse_unknown_resources(world, route):
+    response = world.client.request(route.method, world.url(route))
+    assert response.status_code in (400, 403, 404, 410), response.text
+    assert_problem(response, response.status_code)
 
 
 # -- 415 / 400 ----------------------------------------------------------------------------------

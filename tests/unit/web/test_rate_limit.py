@@ -3,15 +3,11 @@ in memory or shared through Redis (OPENCUES_REDIS_URL) by several server process
 
 from __future__ import annotations
 
-import os
-
 import pytest
 from starlette.testclient import TestClient
 
 from opencues.web.app import create_app
 from tests.conftest import AccountClient, assert_problem, make_account
-
-REDIS_URL = os.environ.get("OPENCUES_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
 def _client(settings, db, **overrides):
@@ -57,20 +53,6 @@ def test_memory_counters_are_per_process(settings, db, account):
 def test_an_invalid_rate_is_refused_at_start(settings, db):
     with pytest.raises(ValueError):
         create_app(settings.model_copy(update={"rate_limit": "lots"}), db)
-
-
-@pytest.fixture
-def redis_url():
-    """A reachable Redis, or a skip (a failure when OPENCUES_REQUIRE_REDIS=1, as in CI)."""
-    try:
-        import redis
-
-        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()
-    except Exception as exc:  # noqa: BLE001 - any failure means "no Redis here"
-        if os.environ.get("OPENCUES_REQUIRE_REDIS") == "1":
-            pytest.fail(f"Redis is required but unreachable at {REDIS_URL}: {exc}")
-        pytest.skip(f"Redis unreachable at {REDIS_URL}: {exc}")
-    return REDIS_URL
 
 
 def test_redis_counters_are_shared_by_several_server_processes(settings, db, account, redis_url):

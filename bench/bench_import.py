@@ -1,0 +1,377 @@
+"""Bulk-import benchmark: rows/s of a real `opencues serve`, beside the database's own fastest write.
+
+    python bench/bench_import.py                                   # SQLite
+    python bench/bench_import.py --database-url postgresql://postgres@127.0.0.1:5432/postgres
+    python bench/bench_import.py --events 200000 --profiles 50000 --formats ndjson   # quicker
+
+For each format, ``--events`` events (``--users`` distinct users, 10 short attributes each) are
+posted as a file upload (``-F file=@events.ndjson``) to a fresh server process with an in-process
+job worker, and timed from the first byte sent to the job's ``COMPLETED`` (polling its job_url);
+the time until the 202 (upload stored durably) is shown too. Profiles likewise: ``--profiles``
+new users, then the same users again (the merge path: every row updates an existing profile).
+
+The floor is the same rows, already parsed, written by the driver's fastest path — SQLite
+``executemany`` in one transaction, PostgreSQL ``COPY`` (events) / ``executemany`` of an
+``INSERT … ON CONFLICT`` (profiles) — into the same table with the same indexes of a fresh,
+migrated database. ``ratio`` is import time / floor time.
+
+Memory: the server's peak RSS (``VmHWM``) after start-up, after the 202 and after the job; the
+growth is what the upload and the import cost. With ``--postgres`` the database is
+``<url's server>/opencues_bench_import`` (dropped and re-created).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import orjson
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+EVENT_NAMES = ["Clicked", "Viewed", "Bought", "Signed in", "Opened"]
+PLANS = ["free", "trial", "pro", "team"]
+COLORS = ["red", "green", "blue", "teal"]
+START = datetime(2024, 1, 1, tzinfo=timezone.utc)
+
+
+# --------------------------------------------------------------------------- data
+
+
+def event_rows(count: int, users: int, seed: int = 1):
+    """``count`` events of ``users`` distinct users, one every ~0.8 s from 2024-01-01, with 10
+    short attributes (strings, ints, floats, booleans) — ~180 bytes a line as NDJSON."""
+    rng = random.Random(seed)
+    for i in range(count):
+        when = START + timedelta(milliseconds=i * 797)
+        yield {
+            "user_id": f"u{rng.randrange(users):06d}",
+            "name": EVENT_NAMES[i % 5],
+            "timestamp": when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z",
+            "color": COLORS[i % 4],
+            "plan": PLANS[rng.randrange(4)],
+            "count": rng.randrange(1000),
+            "score": round(rng.random() * 100, 2),
+            "admin": i % 7 == 0,
+            "page": f"/p/{rng.randrange(500)}",
+            "ref": f"r{i % 97}",
+            "seq": i,
+            "ok": True,
+            "step": rng.randrange(8),
+        }
+
+
+def profile_rows(count: int, seed: int = 2):
+    """``count`` profile updates of distinct users, 10 attributes each."""
+    rng = random.Random(seed)
+    for i in range(count):
+        yield {
+            "user_id": f"p{i:07d}",
+            "email": f"p{i}@example.com",
+            "plan": PLANS[rng.randrange(4)],
+            "seats": rng.randrange(1, 50),
+            "mrr": round(rng.random() * 500, 2),
+            "admin": i % 9 == 0,
+            "country": COLORS[i % 4],
+            "team": f"t{rng.randrange(2000)}",
+            "signup": "2023-05-01",
+            "score": rng.randrange(100),
+            "beta": False,
+        }
+
+
+def to_ndjson(rows) -> bytes:
+    return b"".join(orjson.dumps(row) + b"\n" for row in rows)
+
+
+def _csv_text(value) -> str:
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    return str(value)
+
+
+def to_csv(rows) -> bytes:
+    rows = list(rows)
+    columns = list(rows[0]) if rows else []
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow([_csv_text(row.get(c, "")) for c in columns])
+    return out.getvalue().encode()
+
+
+def payload_file(work: Path, kind: str, fmt: str, count: int, users: int) -> Path:
+    """The generated upload, cached in the work directory."""
+    path = work / f"{kind}-{count}-{users}.{fmt}"
+    if not path.exists():
+        rows = list(event_rows(count, users) if kind == "events" else profile_rows(count))
+        path.write_bytes(to_ndjson(rows) if fmt == "ndjson" else to_csv(rows))
+    return path
+
+
+# --------------------------------------------------------------------------- server
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def fresh_database(data_dir: Path, database_url: str | None):
+    """Settings for an empty, migrated database (SQLite in ``data_dir`` or a re-created PG db)."""
+    from opencues.settings import Settings
+    from opencues.storage import open_database
+
+    shutil.rmtree(data_dir, ignore_errors=True)
+    data_dir.mkdir(parents=True)
+    url = None
+    if database_url:
+        import psycopg
+
+        base = "postgresql://" + database_url.split("://", 1)[1]
+        with psycopg.connect(base, autocommit=True) as conn:
+            conn.execute("DROP DATABASE IF EXISTS opencues_bench_import WITH (FORCE)")
+            conn.execute("CREATE DATABASE opencues_bench_import")
+        url = base.rsplit("/", 1)[0] + "/opencues_bench_import"
+    settings = Settings(data_dir=data_dir, database_url=url)
+    db = open_database(settings)  # migrates
+    return settings, db
+
+
+class Server:
+    """`opencues serve` in a child process with its own data dir and database."""
+
+    def __init__(self, settings, port: int):
+        env = dict(os.environ, OPENCUES_DATA_DIR=str(settings.data_dir), OPENCUES_JOB_POLL_SECONDS="0.1")
+        if settings.database_url:
+            env["OPENCUES_DATABASE_URL"] = settings.database_url
+        self.base = f"http://127.0.0.1:{port}"
+        self.log = open(settings.data_dir / "server.log", "wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "opencues", "serve", "--port", str(port)],
+            env=env, stdout=self.log, stderr=subprocess.STDOUT, cwd=ROOT,
+        )  # fmt: skip
+
+    def wait_ready(self, client, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise SystemExit(f"server exited; see {self.log.name}")
+            try:
+                if client.get(self.base + "/healthz").status_code == 200:
+                    return
+            except Exception:  # noqa: BLE001 - not listening yet
+                pass
+            time.sleep(0.2)
+        raise SystemExit("server did not start")
+
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGINT)
+        try:
+            self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        self.log.close()
+
+
+def run_import(client, server: Server, auth, account: str, endpoint: str, path: Path, fmt: str) -> dict:
+    """Upload ``path``, poll the job to its end; timings and the server's peak RSS."""
+    media = {"ndjson": "application/x-ndjson", "csv": "text/csv"}[fmt]
+    pid = server.process.pid
+    rss_before = peak_rss_mb(pid)
+    with open(path, "rb") as handle:
+        started = time.perf_counter()
+        response = client.post(
+            f"{server.base}/v2/accounts/{account}/{endpoint}", auth=auth, files={"file": (path.name, handle, media)}
+        )
+    accepted = time.perf_counter() - started
+    if response.status_code != 202:
+        raise SystemExit(f"upload failed: {response.status_code} {response.text}")
+    rss_accepted = peak_rss_mb(pid)
+    job_url = response.json()["job_url"]
+    while True:
+        job = client.get(job_url, auth=auth).json()
+        if job["status"] != "IN_PROGRESS":
+            break
+        time.sleep(0.05)
+    elapsed = time.perf_counter() - started
+    if job["status"] != "COMPLETED":
+        raise SystemExit(f"job ended {job['status']}: {job}")
+    completed = next((e for e in job.get("events", []) if e.get("name") == "Completed"), {})
+    return {
+        "seconds": elapsed,
+        "accepted": accepted,
+        "rss_before": rss_before,
+        "rss_accepted": rss_accepted,
+        "rss_after": peak_rss_mb(pid),
+        "completed": completed.get("attributes", completed),
+    }
+
+
+# --------------------------------------------------------------------------- floors
+
+
+def parsed_events(path: Path, account: str) -> list[tuple]:
+    """The rows an import writes, parsed ahead of time (not timed)."""
+    from opencues.readers import Format, event_from_record, read_records
+
+    rows = []
+    with open(path, "rb") as stream:
+        for _line, value in read_records(stream, Format.NDJSON):
+            user_id, name, timestamp, attributes = event_from_record(value)
+            rows.append((account, user_id, name, timestamp, orjson.dumps(attributes).decode()))
+    return rows
+
+
+def parsed_profiles(path: Path, account: str) -> list[tuple]:
+    from opencues.readers import Format, profile_from_record, read_records
+
+    now = int(time.time() * 1000)
+    rows = []
+    with open(path, "rb") as stream:
+        for _line, value in read_records(stream, Format.NDJSON):
+            user_id, attributes = profile_from_record(value)
+            rows.append((account, user_id, orjson.dumps(attributes).decode(), now, now))
+    return rows
+
+
+def floor_seconds(db, table: str, rows: list[tuple]) -> float:
+    """Write ``rows`` with the driver's fastest path in one transaction; seconds."""
+    raw = db.engine.raw_connection()
+    try:
+        driver = raw.driver_connection
+        started = time.perf_counter()
+        if db.is_sqlite:
+            cursor = driver.cursor()
+            if table == "events":
+                cursor.executemany("INSERT INTO events (account_id, user_id, name, timestamp, attributes) VALUES (?, ?, ?, ?, ?)", rows)
+            else:
+                cursor.executemany(
+                    "INSERT INTO profiles (account_id, user_id, attributes, created_at, updated_at) VALUES (?, ?, ?, ?, ?) "
+                    "ON CONFLICT (account_id, user_id) DO UPDATE SET attributes = excluded.attributes, updated_at = excluded.updated_at",
+                    rows,
+                )
+            driver.commit()
+        else:
+            with driver.cursor() as cursor:
+                if table == "events":
+                    with cursor.copy('COPY events (account_id, user_id, name, "timestamp", attributes) FROM STDIN') as copy:
+                        for row in rows:
+                            copy.write_row(row)
+                else:
+                    with cursor.copy("COPY profiles (account_id, user_id, attributes, created_at, updated_at) FROM STDIN") as copy:
+                        for row in rows:
+                            copy.write_row(row)
+            driver.commit()
+        return time.perf_counter() - started
+    finally:
+        raw.close()
+
+
+# --------------------------------------------------------------------------- main
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--users", type=int, default=50_000)
+    parser.add_argument("--profiles", type=int, default=250_000)
+    parser.add_argument("--formats", default="ndjson,csv")
+    parser.add_argument("--database-url", help="postgresql://… (default: SQLite)")
+    parser.add_argument("--work-dir", default=os.path.join(tempfile.gettempdir(), "opencues-bench-import"))
+    parser.add_argument("--skip-floor", action="store_true")
+    args = parser.parse_args()
+
+    import httpx
+
+    from opencues import accounts
+
+    work = Path(args.work_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    backend = "postgresql" if args.database_url else "sqlite"
+    formats = [f for f in args.formats.split(",") if f]
+    print(f"backend {backend}; {args.events:,} events of {args.users:,} users; {args.profiles:,} profiles", flush=True)
+
+    settings, db = fresh_database(work / "server", args.database_url)
+    plans = []
+    for fmt in formats:
+        plans.append(("events", fmt, payload_file(work, "events", fmt, args.events, args.users), args.events))
+    for fmt in formats:
+        plans.append(("profiles", fmt, payload_file(work, "profiles", fmt, args.profiles, 0), args.profiles))
+    credentials = {}
+    for kind, fmt, _path, _count in plans:
+        account = f"bench-{kind}-{fmt}"
+        accounts.create_account(db, account)
+        key = accounts.create_key(db, account)
+        credentials[account] = (key["key"], key["secret"])
+    db.dispose()
+
+    server = Server(settings, free_port())
+    results = []
+    try:
+        with httpx.Client(timeout=600) as client:
+            server.wait_ready(client)
+            for kind, fmt, path, count in plans:
+                account = f"bench-{kind}-{fmt}"
+                endpoint = "import/events" if kind == "events" else "import/profiles"
+                size_mb = path.stat().st_size / 1e6
+                passes = ["new"] if kind == "events" else ["new", "merge"]
+                for label in passes:
+                    result = run_import(client, server, credentials[account], account, endpoint, path, fmt)
+                    attrs = result["completed"]
+                    done = attrs.get("ingestions_completed", attrs.get("ingestionsCompleted", "?"))
+                    print(
+                        f"{kind:8s} {fmt:6s} {label:5s} {size_mb:6.1f} MB: {result['seconds']:7.2f} s "
+                        f"= {count / result['seconds']:9,.0f} rows/s (202 after {result['accepted']:.2f} s); "
+                        f"rows ok: {done}; peak RSS {result['rss_before']:.0f} → {result['rss_accepted']:.0f} "
+                        f"→ {result['rss_after']:.0f} MB (+{result['rss_after'] - result['rss_before']:.0f})",
+                        flush=True,
+                    )
+                    results.append((kind, fmt, label, count, result))
+    finally:
+        server.stop()
+
+    if args.skip_floor:
+        return
+    for kind in ("events", "profiles"):
+        if not any(r[0] == kind for r in results):
+            continue
+        count = args.events if kind == "events" else args.profiles
+        source = payload_file(work, kind, "ndjson", count, args.users if kind == "events" else 0)
+        rows = (parsed_events if kind == "events" else parsed_profiles)(source, "bench-floor")
+        floor_settings, floor_db = fresh_database(work / "floor", args.database_url)
+        accounts.create_account(floor_db, "bench-floor")
+        seconds = floor_seconds(floor_db, kind, rows)
+        floor_db.dispose()
+        print(f"floor    {kind:8s} {seconds:7.2f} s = {count / seconds:9,.0f} rows/s", flush=True)
+        for r_kind, fmt, label, r_count, result in results:
+            if r_kind == kind:
+                print(f"  ratio {kind} {fmt} {label}: {result['seconds'] / seconds:.2f}× the floor")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,74 @@
+import asyncio
+
+import pytest
+from sqlalchemy import bindparam, func, select, text
+
+from opencues import accounts, events
+from opencues.storage import Database
+from opencues.storage.schema import events as events_table
+
+ROW = {"account_id": "acct1", "user_id": "u", "name": "e", "timestamp": 1, "attributes": "{}"}
+
+
+def count(db) -> int:
+    with db.connect() as conn:
+        return conn.execute(select(func.count()).select_from(events_table)).scalar_one()
+
+
+def test_reads_see_every_commit_at_once_so_revocation_is_immediate(db, settings, account):
+    assert accounts.authenticate(db, account.key, account.secret) is not None  # the thread's connection is open
+    elsewhere = Database(settings.resolved_database_url)  # another process, in effect
+    try:
+        accounts.revoke_key(elsewhere, account.key)
+    finally:
+        elsewhere.dispose()
+    assert accounts.authenticate(db, account.key, account.secret) is None
+
+
+def test_prepared_statements_bind_names_on_either_driver(db, account):
+    db.direct.write(events.events.insert().inline().values({k: bindparam(k) for k in ROW}), [ROW, {**ROW, "timestamp": 2}])
+    rows = db.direct.fetch_all(events.history_statement(), {"account_id": "acct1", "user_id": "u", "limit": 1})
+    assert rows == [("u", 2, "e", "{}")]  # JSON stays text on this path, on both databases
+
+
+def test_concurrent_single_row_writes_share_one_commit(db, monkeypatch):
+    batches = []
+    write_batches = db.direct.write_batches
+
+    def recording(groups):
+        batches.append(sum(len(rows) for _statement, rows in groups))
+        write_batches(groups)
+
+    monkeypatch.setattr(db.direct, "write_batches", recording)
+
+    async def burst():
+        payload = {"name": "e", "timestamp": "2021-01-01T00:00:00Z"}
+        await asyncio.gather(*(events.track_grouped(db, "acct1", f"u{i}", payload) for i in range(20)))
+
+    asyncio.run(burst())
+    assert batches == [20]
+    assert count(db) == 20
+
+
+def test_a_bad_row_fails_alone_in_its_group(db):
+    insert = events_table.insert().inline().values({k: bindparam(k) for k in ROW})
+
+    async def burst():
+        rows = [ROW, {**ROW, "name": None}, {**ROW, "timestamp": 3}]  # NOT NULL violated by the second
+        return await asyncio.gather(*(db.direct.write_grouped(insert, r) for r in rows), return_exceptions=True)
+
+    results = asyncio.run(burst())
+    assert results[0] is None and results[2] is None
+    assert isinstance(results[1], Exception)
+    assert count(db) == 2
+
+
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+def test_a_lost_connection_is_replaced(db, account):
+    assert accounts.authenticate(db, account.key, account.secret) is not None
+    pid = db.direct.fetch_one(select(func.pg_backend_pid()), {})[0]
+    with db.connect() as conn:
+        conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+    with pytest.raises(Exception):
+        accounts.authenticate(db, account.key, account.secret)
+    assert accounts.authenticate(db, account.key, account.secret) is not None

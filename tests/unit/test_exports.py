@@ -1,0 +1,334 @@
+"""Event exports: request validation, the file's rows and shapes, the job, the download link.
+Database tests run on SQLite and on PostgreSQL."""
+
+import csv
+import gzip
+import io
+import random
+from email import message_from_bytes
+from pathlib import Path
+
+import orjson
+import pytest
+from sqlalchemy import select
+
+from opencues import exports, links, timestamps, worker
+from opencues.errors import ApiError
+from opencues.storage.schema import events
+from tests.conftest import AccountClient, assert_problem, make_account
+
+T0 = 1_628_640_000_000  # 2021-08-11T00:00:00.000Z
+BASE = {"email": "harriet@example.com", "format": "json", "conditions": [], "start_time": 0}
+
+
+def insert(db, rows, account_id="acct1"):
+    with db.begin() as conn:
+        conn.execute(events.insert(), [
+            {"account_id": account_id, "user_id": r.get("user_id", "u1"), "name": r.get("name", "ev"),
+             "timestamp": r["timestamp"], "attributes": r.get("attributes", {})}
+            for r in rows
+        ])  # fmt: skip
+
+
+def export(db, body, account_id="acct1") -> tuple[int, bytes]:
+    request = exports.validate_request({**BASE, **body})
+    out = io.BytesIO()
+    count = exports.write_export(db, account_id, request, out)
+    return count, out.getvalue()
+
+
+def json_rows(data: bytes) -> list[dict]:
+    assert data == b"" or data.endswith(b"\n")
+    return [orjson.loads(line) for line in data.splitlines()]
+
+
+def csv_rows(data: bytes) -> list[list[str]]:
+    text = data.decode()
+    assert "\n" not in text.replace("\r\n", "")  # CRLF line ends, like every CSV of the API
+    return list(csv.reader(io.StringIO(text)))
+
+
+# --- validation ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "change, mentions",
+    [
+        ({"email": None}, "`email`"),
+        ({"email": "not-an-address"}, "`email`"),
+        ({"email": []}, "`email`"),
+        ({"email": ["a@example.com", "bad@"]}, "`email[1]`"),
+        ({"email": ["a@example.com", 5]}, "`email[1]`"),
+        ({"email": ["x@example.com"] * 51}, "`email`"),
+        ({"format": None}, "`format`"),
+        ({"format": "xml"}, "`format`"),
+        ({"conditions": None}, "conditions"),
+        ({"conditions": [["flowid", "==", "x"]]}, 'conditions[0][0]: unknown field "flowid"'),
+        ({"start_time": None}, "`start_time`"),
+        ({"start_time": "yesterday"}, "`start_time`"),
+        ({"start_time": True}, "`start_time`"),
+        ({"end_time": "2021-13-01"}, "`end_time`"),
+        ({"start_time": T0, "end_time": T0}, "`start_time` must be before `end_time`"),
+        ({"time_zone": "+15:00"}, "`time_zone`"),
+        ({"time_zone": "EST"}, "`time_zone`"),
+        ({"limit": 0}, "`limit`"),
+        ({"limit": 10_000_001}, "`limit`"),
+        ({"limit": "10"}, "`limit`"),
+        ({"limit": 1.5}, "`limit`"),
+        ({"offset": -1}, "`offset`"),
+        ({"offset": True}, "`offset`"),
+        ({"compression": "zip"}, "`compression`"),
+    ],
+)
+def test_invalid_requests_name_the_field(change, mentions):
+    body = {**BASE, **change}
+    if change.get("conditions", 0) is None:
+        del body["conditions"]
+    with pytest.raises(ApiError) as info:
+        exports.validate_request(body)
+    assert info.value.status == 400
+    assert mentions in info.value.detail, info.value.detail
+
+
+def test_a_valid_request_is_normalized():
+    request = exports.validate_request({
+        "email": ["a@example.com", "b@example.org", "a@example.com"], "format": "csv",
+        "conditions": [["flow_id", "==", "x"]], "start_time": "2021-08-11", "end_time": "2021-08-18",
+        "time_zone": "-04:00", "limit": 100, "offset": 5, "compression": "gzip",
+    })  # fmt: skip
+    assert request.emails == ("a@example.com", "b@example.org")
+    assert request.start_ms == T0 + 4 * 3_600_000  # a date is read in the time zone
+    assert request.end_ms == T0 + 7 * 86_400_000 + 4 * 3_600_000
+    assert (request.offset_minutes, request.limit, request.offset, request.gzip) == (-240, 100, 5, True)
+    assert exports.ExportRequest.from_params(orjson.loads(orjson.dumps(request.to_params()))) == request
+    assert exports.validate_request({**BASE, "email": "solo@example.com"}).emails == ("solo@example.com",)
+    assert exports.validate_request(BASE).limit == 10_000_000
+
+
+def test_end_time_defaults_to_now():
+    assert exports.validate_request(BASE, now_ms=12345).end_ms == 12345
+
+
+# --- the file ------------------------------------------------------------------------------
+
+
+def test_json_lines_have_exactly_the_four_fields_in_time_order(db):
+    insert(db, [
+        {"timestamp": T0 + 5, "name": "b", "user_id": "u2", "attributes": {"x": "é\n\"", "n": 1.5, "o": {"k": [1, None]}}},
+        {"timestamp": T0, "name": "a", "attributes": {}},
+        {"timestamp": T0 + 5, "name": "c"},  # same instant: stored order (id) breaks the tie
+    ])
+    count, data = export(db, {})
+    rows = json_rows(data)
+    assert count == 3 and len(data.splitlines()) == 3
+    assert [r["name"] for r in rows] == ["a", "b", "c"]
+    assert list(rows[1]) == ["name", "timestamp", "user_id", "attributes"]
+    assert rows[1] == {"name": "b", "timestamp": "2021-08-11T00:00:00.005Z", "user_id": "u2",
+                       "attributes": {"x": "é\n\"", "n": 1.5, "o": {"k": [1, None]}}}  # fmt: skip
+
+
+def test_csv_flattens_nested_attributes_into_sorted_columns(db):
+    insert(db, [
+        {"timestamp": T0, "name": "a", "attributes": {"flowId": "f1", "b": True, "nested": {"y": "q\"uote, comma", "x": 1}}},
+        {"timestamp": T0 + 1, "name": "b", "attributes": {"arr": [1, 2], "nested": 5, "n": 2.5, "nul": None, "e": ""}},
+        {"timestamp": T0 + 2, "name": "c", "user_id": "u,3", "attributes": {"nested": {"x": {"deep": False}}, "mixed": "s"}},
+        {"timestamp": T0 + 3, "name": "d", "attributes": {"mixed": 7, "b": False}},
+    ])
+    count, data = export(db, {"format": "csv"})
+    rows = csv_rows(data)
+    assert count == 4
+    assert rows[0] == ["name", "timestamp", "user_id", "attributes.arr", "attributes.b", "attributes.e",
+                       "attributes.flowId", "attributes.mixed", "attributes.n", "attributes.nested",
+                       "attributes.nested.x", "attributes.nested.x.deep", "attributes.nested.y", "attributes.nul"]  # fmt: skip
+    assert rows[1] == ["a", "2021-08-11T00:00:00.000Z", "u1", "", "true", "", "f1", "", "", "", "1", "", 'q"uote, comma', ""]
+    assert rows[2][3:] == ["[1,2]" if db.is_sqlite else "[1, 2]", "", "", "", "", "2.5", "5", "", "", "", ""]
+    assert rows[3][2:] == ["u,3", "", "", "", "", "s", "", "", "", "false", "", ""]
+    assert rows[4][4:9] == ["false", "", "", "7", ""]
+
+
+def test_csv_of_an_empty_export_is_just_the_header(db):
+    count, data = export(db, {"format": "csv"})
+    assert count == 0 and data == b"name,timestamp,user_id\r\n"
+
+
+def test_csv_columns_come_only_from_exported_rows(db):
+    insert(db, [{"timestamp": T0, "attributes": {"a": 1}}, {"timestamp": T0 + 1, "attributes": {"b": 1}}])
+    insert(db, [{"timestamp": T0, "attributes": {"secret_key_of_acct2": 1}}], account_id="acct2")
+    _, data = export(db, {"format": "csv", "offset": 1})
+    assert csv_rows(data) == [["name", "timestamp", "user_id", "attributes.b"], ["ev", "2021-08-11T00:00:00.001Z", "u1", "1"]]
+
+
+@pytest.mark.parametrize("offset", [0, -240, 330, 14 * 60, -12 * 60])
+def test_database_renders_timestamps_like_the_api(db, offset):
+    rng = random.Random(offset)
+    instants = [0, -1, -1000, -1001, 999, T0, T0 + 999, 253402300799999 - 86_400_000] + [rng.randrange(-10**12, 4 * 10**12) for _ in range(40)]
+    insert(db, [{"timestamp": t} for t in instants])
+    request = exports.validate_request({**BASE, "start_time": -10**13, "end_time": 10**15, "time_zone": offset})
+    _, data = export(db, {"start_time": -10**13, "end_time": 10**15, "time_zone": offset})
+    rendered = [r["timestamp"] for r in json_rows(data)]
+    assert rendered == [timestamps.render(t, offset) for t in sorted(instants)]
+    assert request.offset_minutes == offset
+
+
+def test_time_range_includes_start_excludes_end_to_the_millisecond(db):
+    insert(db, [{"timestamp": T0 - 1, "name": "before"}, {"timestamp": T0, "name": "start"},
+                {"timestamp": T0 + 86_400_000 - 1, "name": "last"}, {"timestamp": T0 + 86_400_000, "name": "end"}])  # fmt: skip
+    _, data = export(db, {"start_time": "2021-08-11", "end_time": "2021-08-12"})
+    assert [r["name"] for r in json_rows(data)] == ["start", "last"]
+    _, data = export(db, {"start_time": T0 - 1, "end_time": T0 + 1})
+    assert [r["name"] for r in json_rows(data)] == ["before", "start"]
+    _, data = export(db, {"start_time": "2021-08-11T00:00:00.000Z", "end_time": "2021-08-11T23:59:59.999Z"})
+    assert [r["name"] for r in json_rows(data)] == ["start"]
+
+
+def test_dates_and_rendering_follow_the_time_zone(db):
+    insert(db, [{"timestamp": T0 + 3 * 3_600_000, "name": "utc-3am"}, {"timestamp": T0 + 5 * 3_600_000, "name": "utc-5am"}])
+    _, data = export(db, {"start_time": "2021-08-11", "end_time": "2021-08-12", "time_zone": "-04:00"})
+    rows = json_rows(data)  # 2021-08-11 in -04:00 starts at 04:00Z
+    assert [(r["name"], r["timestamp"]) for r in rows] == [("utc-5am", "2021-08-11T01:00:00.000-04:00")]
+    _, data = export(db, {"start_time": "2021-08-11T00:00:00", "time_zone": 120, "format": "csv"})
+    assert csv_rows(data)[1][:2] == ["utc-3am", "2021-08-11T05:00:00.000+02:00"]
+
+
+def test_limit_and_offset_pages_are_disjoint_and_complete(db):
+    # Many rows share an instant, so paging must rely on the (timestamp, id) order.
+    insert(db, [{"timestamp": T0 + i // 4, "name": f"e{i:03d}"} for i in range(103)])
+    whole = [r["name"] for r in json_rows(export(db, {})[1])]
+    assert whole == [f"e{i:03d}" for i in range(103)]
+    pages = []
+    for offset in range(0, 110, 10):
+        count, data = export(db, {"limit": 10, "offset": offset})
+        pages.append([r["name"] for r in json_rows(data)])
+        assert count == len(pages[-1])
+    assert [n for page in pages for n in page] == whole
+    assert [len(p) for p in pages] == [10] * 10 + [3]
+    assert export(db, {"limit": 5, "offset": 200})[0] == 0
+
+
+def test_conditions_filter_and_other_accounts_never_leak(db):
+    insert(db, [{"timestamp": T0, "name": "mine", "attributes": {"flowId": "f1"}},
+                {"timestamp": T0, "name": "other flow", "attributes": {"flowId": "f2"}}])  # fmt: skip
+    insert(db, [{"timestamp": T0, "name": "theirs", "attributes": {"flowId": "f1"}}], account_id="acct2")
+    for fmt in ("json", "csv"):
+        count, data = export(db, {"format": fmt, "conditions": [["flow_id", "==", "f1"]]})
+        assert count == 1 and b"mine" in data and b"theirs" not in data
+    assert export(db, {}, account_id="acct3")[0] == 0
+
+
+def test_gzip_sink(db):
+    insert(db, [{"timestamp": T0 + i} for i in range(10)])
+    request = exports.validate_request({**BASE, "compression": "gzip"})
+    out = io.BytesIO()
+    sink = exports.open_sink(out, request)
+    assert exports.write_export(db, "acct1", request, sink) == 10
+    sink.close()
+    assert len(json_rows(gzip.decompress(out.getvalue()))) == 10
+
+
+# --- over HTTP, through the job ------------------------------------------------------------
+
+
+def run_jobs(app):
+    state = app.state
+    worker.run_pending_jobs(state.db, state.file_store, state.settings)
+
+
+def completed_event(api: AccountClient, job_url: str) -> dict:
+    job = api.client.get(job_url, auth=api.creds.auth).json()
+    assert job["status"] == "COMPLETED", job
+    assert job["name"] == "Export Events"
+    return next(e for e in job["events"] if e["name"] == "Completed")["attributes"]
+
+
+def test_export_job_end_to_end(api, app, client, db, settings):
+    insert(db, [{"timestamp": T0 + i, "name": f"n{i}", "attributes": {"flowId": "f1" if i % 2 else "f2"}} for i in range(6)])
+    body = {"email": ["a@example.com", "b@example.com"], "format": "csv", "conditions": [["flow_id", "==", "f1"]],
+            "start_time": "2021-08-11", "end_time": "2021-08-12"}  # fmt: skip
+    response = api.post("export/events", json=body)
+    assert response.status_code == 202, response.text
+    accepted = response.json()
+    assert accepted["status"] == 202 and accepted["title"] == "Accepted"
+    assert accepted["job_url"] == f"http://testserver/v2/accounts/acct1/jobs/{accepted['job_id']}"
+    run_jobs(app)
+    done = completed_event(api, accepted["job_url"])
+    assert done["rows_exported"] == 3 and done["runtime_ms"] >= 0
+    assert done["download_url"].startswith("http://testserver/downloads/")
+    expires = timestamps.parse_iso(done["expires_at"], field="expires_at")
+    assert abs(expires - timestamps.now_ms() - 7 * 86_400_000) < 120_000
+
+    # No SMTP configured: one .eml per recipient in the outbox, carrying the same link.
+    outbox = sorted((Path(settings.data_dir) / "outbox").glob("*.eml"))
+    assert len(outbox) == 2
+    mails = [message_from_bytes(p.read_bytes()) for p in outbox]
+    assert sorted(m["To"] for m in mails) == ["a@example.com", "b@example.com"]
+    assert all(done["download_url"] in m.get_payload(decode=True).decode() for m in mails)
+
+    download = client.get(done["download_url"])  # no credentials: the link is the credential
+    assert download.status_code == 200
+    assert download.headers["content-type"].startswith("text/csv")
+    assert 'filename="events-acct1-' in download.headers["content-disposition"]
+    assert download.headers["content-disposition"].endswith('.csv"')
+    rows = csv_rows(download.content)
+    assert [r[0] for r in rows] == ["name", "n1", "n3", "n5"]
+
+
+def test_export_job_json_gzip_download(api, app, client, db):
+    insert(db, [{"timestamp": T0 + i} for i in range(5)])
+    response = api.post("export/events", json={**BASE, "compression": "gzip"})
+    run_jobs(app)
+    url = completed_event(api, response.json()["job_url"])["download_url"]
+    compressed = client.get(url, headers={"Accept-Encoding": "gzip"})
+    assert compressed.headers["content-encoding"] == "gzip"
+    assert compressed.headers["content-type"] == "application/x-ndjson"
+    assert compressed.headers["content-disposition"].endswith('.ndjson"')
+    assert len(json_rows(compressed.content)) == 5  # httpx decodes the transfer encoding
+    plain = client.get(url, headers={"Accept-Encoding": "identity"})
+    assert "content-encoding" not in plain.headers
+    assert len(json_rows(plain.content)) == 5
+
+
+def test_tampered_expired_and_missing_links_are_refused(api, app, client, db, settings):
+    insert(db, [{"timestamp": T0}])
+    response = api.post("export/events", json=BASE)
+    run_jobs(app)
+    url = completed_event(api, response.json()["job_url"])["download_url"]
+    token = url.rsplit("/", 1)[1]
+    payload, signature = token.split(".")
+    assert_problem(client.get(url[: -len(token)] + payload + "." + signature[::-1]), 403, "invalid")
+    assert_problem(client.get("/downloads/garbage"), 403)
+    secret = links.server_secret(settings)
+    expired, _ = links.sign(secret, "exports/acct1/x.ndjson", "events.ndjson", -1)
+    assert_problem(client.get(f"/downloads/{expired}"), 410, "expired")
+    missing, _ = links.sign(secret, "exports/acct1/gone.ndjson", "events.ndjson", 60)
+    assert_problem(client.get(f"/downloads/{missing}"), 404)
+
+
+def test_export_http_validation_auth_and_read_only_keys(api, client, db):
+    assert_problem(api.post("export/events", json={**BASE, "conditions": [["flow_id", "~", "x"]]}), 400, "conditions[0][1]")
+    assert_problem(api.post("export/events", json={**BASE, "email": "nope"}), 400, "`email`")
+    assert_problem(api.post("export/events", content=b"email=x", headers={"Content-Type": "text/plain"}), 415)
+    assert_problem(client.post("/v2/accounts/acct1/export/events", json=BASE), 401)
+    other = make_account(db, "acct2")
+    assert_problem(client.post("/v2/accounts/acct1/export/events", json=BASE, auth=other.auth), 403)
+    reader = AccountClient(client, make_account(db, "acct1", read_only=True))
+    assert reader.post("export/events", json=BASE).status_code == 202  # exporting only reads
+    assert api.post("export/events", json=BASE, headers={"Accept": "text/csv"}).text.startswith("status,title,job_id,job_url\r\n202,Accepted,")
+
+
+def test_idempotency_key_replays_the_same_job(api):
+    first = api.post("export/events", json=BASE, headers={"Idempotency-Key": "k1"}).json()
+    again = api.post("export/events", json=BASE, headers={"Idempotency-Key": "k1"}).json()
+    assert again["job_id"] == first["job_id"]
+    other = api.post("export/events", json={**BASE, "format": "csv"}, headers={"Idempotency-Key": "k1"})
+    assert other.status_code == 422
+
+
+def test_mail_failure_keeps_the_export_and_falls_back_to_the_outbox(api, app, client, db, settings):
+    settings.smtp_url = "smtp://127.0.0.1:1"  # nothing listens there
+    insert(db, [{"timestamp": T0}])
+    response = api.post("export/events", json=BASE)
+    run_jobs(app)
+    done = completed_event(api, response.json()["job_url"])
+    assert done["rows_exported"] == 1 and "email_error" in done
+    assert client.get(done["download_url"]).status_code == 200
+    assert len(list((Path(settings.data_dir) / "outbox").glob("*.eml"))) == 1
