@@ -218,6 +218,15 @@ async def _python_load(base: str, scenario: dict, duration: float, connections: 
             "requests": len(latencies)}  # fmt: skip
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system, all threads) the server process has used so far (Linux)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def profiler(pid: int, directory: Path | None, name: str, duration: int):
     """py-spy sampling the server during one scenario (collapsed stacks: flamegraph.pl or speedscope)."""
     if directory is None:
@@ -283,15 +292,19 @@ def main() -> None:
                 assert len(json.loads(body)) == min(100, args.user_events), "history sanity check failed"
                 for scenario in scenarios:
                     spy = profiler(proc.pid, args.profile, scenario["name"], args.duration)
+                    cpu_before = cpu_seconds(proc.pid)
                     if use_wrk:
                         result = run_wrk(base, scenario, args.duration, args.connections, args.threads, workdir)
                     else:
                         result = asyncio.run(_python_load(base, scenario, args.duration, args.connections))
+                    # Server CPU per request: steadier than req/s when other work shares the machine.
+                    result["cpu_us"] = (cpu_seconds(proc.pid) - cpu_before) / max(1, result["requests"]) * 1e6
                     results[scenario["name"]] = result
                     if spy:
                         spy.wait()
                     print(f"{scenario['name']:>8}: {result['rps']:8.0f} req/s   p50 {result['p50_ms']:6.2f} ms   "
-                          f"p99 {result['p99_ms']:6.2f} ms   errors {result['errors']}", flush=True)  # fmt: skip
+                          f"p99 {result['p99_ms']:6.2f} ms   server CPU {result['cpu_us']:5.0f} us/req   "
+                          f"errors {result['errors']}", flush=True)  # fmt: skip
             stored = count_events(db) - before
             db.dispose()
     finally:
@@ -306,6 +319,8 @@ def main() -> None:
         checks.append(("track req/s", results["track"]["rps"], ">=", TARGETS["track_rps"]))
     if "track" in results and "noop" in results:
         checks.append(("track / no-op", results["track"]["rps"] / results["noop"]["rps"], ">=", TARGETS["track_ratio"]))
+        cpu_ratio = results["noop"]["cpu_us"] / results["track"]["cpu_us"]
+        print(f"no-op / track server CPU per request: {cpu_ratio:.2f} (the req/s ratio on an otherwise idle core)")
     if "history" in results:
         checks.append(("history p99 ms", results["history"]["p99_ms"], "<=", TARGETS["history_p99_ms"]))
     for label, value, op, target in checks:

@@ -168,18 +168,20 @@ def run_one(backend: str, rows: int, scenario: str, fmt: str) -> None:
     key = exports.file_key(ACCOUNT, submitted.job_id, request)
     size = store.size(key)
     store.delete(key)
-    print(json.dumps({"seconds": elapsed, "rows": done["attributes"]["rows_exported"], "bytes": size}))
+    peak_kb = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM"))
+    print(json.dumps({"seconds": elapsed, "rows": done["attributes"]["rows_exported"], "bytes": size, "peak_kb": peak_kb}))
 
 
 def measure_export(args, scenario: str, fmt: str) -> dict:
     command = [sys.executable, __file__, "--backend", args.backend, "--rows", str(args.rows), "--run-one", scenario, fmt]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, cwd=ROOT)
     output = process.stdout.read()
-    _, status, usage = os.wait4(process.pid, 0)
-    if status != 0:
+    if process.wait() != 0:
         raise SystemExit(f"export run failed: {command}")
     result = json.loads(output.decode().strip().splitlines()[-1])
-    result["peak_rss_mb"] = usage.ru_maxrss / 1024
+    # The child's own high-water mark (VmHWM): wait4's ru_maxrss would include this parent's
+    # memory at fork time, which Linux carries over into the child's maximum.
+    result["peak_rss_mb"] = result["peak_kb"] / 1024
     return result
 
 
@@ -212,8 +214,11 @@ def floor_sql(args, scenario: str, fmt: str, raw: bool) -> str:
                 value = compiled.params[name]
                 text = text.replace("?", repr(value) if isinstance(value, str) else str(value), 1)
             return text
+        # Bench only: apply SQLAlchemy's bind processors (JSONB paths) as execution would.
+        processors = compiled._bind_processors
+        params = {k: processors[k](v) if k in processors else v for k, v in compiled.params.items()}
         cursor = __import__("psycopg").ClientCursor(conn.connection.driver_connection)
-        return cursor.mogrify(str(compiled), compiled.params)
+        return cursor.mogrify(str(compiled), params)
 
 
 def measure_floor(args, scenario: str, fmt: str, raw: bool = False) -> float:

@@ -219,29 +219,50 @@ def _merge_profiles_sqlite(raw, account_id: str, changes) -> None:
     )
 
 
+def _combined(changes: list[tuple[str, dict]]) -> dict[str, dict]:
+    """One change set per user: later rows win key by key and a ``null`` stays a removal, so
+    merging the combined set equals merging the rows one after another."""
+    result: dict[str, dict] = {}
+    for user_id, attributes in changes:
+        current = result.get(user_id)
+        result[user_id] = attributes if current is None else {**current, **attributes}
+    return result
+
+
+# Temporary tables are per session and emptied at each commit: a pooled connection keeps its own.
+_PROFILE_CHANGES = (
+    "CREATE TEMPORARY TABLE IF NOT EXISTS opencues_profile_changes (user_id text PRIMARY KEY, changes jsonb) "
+    "ON COMMIT DELETE ROWS"
+)
+_NULL_KEYS = "ARRAY(SELECT e.key FROM jsonb_each(c.changes) AS e WHERE jsonb_typeof(e.value) = 'null')"
+_USER_IDS = "CREATE TEMPORARY TABLE IF NOT EXISTS opencues_user_ids (user_id text) ON COMMIT DELETE ROWS"
+
+
+def _copy_into(cursor, table: str, columns: str, rows) -> None:
+    with cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
+        write_row = copy.write_row
+        for row in rows:
+            write_row(row)
+
+
 def _merge_profiles_postgres(raw, account_id: str, changes) -> None:
-    # Create missing rows first (in a fixed order), then lock them all: a concurrent update of
-    # the same user waits instead of being overwritten, and two imports cannot deadlock.
+    # One upsert merges in the database: a new profile is its changes minus null keys; an
+    # existing one becomes `existing || changes` minus the keys set to null. ON CONFLICT DO
+    # UPDATE locks the row and merges into its latest version, so a concurrent update is kept.
     now = now_ms()
-    user_ids = sorted(set(u for u, _ in changes))
+    combined = _combined(changes)
     with raw.cursor() as cursor:
+        cursor.execute(_PROFILE_CHANGES)
+        _copy_into(cursor, "opencues_profile_changes", "user_id, changes",
+                   ((u, _dumps(a).decode()) for u, a in combined.items()))  # fmt: skip
         cursor.execute(
-            "INSERT INTO profiles (account_id, user_id, attributes, created_at, updated_at) "
-            "SELECT %s, u, '{}'::jsonb, %s, %s FROM unnest(%s::text[]) AS u ORDER BY u "
-            "ON CONFLICT (account_id, user_id) DO NOTHING",
-            (account_id, now, now, user_ids),
-        )
-        cursor.execute(
-            "SELECT user_id, attributes FROM profiles WHERE account_id = %s AND user_id = ANY(%s) "
-            "ORDER BY user_id FOR UPDATE",
-            (account_id, user_ids),
-        )
-        existing = {user_id: attributes or {} for user_id, attributes in cursor}
-        merged = _merged(existing, changes)
-        cursor.execute(
-            "UPDATE profiles AS p SET attributes = t.a::jsonb, updated_at = %s "
-            "FROM unnest(%s::text[], %s::text[]) AS t(u, a) WHERE p.account_id = %s AND p.user_id = t.u",
-            (now, list(merged), [_dumps(a).decode() for a in merged.values()], account_id),
+            "INSERT INTO profiles AS p (account_id, user_id, attributes, created_at, updated_at) "
+            f"SELECT %s, c.user_id, c.changes - {_NULL_KEYS}, %s, %s FROM opencues_profile_changes AS c "
+            "ORDER BY c.user_id "
+            "ON CONFLICT (account_id, user_id) DO UPDATE SET updated_at = excluded.updated_at, attributes = ("
+            f"  SELECT (p.attributes || c.changes) - {_NULL_KEYS} FROM opencues_profile_changes AS c"
+            "   WHERE c.user_id = excluded.user_id)",
+            (account_id, now, now),
         )
 
 
@@ -299,16 +320,19 @@ def _membership_sqlite(raw, account_id: str, segment_id: str, user_ids: list[str
 
 def _membership_postgres(raw, account_id: str, segment_id: str, user_ids: list[str], add: bool) -> None:
     with raw.cursor() as cursor:
+        cursor.execute(_USER_IDS)
+        _copy_into(cursor, "opencues_user_ids", "user_id", ((u,) for u in user_ids))
         if add:
             cursor.execute(
                 "INSERT INTO segment_members (account_id, segment_id, user_id) "
-                "SELECT %s, %s, u FROM unnest(%s::text[]) AS u ORDER BY u ON CONFLICT DO NOTHING",
-                (account_id, segment_id, user_ids),
+                "SELECT DISTINCT %s, %s, user_id FROM opencues_user_ids ORDER BY 3 ON CONFLICT DO NOTHING",
+                (account_id, segment_id),
             )
         else:
             cursor.execute(
-                "DELETE FROM segment_members WHERE account_id = %s AND segment_id = %s AND user_id = ANY(%s)",
-                (account_id, segment_id, user_ids),
+                "DELETE FROM segment_members AS m USING opencues_user_ids AS i "
+                "WHERE m.account_id = %s AND m.segment_id = %s AND m.user_id = i.user_id",
+                (account_id, segment_id),
             )
 
 

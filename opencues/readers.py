@@ -442,8 +442,11 @@ def _csv_user_ids(stream: BinaryIO, skip: int):
 _MIN_MS = -62_135_596_800_000  # 0001-01-01T00:00:00Z
 _MAX_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
 _CACHE_LIMIT = 100_000
-_day_ms: dict[str, int] = {}  # "YYYY-MM-DDT" → epoch ms at midnight UTC
-_clock_ms: dict[str, int] = {}  # "HH:MM:SS" → ms since midnight
+_day_ms: dict[str, int] = {}  # "YYYY-MM-DDT" → epoch ms at midnight UTC, learned
+# Fixed tables (1,440 + 60 + 1,000 entries): "HH:MM" → ms, "SS" → ms, "fff" → ms.
+_hour_minute_ms = {f"{h:02d}:{m:02d}": (h * 60 + m) * 60_000 for h in range(24) for m in range(60)}
+_second_ms = {f"{s:02d}": s * 1000 for s in range(60)}
+_millis = {f"{n:03d}": n for n in range(1000)}
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 
 
@@ -461,54 +464,27 @@ def _learn_day(key: str) -> int | None:
     return ms
 
 
-def _learn_clock(key: str) -> int | None:
-    if len(key) != 8 or key[2] != ":" or key[5] != ":":
-        return None
-    hh, mm, ss = key[0:2], key[3:5], key[6:8]
-    if not (hh + mm + ss).isdigit() or not key.isascii():
-        return None
-    h, m, s = int(hh), int(mm), int(ss)
-    if h > 23 or m > 59 or s > 59:
-        return None
-    ms = _clock_ms[key] = (h * 3600 + m * 60 + s) * 1000
-    return ms
-
-
-_millis = {f"{n:03d}": n for n in range(1000)}  # "000".."999" → int
-
-
 def parse_timestamp(text: str) -> int:
     """ISO 8601 → epoch ms; offset-less times are UTC. ``YYYY-MM-DDTHH:MM:SS[.fff]Z`` — what
-    exporters write — costs three dictionary look-ups (day, time of day, milliseconds); every other
-    ISO 8601 form goes through ``opencues.timestamps.parse_iso``. Raises ``RowInvalid``."""
+    exporters write — costs four dictionary look-ups (day, hour and minute, second, milliseconds);
+    every other ISO 8601 form goes through ``opencues.timestamps.parse_iso``. Raises ``RowInvalid``."""
     size = len(text)
     try:
         if size == 24:
-            if text[19] == "." and text[23] == "Z":
-                return _day_ms[text[:11]] + _clock_ms[text[11:19]] + _millis[text[20:23]]
-        elif size == 20 and text[19] == "Z":
-            return _day_ms[text[:11]] + _clock_ms[text[11:19]]
+            if text[19] == "." and text[23] == "Z" and text[16] == ":":
+                return (
+                    _day_ms[text[:11]] + _hour_minute_ms[text[11:16]] + _second_ms[text[17:19]] + _millis[text[20:23]]
+                )
+        elif size == 20 and text[19] == "Z" and text[16] == ":":
+            return _day_ms[text[:11]] + _hour_minute_ms[text[11:16]] + _second_ms[text[17:19]]
     except KeyError:
-        pass
+        if text[:11] not in _day_ms and _learn_day(text[:11]) is not None:
+            # A day seen for the first time, now learnt: the fast path applies.
+            return parse_timestamp(text)
     return _parse_timestamp_slowly(text)
 
 
 def _parse_timestamp_slowly(text: str) -> int:
-    """Any ISO 8601 form; a UTC timestamp of the fast shape teaches the caches its day and time."""
-    if len(text) >= 20 and text[-1] in "Zz":
-        day = _day_ms.get(text[:11])
-        if day is None:
-            day = _learn_day(text[:11])
-        clock = _clock_ms.get(text[11:19])
-        if clock is None:
-            clock = _learn_clock(text[11:19])
-        if day is not None and clock is not None:
-            if len(text) == 20:
-                return day + clock
-            if text[19] == ".":
-                digits = text[20:-1]
-                if digits and digits.isdigit() and digits.isascii():
-                    return day + clock + int(digits[:3].ljust(3, "0"))
     try:
         ms = parse_iso(text, field="timestamp")
     except ApiError as exc:

@@ -63,6 +63,7 @@ from sqlalchemy import Connection, and_, or_, select, update
 from opencues import jobs, timestamps
 from opencues.jobs import Job, JobStatus
 from opencues.storage import Database
+from opencues.storage.schema import job_events
 from opencues.storage.schema import jobs as jobs_table
 
 log = logging.getLogger("opencues.worker")
@@ -270,6 +271,12 @@ def _release(db: Database, job: Job, owner: str, *, delay_ms: int = 0, refund_at
         jobs.progress_update(conn, job.id, owner, **values)
 
 
+def _has_history(db: Database, job_id: str) -> bool:
+    """Whether an earlier attempt already started the job (then this one is a `Resumed`)."""
+    with db.connect() as conn:
+        return conn.execute(select(job_events.c.id).where(job_events.c.job_id == job_id).limit(1)).first() is not None
+
+
 def remove_finished_payloads(db: Database, file_store) -> int:
     """Delete stored payloads of finished jobs (normally done at once; this catches a crash in
     between) and forget their keys."""
@@ -310,9 +317,8 @@ class Worker:
     def run(self, job: Job, owner: str) -> None:
         ctx = JobContext(self.db, self.file_store, self.settings, job, owner, self.stopping)
         registration = self.handlers[job.kind]
-        renewer = threading.Thread(target=self._renew, args=(ctx,), daemon=True, name=f"lease-{job.id[:8]}")
         done = threading.Event()
-        ctx._renewer_done = done
+        renewer = threading.Thread(target=self._renew, args=(ctx, done), daemon=True, name=f"lease-{job.id[:8]}")
         renewer.start()
         try:
             self._run(ctx, registration)
@@ -325,7 +331,7 @@ class Worker:
         try:
             if job.attempts > self.settings.job_max_attempts:
                 raise JobFailed(f"gave up after {job.attempts - 1} attempts")
-            if job.attempts == 1:
+            if not _has_history(self.db, job.id):
                 if registration.start_event:
                     ctx.add_event(registration.start_event)
             else:
@@ -365,9 +371,9 @@ class Worker:
             with self.db.begin() as conn:
                 conn.execute(update(jobs_table).where(jobs_table.c.id == job.id).values(payload_key=None))
 
-    def _renew(self, ctx: JobContext) -> None:
+    def _renew(self, ctx: JobContext, done: threading.Event) -> None:
         interval = max(0.05, self.settings.job_lease_seconds / 3)
-        while not ctx._renewer_done.wait(interval):
+        while not done.wait(interval):
             try:
                 ctx.heartbeat()
             except LeaseLost:

@@ -7,10 +7,12 @@ keeps (``Direct``). On this path a key lookup costs tens of microseconds instead
 Reads run in autocommit mode: every read sees everything committed before it, by any process —
 which is what keeps "a revoked key stops working at once" true without a cache.
 
-Writes of single rows from concurrent requests can be grouped (``Direct.write_grouped``): rows
-that arrive while the event loop is busy are inserted and committed in one transaction, and each
-request is answered only after the commit holding its row (group commit: a 2xx is still durable).
-A failing group is retried row by row, so one bad row fails only its own request.
+Single-row writes of concurrent requests are group-committed (``Direct.write_grouped``): a writer
+thread inserts and commits, in one transaction, every row queued while its previous commit ran,
+and each request is answered only after the commit holding its row (a 2xx is still durable). The
+event loop keeps serving requests meanwhile, even while the commit waits for a disk flush or for
+another process's lock. A failing group is retried row by row, so one bad row fails only its own
+request.
 
 Values come back as the driver gives them: on this path JSON columns are JSON *text* on both
 databases (callers decode, or pass the text through).
@@ -21,8 +23,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from operator import itemgetter
-from contextlib import contextmanager
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 
 class Prepared:
@@ -58,7 +59,13 @@ class Direct:
         self._all: list = []  # every connection opened, closed by ``dispose``
         self._lock = threading.Lock()
         self._prepared: dict[int, Prepared] = {}
-        self._groups: dict[Any, list] = {}  # event loop → rows waiting for the next group commit
+        # Group commit: each event loop gathers its requests' rows during one iteration
+        # (``_gathering``) and hands them to the writer thread's queue (``_pending``), which
+        # commits everything queued while its previous commit ran.
+        self._gathering: dict[Any, list] = {}
+        self._pending: list = []
+        self._pending_ready = threading.Condition()
+        self._writer: threading.Thread | None = None
         module = engine.dialect.dbapi
         self._broken = (module.OperationalError, module.InterfaceError)
 
@@ -89,15 +96,6 @@ class Direct:
                 self._all.append(fairy)
         return conn
 
-    @contextmanager
-    def _using(self) -> Iterator[Any]:
-        conn = self._connection()
-        try:
-            yield conn
-        except self._broken:
-            self._discard()  # a lost connection: the next call opens a fresh one
-            raise
-
     def _discard(self) -> None:
         fairy = getattr(self._local, "fairy", None)
         self._local.conn = self._local.fairy = None
@@ -112,13 +110,17 @@ class Direct:
 
     def fetch_all(self, statement, params: Mapping[str, Any]) -> list[tuple]:
         prepared = self.prepare(statement)
-        with self._using() as conn:
+        conn = self._connection()
+        try:
             cursor = conn.cursor()
             try:
                 cursor.execute(prepared.sql, prepared.bind(params))
                 return cursor.fetchall()
             finally:
-                cursor.close()
+                cursor.close()  # ends SQLite's read transaction: the next read sees newer commits
+        except self._broken:
+            self._discard()  # a lost connection: the next call opens a fresh one
+            raise
 
     def fetch_one(self, statement, params: Mapping[str, Any]) -> tuple | None:
         rows = self.fetch_all(statement, params)
@@ -130,7 +132,8 @@ class Direct:
 
     def write_batches(self, batches: Sequence[tuple[Any, Sequence[Mapping[str, Any]]]]) -> None:
         """Several ``(statement, rows)`` in ONE transaction; committed on return."""
-        with self._using() as conn:
+        conn = self._connection()
+        try:
             if self._is_postgres:
                 with conn.transaction(), conn.cursor() as cursor:
                     for statement, rows in batches:
@@ -148,51 +151,83 @@ class Direct:
                 raise
             finally:
                 cursor.close()
+        except self._broken:
+            self._discard()
+            raise
 
     async def write_grouped(self, statement, row: Mapping[str, Any]) -> None:
-        """Insert one row in the next group commit of this event loop; returns once committed."""
+        """Insert one row in the next group commit; returns once it is committed."""
         loop = asyncio.get_running_loop()
         future = loop.create_future()
-        pending = self._groups.get(loop)
-        if pending is None:
-            pending = self._groups[loop] = []
-            # Runs after every request already runnable in this loop iteration has queued its row.
-            loop.call_soon(self._flush, loop)
-        pending.append((statement, row, future))
+        gathering = self._gathering.get(loop)
+        if gathering is None:
+            gathering = self._gathering[loop] = []
+            # Runs once every request already runnable in this loop iteration has added its row:
+            # the writer thread then gets them all in one hand-over.
+            loop.call_soon(self._hand_over, loop)
+        gathering.append((statement, row, loop, future))
         await future
 
-    def _flush(self, loop) -> None:
-        pending = self._groups.pop(loop, [])
+    def _hand_over(self, loop) -> None:
+        group = self._gathering.pop(loop)
+        with self._pending_ready:
+            if self._writer is None:
+                self._writer = threading.Thread(target=self._write_forever, name="opencues-group-commit", daemon=True)
+                self._writer.start()
+            self._pending.extend(group)
+            self._pending_ready.notify()
+
+    def _write_forever(self) -> None:
+        """The writer thread: commit whatever queued while the previous commit ran, in one go."""
+        while True:
+            with self._pending_ready:
+                while not self._pending:
+                    self._pending_ready.wait()
+                pending, self._pending = self._pending, []
+            rows = [p for p in pending if p is not _STOP]
+            self._commit_group(rows)
+            if len(rows) < len(pending):
+                return
+
+    def _commit_group(self, pending: list) -> None:
+        if not pending:
+            return
         batches: dict[int, tuple[Any, list]] = {}
-        for statement, row, _future in pending:
+        for statement, row, _loop, _future in pending:
             batches.setdefault(id(statement), (statement, []))[1].append(row)
+        outcomes: list[BaseException | None]
         try:
             self.write_batches(list(batches.values()))
+            outcomes = [None] * len(pending)
         except Exception as exc:  # noqa: BLE001 - retried row by row: only the bad rows fail
-            if len(pending) == 1:
-                self._settle(pending[0][2], exc)
-                return
-            for statement, row, future in pending:
-                try:
-                    self.write(statement, [row])
-                except Exception as row_exc:  # noqa: BLE001 - handed to that row's request
-                    self._settle(future, row_exc)
-                else:
-                    self._settle(future, None)
-            return
-        for _statement, _row, future in pending:
-            self._settle(future, None)
+            outcomes = [exc] if len(pending) == 1 else [self._write_alone(s, r) for s, r, _l, _f in pending]
+        by_loop: dict[Any, list] = {}
+        for (_statement, _row, loop, future), outcome in zip(pending, outcomes):
+            by_loop.setdefault(loop, []).append((future, outcome))
+        for loop, settled in by_loop.items():  # one wake-up per event loop and group
+            try:
+                loop.call_soon_threadsafe(_settle_all, settled)
+            except RuntimeError:  # that loop is closed: nobody is waiting any more
+                pass
 
-    @staticmethod
-    def _settle(future, exc: BaseException | None) -> None:
-        if future.done():  # the request went away (client disconnected); its row stands
-            return
-        if exc is None:
-            future.set_result(None)
-        else:
-            future.set_exception(exc)
+    def _write_alone(self, statement, row) -> BaseException | None:
+        try:
+            self.write(statement, [row])
+        except Exception as exc:  # noqa: BLE001 - handed to that row's request
+            return exc
+        return None
+
+    def _stop_writer(self) -> None:
+        with self._pending_ready:
+            writer, self._writer = self._writer, None
+            if writer is None:
+                return
+            self._pending.append(_STOP)
+            self._pending_ready.notify()
+        writer.join()
 
     def dispose(self) -> None:
+        self._stop_writer()
         with self._lock:
             fairies, self._all = self._all, []
         for fairy in fairies:
@@ -202,3 +237,15 @@ class Direct:
                 pass
         self._local = threading.local()
 
+
+_STOP = object()  # queued by ``dispose``: the writer commits what is left, then ends
+
+
+def _settle_all(settled: list) -> None:
+    for future, exc in settled:
+        if future.done():  # the request went away (client disconnected); its row stands
+            continue
+        if exc is None:
+            future.set_result(None)
+        else:
+            future.set_exception(exc)

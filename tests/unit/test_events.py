@@ -1,5 +1,7 @@
+import random
 from urllib.parse import quote
 
+import orjson
 import pytest
 from sqlalchemy import text
 
@@ -291,3 +293,20 @@ def test_history_is_an_index_range_scan(db, account):
             plan = "\n".join(r[0] for r in conn.execute(text(f"EXPLAIN {compiled}")))
             assert "Index Scan Backward using ix_events_user_time" in plan, plan
             assert "Seq Scan" not in plan and "\n  ->  Sort" not in plan, plan
+
+
+def test_history_json_is_the_history_with_attributes_passed_through(db, account):
+    with db.begin() as conn:
+        events.insert_event(conn, account.account_id, "u", "a", 1_628_602_913_000, {"nested": {"k": [1, "two", None]}})
+        events.insert_event(conn, account.account_id, "u", "b", 1_628_602_914_000)
+    expected = events.history(db, account.account_id, "u", 10, 330)
+    assert orjson.loads(events.history_json(db, account.account_id, "u", 10, 330)) == expected
+    assert expected[1]["attributes"] == {"nested": {"k": [1, "two", None]}}
+
+
+def test_render_time_matches_timestamps_render():
+    rng = random.Random(5)
+    for _ in range(20_000):
+        ms = rng.randrange(-30_000_000_000_000, 250_000_000_000_000)  # years 1019 to 9892
+        offset = rng.choice([0, -240, 330, -720, 840, 45, -1])
+        assert events.render_time(ms, offset) == timestamps.render(ms, offset)

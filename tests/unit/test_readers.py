@@ -347,7 +347,7 @@ def test_parse_timestamp_agrees_with_parse_iso(text):
     assert parse_timestamp(text) == parse_timestamp(text)  # cached path too
 
 
-@pytest.mark.parametrize("text", ["2021-13-01T00:00:00Z", "2021-07-14T12:60:00Z", "2021-07-14T12:34:5xZ"])
+@pytest.mark.parametrize("text", ["2021-13-01T00:00:00Z", "2021-07-14T12:60:00Z", "2021-07-14T12:34:5xZ", "2021-07-14T12:34:56.12xZ", "2021-07-14T1:34:56.123Z"])
 def test_parse_timestamp_rejects_bad_dates(text):
     with pytest.raises(RowInvalid):
         parse_timestamp(text)

@@ -221,6 +221,7 @@ def test_shutdown_releases_the_running_job_for_another_worker(db, store, setting
     worker.run_pending_jobs(db, store, settings)
     assert job_row(db, job_id).status == "COMPLETED"
     assert event_timestamps(db) == list(range(30))
+    assert names(db, job_id) == ["Ingesting", "Resumed", "Completed"]
 
 
 def test_lease_is_renewed_while_a_handler_runs(db, store, settings, kind):
