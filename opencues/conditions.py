@@ -28,6 +28,8 @@ from typing import Any, Union
 
 from sqlalchemy import Boolean, ColumnElement, and_, false, func, literal, not_, or_, select, true, type_coerce
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.sql import operators
+from sqlalchemy.sql.elements import UnaryExpression
 
 from opencues import timestamps
 from opencues.errors import ApiError, bad_request
@@ -283,8 +285,17 @@ class _Compiler:
             segment_members.c.segment_id.in_(ids)
         )
         if c.op in ("==", "in"):
-            return events.c.user_id.in_(members)
-        return events.c.user_id.not_in(members)
+            return self._user_id_unindexed().in_(members)
+        return self._user_id_unindexed().not_in(members)
+
+    def _user_id_unindexed(self):
+        """``user_id`` for membership tests. On SQLite it is written ``+user_id``, which keeps
+        the planner on the time index: reading ix_events_user_time for a set of users would
+        return rows out of time order and need a sort, held in memory (``temp_store=MEMORY``)
+        and growing with the export. PostgreSQL sorts within ``work_mem`` and spills to disk."""
+        if self.pg:
+            return events.c.user_id
+        return UnaryExpression(events.c.user_id, operator=operators.custom_op("+"), type_=events.c.user_id.type)
 
     def _present(self, field: Field) -> ColumnElement[bool]:
         if field.kind in ("column", "time"):
@@ -366,7 +377,8 @@ class _Compiler:
             return events.c.timestamp.in_(list(values))
         strings = [v for v in values if isinstance(v, str)]
         if field.kind == "column":
-            return events.c[field.column].in_(strings) if strings else false()
+            column = self._user_id_unindexed() if field.column == "user_id" else events.c[field.column]
+            return column.in_(strings) if strings else false()
         if self.pg:
             return self._json(field).in_([literal(v, JSONB) for v in values])
         numbers = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]

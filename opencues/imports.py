@@ -11,8 +11,9 @@ A bad row never blocks the good ones: it is counted in ``ingestions_failed`` and
 and reason are kept (the first ``settings.job_error_samples``) for the ``Completed`` event.
 
 Writers bypass SQLAlchemy's per-row overhead and talk to the driver connection of the same
-transaction: SQLite ``executemany`` of plain tuples; PostgreSQL ``COPY`` for events and
-``unnest``-array statements (one round trip per batch) for profiles and membership.
+transaction: SQLite ``executemany`` of plain tuples; PostgreSQL ``COPY`` into ``events``, or into
+a session-local temporary table followed by one set-based upsert/delete for profiles (merged in
+the database) and membership. Parsing batch N+1 overlaps writing batch N (``_Pipeline``).
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ from typing import Callable
 import orjson
 
 from opencues import profiles, readers
-from opencues.timestamps import now_ms
 from opencues.readers import Format, RowError, RowInvalid
+from opencues.timestamps import now_ms
 from opencues.worker import JobContext, JobFailed, register
 
 _dumps = orjson.dumps

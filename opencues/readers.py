@@ -156,15 +156,19 @@ def _numbered_lines(stream: BinaryIO):
 
 def _ndjson_values(stream: BinaryIO, skip: int):
     loads, decode_error = orjson.loads, orjson.JSONDecodeError
-    for line_no, raw in _numbered_lines(stream):
-        if not raw or raw.isspace():
-            continue
-        if skip:
-            skip -= 1
-            continue
+    lines = _numbered_lines(stream)
+    if skip:
+        for _line_no, raw in lines:
+            if not raw.isspace():
+                skip -= 1
+                if not skip:
+                    break
+    for line_no, raw in lines:
         try:
             value = loads(raw)
         except decode_error as exc:
+            if raw.isspace():  # a blank line (checked only here: blank lines are rare)
+                continue
             yield RowError(line_no, f"invalid JSON: {exc}")
             continue
         yield line_no, value

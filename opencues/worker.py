@@ -277,6 +277,50 @@ def _has_history(db: Database, job_id: str) -> bool:
         return conn.execute(select(job_events.c.id).where(job_events.c.job_id == job_id).limit(1)).first() is not None
 
 
+def _process_gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # someone else's live process
+        return False
+    return False
+
+
+def reclaim_dead_local_leases(db: Database, hostname: str | None = None) -> list[str]:
+    """Expire the leases that crashed processes of this host still hold (their owner token reads
+    ``host:pid:…``), so a restarted server resumes its jobs at once instead of after the lease.
+
+    Taking over a job whose worker is in fact alive would still be safe — its next commit is
+    fenced out — so a recycled host name or pid can cost work, never correctness.
+    """
+    hostname = hostname or socket.gethostname()
+    with db.connect() as conn:
+        held = conn.execute(
+            select(jobs_table.c.id, jobs_table.c.lease_owner).where(
+                jobs_table.c.status == JobStatus.IN_PROGRESS.value,
+                jobs_table.c.lease_owner.like(f"{hostname}:%"),
+            )
+        ).all()
+    reclaimed = []
+    for job_id, owner in held:
+        parts = owner.split("/", 1)[0].split(":")
+        if len(parts) < 2 or parts[0] != hostname or not parts[1].isdigit():
+            continue
+        pid = int(parts[1])
+        if pid == os.getpid() or not _process_gone(pid):
+            continue
+        with db.begin() as conn:
+            conn.execute(
+                update(jobs_table)
+                .where(jobs_table.c.id == job_id, jobs_table.c.lease_owner == owner)
+                .values(lease_expires_at=timestamps.now_ms() - 1)
+            )
+        log.info("job %s: its worker process %d is gone; taking it over", job_id, pid)
+        reclaimed.append(job_id)
+    return reclaimed
+
+
 def remove_finished_payloads(db: Database, file_store) -> int:
     """Delete stored payloads of finished jobs (normally done at once; this catches a crash in
     between) and forget their keys."""
@@ -383,9 +427,10 @@ class Worker:
 
     def run_forever(self) -> None:
         try:
+            reclaim_dead_local_leases(self.db)
             remove_finished_payloads(self.db, self.file_store)
         except Exception:  # noqa: BLE001
-            log.exception("could not sweep finished payloads")
+            log.exception("could not reclaim jobs of dead workers or sweep finished payloads")
         while not self.stopping.is_set():
             try:
                 busy = self.run_once()
@@ -401,7 +446,8 @@ class WorkerPool:
 
     def __init__(self, db: Database, file_store, settings, count: int, *, name: str | None = None):
         self.stopping = threading.Event()
-        base = name or f"{socket.gethostname()}:{os.getpid()}"
+        # host:pid first: lets a restarted process on this host recognise its dead predecessor's leases.
+        base = f"{socket.gethostname()}:{os.getpid()}" + (f":{name}" if name else "")
         self.workers = [
             Worker(db, file_store, settings, name=f"{base}:w{i}", stopping=self.stopping) for i in range(count)
         ]

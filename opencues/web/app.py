@@ -13,6 +13,7 @@ from opencues.settings import Settings, load_settings
 from opencues.storage import Database, open_database
 from opencues.web import errors, openapi, routes
 from opencues.web.auth import build_rate_limiter
+from opencues.web.dispatch import LeanRoute
 from opencues.web.responses import json_response
 
 
@@ -44,6 +45,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
         "Authenticate with HTTP Basic auth using an API key and secret (`opencues keys create`).",
         lifespan=lifespan,
     )
+    app.router.route_class = LeanRoute  # handlers called directly; see opencues.web.dispatch
     app.state.settings = settings
     app.state.db = db
     app.state.file_store = open_file_store(settings)

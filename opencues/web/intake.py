@@ -63,7 +63,8 @@ async def receive_payload(request: Request, *, user_ids: bool = False) -> Stored
         if sink.blank:
             raise bad_request("request body is empty")
         if fmt is Format.JSON:
-            _check_json(sink.kept(), user_ids, "request body")
+            # Up to 20 MB to parse: off the event loop.
+            await run_in_threadpool(_check_json, sink.kept(), user_ids, "request body")
         return await sink.commit()
     except BaseException as exc:
         sink.abort(exc)
@@ -270,7 +271,7 @@ async def _receive_multipart(request: Request, content_type: str, user_ids: bool
         if sink.blank:
             raise bad_request("the uploaded file is empty")
         if sink.format is Format.JSON:
-            _check_json(sink.kept(), user_ids, "the uploaded file")
+            await run_in_threadpool(_check_json, sink.kept(), user_ids, "the uploaded file")
         return await sink.commit()
     except MultipartParseError as exc:
         if state["sink"] is not None:

@@ -3,16 +3,17 @@
 ``live_server(...)`` starts a server as a subprocess on a free port, in a temporary working
 directory with its own data dir (SQLite) or its own freshly created PostgreSQL database, and waits
 until ``/healthz`` answers. The returned :class:`LiveServer` knows the exact environment the server
-runs with, so ``server.cli("keys", "create", ...)`` and ``server.spawn("worker")`` read the same
-configuration, and ``stop()`` / ``kill()`` / ``start()`` / ``restart()`` exercise shutdowns, crashes
-and restarts. Everything it started is killed and every database it created is dropped at teardown.
+runs with, so ``server.cli("keys", "create", ...)``, ``server.spawn("worker")`` and
+``server.database()`` reach the same data, and ``stop()`` / ``kill()`` / ``start()`` /
+``restart()`` exercise shutdowns, crashes and restarts. Everything it started is killed and every database it created is dropped at teardown.
 
 Typical use::
 
     def test_something(live_server, backend):
         server = live_server(backend=backend, env={"OPENCUES_RATE_LIMIT": "5/second"})
-        creds = server.cli_json("keys", "create", "--account", server.create_account(), "--json")
-        response = server.client(auth=(creds["key"], creds["secret"])).get("/v2/accounts/.../flows")
+        account = server.create_account()                       # in-process, on the server's database
+        key = server.cli_json("keys", "create", "--account", account, "--json")   # or the real CLI
+        response = server.client(auth=(key["key"], key["secret"])).get(f"/v2/accounts/{account}/flows")
         server.kill()     # SIGKILL the whole process group: a crash
         server.start()    # same port, same data
 """
@@ -197,17 +198,32 @@ class LiveServer:
 
     # -- conveniences ---------------------------------------------------------------------
 
+    def database(self):
+        """A library ``Database`` on the server's database (dispose it after use). Faster than the
+        CLI for test setup; use ``cli(...)`` where the command line itself matters."""
+        from opencues.settings import Settings
+        from opencues.storage import Database
+
+        settings = Settings(data_dir=self.data_dir, database_url=self.env.get("OPENCUES_DATABASE_URL"))
+        return Database(settings.resolved_database_url)
+
     def create_account(self, account_id: str | None = None, name: str | None = None) -> str:
-        args = ["accounts", "create", "--json"]
-        if account_id:
-            args += ["--id", account_id]
-        if name:
-            args += ["--name", name]
-        return self.cli_json(*args)["id"]
+        from opencues import accounts
+
+        db = self.database()
+        try:
+            return accounts.create_account(db, account_id, name)["id"]
+        finally:
+            db.dispose()
 
     def create_key(self, account_id: str, read_only: bool = False) -> tuple[str, str]:
-        args = ["keys", "create", "--account", account_id, "--json"] + (["--read-only"] if read_only else [])
-        created = self.cli_json(*args)
+        from opencues import accounts
+
+        db = self.database()
+        try:
+            created = accounts.create_key(db, account_id, read_only=read_only)
+        finally:
+            db.dispose()
         return created["key"], created["secret"]
 
     def client(self, auth: tuple[str, str] | None = None, timeout: float = 30, **kwargs) -> httpx.Client:

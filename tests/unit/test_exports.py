@@ -332,3 +332,23 @@ def test_mail_failure_keeps_the_export_and_falls_back_to_the_outbox(api, app, cl
     assert done["rows_exported"] == 1 and "email_error" in done
     assert client.get(done["download_url"]).status_code == 200
     assert len(list((Path(settings.data_dir) / "outbox").glob("*.eml"))) == 1
+
+
+@pytest.mark.parametrize("conds", [[], [["flow_id", "==", "f"]], [["user_segment_id", "in", ["s1", "s2"]]],
+                                   [["user_id", "in", ["u1", "u2"]]], [["user_id", "==", "u1"]],
+                                   [["or", ["user_segment_id", "==", "s"], ["name", "like", "a%"]]]])  # fmt: skip
+def test_sqlite_plans_stream_in_order_without_a_sort(tmp_path, conds):
+    # A sort would be held in memory (temp_store=MEMORY) and grow with the export.
+    from opencues.storage import Database
+
+    db = Database(f"sqlite:///{tmp_path / 'plan.db'}")
+    db.migrate()
+    request = exports.validate_request({**BASE, "conditions": conds})
+    statement = exports.json_statement(db, "acct1", request)
+    compiled = statement.compile(dialect=db.engine.dialect, compile_kwargs={"render_postcompile": True})
+    params = [compiled.params[name] for name in compiled.positiontup]
+    with db.connect() as conn:
+        plan = conn.connection.driver_connection.execute("EXPLAIN QUERY PLAN " + str(compiled), params).fetchall()
+    details = " | ".join(row[-1] for row in plan)
+    assert "TEMP B-TREE" not in details and "ix_events_" in details, details
+    db.dispose()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
@@ -268,3 +269,22 @@ def test_leftover_payloads_of_finished_jobs_are_swept(db, store):
         conn.execute(update(jobs_table).where(jobs_table.c.id == job_id).values(status="COMPLETED"))
     assert worker.remove_finished_payloads(db, store) == 1
     assert not store.exists(key) and job_row(db, job_id).payload_key is None
+
+
+def test_leases_of_dead_processes_on_this_host_are_reclaimed(db, kind):
+    import socket
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(dead.stdout)
+    host = socket.gethostname()
+    orphan, alive, foreign = new_job(db), new_job(db), new_job(db)
+    for job_id, owner in ((orphan, f"{host}:{dead_pid}:w0/x"), (alive, f"{host}:{os.getpid()}:w0/y"),
+                          (foreign, f"elsewhere:{dead_pid}:w0/z")):  # fmt: skip
+        with db.begin() as conn:
+            conn.execute(update(jobs_table).where(jobs_table.c.id == job_id)
+                         .values(lease_owner=owner, lease_expires_at=now_ms() + 60_000))  # fmt: skip
+    assert worker.reclaim_dead_local_leases(db) == [orphan]
+    assert worker.claim(db, "B", [kind.name], 30_000).id == orphan
+    assert worker.claim(db, "B", [kind.name], 30_000) is None

@@ -232,9 +232,21 @@ def test_malformed_json_is_400_not_500(world, route, body):
 # -- 413 ----------------------------------------------------------------------------------------
 
 
-def _refused_as_too_large(world, route, body, chunked: bool = False) -> list[int]:
+def _multipart(payload: bytes) -> tuple[str, bytes]:
+    boundary = "opencues-test-boundary"
+    body = (
+        f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.ndjson\"\r\n"
+        f"Content-Type: application/x-ndjson\r\n\r\n"
+    ).encode() + payload + f"\r\n--{boundary}--\r\n".encode()
+    return f"multipart/form-data; boundary={boundary}", body
+
+
+def _refused_as_too_large(world, route, body, chunked: bool = False, upload: bool = False) -> list[int]:
     statuses = []
-    for content_type in ("application/json", "application/ndjson", "text/csv"):
+    variants = [(t, body) for t in ("application/json", "application/ndjson", "text/csv")]
+    if upload:
+        variants.append(_multipart(body))
+    for content_type, body in variants:
         headers = {"Content-Type": content_type, **world.writer.header}
         content = iter([body[i : i + 65536] for i in range(0, len(body), 65536)]) if chunked else body
         response = world.client.request(route.method, world.url(route), headers=headers, content=content)
@@ -247,10 +259,10 @@ def _refused_as_too_large(world, route, body, chunked: bool = False) -> list[int
 @pytest.mark.parametrize("route", BODY_ROUTES)
 @pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
 def test_bodies_over_the_limit_are_413(small_world, route, chunked):
-    # Over both limits, in every content type the route could read: never accepted, and at
-    # least one content type is read and refused for its size (whether its length is declared or not).
+    # Over both limits, in every content type the route could read (a file upload included): never
+    # accepted, and at least one is read and refused for its size, whether its length is declared or not.
     body = b"[" + b'"0123456789",' * ((SMALL_BODY_LIMIT + SMALL_UPLOAD_LIMIT) // 13 + 1) + b'"x"]'
-    assert 413 in _refused_as_too_large(small_world, route, body, chunked)
+    assert 413 in _refused_as_too_large(small_world, route, body, chunked, upload=True)
 
 
 @pytest.mark.parametrize("route", BODY_ROUTES)
@@ -276,6 +288,11 @@ JUNK_BODIES = [
     ("application/json", b'{"format": "xml", "start_time": "yesterday", "end_time": true, "limit": -5}'),
     ("application/ndjson", b'{"user_id": 1}\nnot json\n[]\n"x"\n'),
     ("text/csv", b'user_id,name\n"unterminated,\n\x00,\xff\n'),
+    ("multipart/form-data", b"no boundary given"),
+    ("multipart/form-data; boundary=xyz", b"--xyz\r\nContent-Disposition: form-data; name=file\r\n\r\ntrunc"),
+    ("multipart/form-data; boundary=xyz", b"--xyz\r\nContent-Disposition: form-data; name=other\r\n\r\nx\r\n--xyz--\r\n"),
+    ("multipart/mixed; boundary=xyz", b"--xyz--\r\n"),
+    ("application/json; charset=latin-1", b'{"name": "caf\xe9"}'),
     ("", b""),
 ]
 
