@@ -15,7 +15,8 @@ The floor is the same rows, already parsed, written by the driver's fastest path
 ``INSERT … ON CONFLICT`` (profiles) — into the same table with the same indexes of a fresh,
 migrated database. ``ratio`` is import time / floor time.
 
-Memory: the server's peak RSS (``VmHWM``) after start-up, after the 202 and after the job; the
+The server's CPU time (all threads, from ``/proc``) per row is printed too: on a shared machine it
+is the steadier figure. Memory: the server's peak RSS (``VmHWM``) after start-up, after the 202 and after the job; the
 growth is what the upload and the import cost. With ``--postgres`` the database is
 ``<url's server>/opencues_bench_import`` (dropped and re-created).
 """
@@ -141,6 +142,12 @@ def peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, all threads (steadier than wall time on a shared machine)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def fresh_database(data_dir: Path, database_url: str | None):
     """Settings for an empty, migrated database (SQLite in ``data_dir`` or a re-created PG db)."""
     from opencues.settings import Settings
@@ -203,6 +210,7 @@ def run_import(client, server: Server, auth, account: str, endpoint: str, path: 
     media = {"ndjson": "application/x-ndjson", "csv": "text/csv"}[fmt]
     pid = server.process.pid
     rss_before = peak_rss_mb(pid)
+    cpu_before = cpu_seconds(pid)
     with open(path, "rb") as handle:
         started = time.perf_counter()
         response = client.post(
@@ -228,6 +236,7 @@ def run_import(client, server: Server, auth, account: str, endpoint: str, path: 
         "rss_before": rss_before,
         "rss_accepted": rss_accepted,
         "rss_after": peak_rss_mb(pid),
+        "cpu": cpu_seconds(pid) - cpu_before,
         "completed": completed.get("attributes", completed),
     }
 
@@ -259,6 +268,16 @@ def parsed_profiles(path: Path, account: str) -> list[tuple]:
     return rows
 
 
+FLOOR_SQLITE = {
+    "events": "INSERT INTO events (account_id, user_id, name, timestamp, attributes) VALUES (?, ?, ?, ?, ?)",
+    "profiles": "INSERT INTO profiles (account_id, user_id, attributes, created_at, updated_at) VALUES (?, ?, ?, ?, ?)",
+}
+FLOOR_COPY = {
+    "events": 'COPY events (account_id, user_id, name, "timestamp", attributes) FROM STDIN',
+    "profiles": "COPY profiles (account_id, user_id, attributes, created_at, updated_at) FROM STDIN",
+}
+
+
 def floor_seconds(db, table: str, rows: list[tuple]) -> float:
     """Write ``rows`` with the driver's fastest path in one transaction; seconds."""
     raw = db.engine.raw_connection()
@@ -266,27 +285,12 @@ def floor_seconds(db, table: str, rows: list[tuple]) -> float:
         driver = raw.driver_connection
         started = time.perf_counter()
         if db.is_sqlite:
-            cursor = driver.cursor()
-            if table == "events":
-                cursor.executemany("INSERT INTO events (account_id, user_id, name, timestamp, attributes) VALUES (?, ?, ?, ?, ?)", rows)
-            else:
-                cursor.executemany(
-                    "INSERT INTO profiles (account_id, user_id, attributes, created_at, updated_at) VALUES (?, ?, ?, ?, ?) "
-                    "ON CONFLICT (account_id, user_id) DO UPDATE SET attributes = excluded.attributes, updated_at = excluded.updated_at",
-                    rows,
-                )
-            driver.commit()
+            driver.cursor().executemany(FLOOR_SQLITE[table], rows)
         else:
-            with driver.cursor() as cursor:
-                if table == "events":
-                    with cursor.copy('COPY events (account_id, user_id, name, "timestamp", attributes) FROM STDIN') as copy:
-                        for row in rows:
-                            copy.write_row(row)
-                else:
-                    with cursor.copy("COPY profiles (account_id, user_id, attributes, created_at, updated_at) FROM STDIN") as copy:
-                        for row in rows:
-                            copy.write_row(row)
-            driver.commit()
+            with driver.cursor() as cursor, cursor.copy(FLOOR_COPY[table]) as copy:
+                for row in rows:
+                    copy.write_row(row)
+        driver.commit()
         return time.perf_counter() - started
     finally:
         raw.close()
@@ -316,44 +320,39 @@ def main() -> None:
     formats = [f for f in args.formats.split(",") if f]
     print(f"backend {backend}; {args.events:,} events of {args.users:,} users; {args.profiles:,} profiles", flush=True)
 
-    settings, db = fresh_database(work / "server", args.database_url)
     plans = []
     for fmt in formats:
         plans.append(("events", fmt, payload_file(work, "events", fmt, args.events, args.users), args.events))
     for fmt in formats:
         plans.append(("profiles", fmt, payload_file(work, "profiles", fmt, args.profiles, 0), args.profiles))
-    credentials = {}
-    for kind, fmt, _path, _count in plans:
-        account = f"bench-{kind}-{fmt}"
-        accounts.create_account(db, account)
-        key = accounts.create_key(db, account)
-        credentials[account] = (key["key"], key["secret"])
-    db.dispose()
-
-    server = Server(settings, free_port())
     results = []
-    try:
-        with httpx.Client(timeout=600) as client:
-            server.wait_ready(client)
-            for kind, fmt, path, count in plans:
-                account = f"bench-{kind}-{fmt}"
+    with httpx.Client(timeout=600) as client:
+        for kind, fmt, path, count in plans:
+            # Each format starts from the same state: a fresh database and server.
+            settings, db = fresh_database(work / "server", args.database_url)
+            account = f"bench-{kind}-{fmt}"
+            accounts.create_account(db, account)
+            key = accounts.create_key(db, account)
+            db.dispose()
+            server = Server(settings, free_port())
+            try:
+                server.wait_ready(client)
                 endpoint = "import/events" if kind == "events" else "import/profiles"
                 size_mb = path.stat().st_size / 1e6
-                passes = ["new"] if kind == "events" else ["new", "merge"]
-                for label in passes:
-                    result = run_import(client, server, credentials[account], account, endpoint, path, fmt)
-                    attrs = result["completed"]
-                    done = attrs.get("ingestions_completed", attrs.get("ingestionsCompleted", "?"))
+                for label in ["new"] if kind == "events" else ["new", "merge"]:
+                    result = run_import(client, server, (key["key"], key["secret"]), account, endpoint, path, fmt)
+                    done = result["completed"].get("ingestions_completed", "?")
                     print(
                         f"{kind:8s} {fmt:6s} {label:5s} {size_mb:6.1f} MB: {result['seconds']:7.2f} s "
                         f"= {count / result['seconds']:9,.0f} rows/s (202 after {result['accepted']:.2f} s); "
-                        f"rows ok: {done}; peak RSS {result['rss_before']:.0f} → {result['rss_accepted']:.0f} "
+                        f"server CPU {result['cpu'] / count * 1e6:.1f} µs/row; "
+                        f"rows ok: {done}; server peak RSS {result['rss_before']:.0f} → {result['rss_accepted']:.0f} "
                         f"→ {result['rss_after']:.0f} MB (+{result['rss_after'] - result['rss_before']:.0f})",
                         flush=True,
                     )
                     results.append((kind, fmt, label, count, result))
-    finally:
-        server.stop()
+            finally:
+                server.stop()
 
     if args.skip_floor:
         return
@@ -363,7 +362,7 @@ def main() -> None:
         count = args.events if kind == "events" else args.profiles
         source = payload_file(work, kind, "ndjson", count, args.users if kind == "events" else 0)
         rows = (parsed_events if kind == "events" else parsed_profiles)(source, "bench-floor")
-        floor_settings, floor_db = fresh_database(work / "floor", args.database_url)
+        _settings, floor_db = fresh_database(work / "floor", args.database_url)
         accounts.create_account(floor_db, "bench-floor")
         seconds = floor_seconds(floor_db, kind, rows)
         floor_db.dispose()

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import logging
 import re
 from dataclasses import asdict, dataclass
 from typing import Any, BinaryIO, Callable, Iterable, Iterator, Sequence
@@ -30,11 +31,13 @@ from sqlalchemy import Text, case, cast, func, literal, null, select, type_coerc
 from sqlalchemy.dialects.postgresql import JSONB
 
 from opencues import conditions as conditions_lang
-from opencues import timestamps
+from opencues import links, mail, timestamps, worker
 from opencues.csv_writer import CsvWriter
 from opencues.errors import bad_request
 from opencues.storage import Database
 from opencues.storage.schema import events
+
+log = logging.getLogger("opencues.exports")
 
 FORMATS = ("json", "csv")
 MAX_RECIPIENTS = 50
@@ -410,8 +413,6 @@ def run_export_job(ctx) -> dict:
     failure does not fail the export: the message goes to the outbox instead and the
     ``Completed`` event carries ``email_error`` beside the link.
     """
-    from opencues import links, mail
-
     job = ctx.job
     request = ExportRequest.from_params(job.params["request"])
     key = file_key(job.account_id, job.id, request)
@@ -443,9 +444,7 @@ def run_export_job(ctx) -> dict:
     try:
         mail.send_export_link(settings, request.emails, **mail_args)
     except Exception as exc:  # noqa: BLE001 - SMTP/network errors of any kind: keep the export
-        import logging
-
-        logging.getLogger("opencues.exports").exception("export %s: emailing the link failed", job.id)
+        log.exception("export %s: emailing the link failed", job.id)
         attributes["email_error"] = f"{type(exc).__name__}: {exc}"
         fallback = settings.model_copy(update={"smtp_url": None})
         mail.send_export_link(fallback, request.emails, **mail_args)
@@ -453,12 +452,4 @@ def run_export_job(ctx) -> dict:
     return attributes
 
 
-def _register() -> None:
-    try:
-        from opencues import worker
-    except ImportError:  # pragma: no cover - the worker module ships with the package
-        return
-    worker.register(JOB_KIND, "Export Events", run_export_job, start_event="Exporting")
-
-
-_register()
+worker.register(JOB_KIND, "Export Events", run_export_job, start_event="Exporting")

@@ -201,16 +201,14 @@ def _merge_profiles_sqlite(raw, account_id: str, changes) -> None:
     # The batch transaction already holds SQLite's write lock (commit_progress wrote first), so
     # no other writer can change these profiles between this read and the write below.
     user_ids = list(dict.fromkeys(u for u, _ in changes))
-    existing: dict[str, dict] = {}
     loads = orjson.loads
-    for start in range(0, len(user_ids), 500):
-        part = user_ids[start : start + 500]
-        marks = ",".join("?" * len(part))
+    existing = {
+        user_id: loads(attributes) if attributes else {}
         for user_id, attributes in raw.execute(
-            f"SELECT user_id, attributes FROM profiles WHERE account_id = ? AND user_id IN ({marks})",
-            (account_id, *part),
-        ):
-            existing[user_id] = loads(attributes) if attributes else {}
+            "SELECT user_id, attributes FROM profiles WHERE account_id = ? AND user_id IN (SELECT value FROM json_each(?))",
+            (account_id, _dumps(user_ids).decode()),
+        )
+    }
     now = now_ms()
     merged = _merged(existing, changes)
     raw.executemany(

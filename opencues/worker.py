@@ -139,7 +139,6 @@ class JobContext:
         self.row_errors: list[dict] = list(job.row_errors or [])
         self._started = time.monotonic()
         self._last_progress_event = self._started
-        self.lease_lost = threading.Event()
 
     @property
     def lease_ms(self) -> int:
@@ -156,7 +155,6 @@ class JobContext:
     def _fence(self, conn: Connection, **values) -> None:
         values.setdefault("lease_expires_at", timestamps.now_ms() + self.lease_ms)
         if not jobs.progress_update(conn, self.job.id, self.owner, **values):
-            self.lease_lost.set()
             raise LeaseLost(self.job.id)
 
     def commit_progress(

@@ -192,15 +192,19 @@ class Direct:
     def _commit_group(self, pending: list) -> None:
         if not pending:
             return
-        batches: dict[int, tuple[Any, list]] = {}
-        for statement, row, _loop, _future in pending:
-            batches.setdefault(id(statement), (statement, []))[1].append(row)
         outcomes: list[BaseException | None]
         try:
+            batches: dict[int, tuple[Any, list]] = {}
+            for statement, row, _loop, _future in pending:
+                batches.setdefault(id(statement), (statement, []))[1].append(row)
             self.write_batches(list(batches.values()))
             outcomes = [None] * len(pending)
-        except Exception as exc:  # noqa: BLE001 - retried row by row: only the bad rows fail
+        except self._broken as exc:  # the database itself failed (lost, locked for 30 s): no retry
+            outcomes = [exc] * len(pending)
+        except Exception as exc:  # noqa: BLE001 - a bad row: retried row by row, only bad rows fail
             outcomes = [exc] if len(pending) == 1 else [self._write_alone(s, r) for s, r, _l, _f in pending]
+        except BaseException as exc:  # the thread must never leave requests waiting for ever
+            outcomes = [exc] * len(pending)
         by_loop: dict[Any, list] = {}
         for (_statement, _row, loop, future), outcome in zip(pending, outcomes):
             by_loop.setdefault(loop, []).append((future, outcome))

@@ -11,7 +11,7 @@ from starlette.requests import Request
 
 from opencues import accounts
 from opencues.accounts import Principal
-from opencues.errors import ApiError
+from opencues.errors import ApiError, bad_request
 
 _CHALLENGE = {"WWW-Authenticate": 'Basic realm="opencues", charset="UTF-8"'}
 
@@ -45,7 +45,16 @@ def authorize(request: Request, account_id: str, *, write: bool = False) -> Prin
         raise ApiError(403, f"this API key does not grant access to account {account_id!r}")
     if write and principal.read_only:
         raise ApiError(403, "this API key is read-only")
+    _refuse_nul_in_path(request)
     return principal
+
+
+def _refuse_nul_in_path(request: Request) -> None:
+    # PostgreSQL text cannot hold NUL, so a percent-encoded %00 in an id would otherwise be a 500
+    # there (and a plain 404 on SQLite). Every account route passes through here first.
+    for name, value in request.path_params.items():
+        if isinstance(value, str) and "\x00" in value:
+            raise bad_request(f"`{name}` must not contain NUL characters")
 
 
 def throttle(request: Request, principal: Principal) -> None:

@@ -47,4 +47,23 @@ async def read_json(request: Request, *, require_object: bool = True):
         raise bad_request(f"request body is not valid JSON: {exc}") from None
     if require_object and not isinstance(payload, dict):
         raise bad_request("request body must be a JSON object")
+    if b"\\u0000" in body:  # cheap pre-check: NUL can only arrive escaped in valid JSON
+        _refuse_nul(payload)
     return payload
+
+
+def _refuse_nul(value, where: str = "") -> None:
+    """400 naming the first field holding a NUL character: PostgreSQL text and JSONB cannot store
+    one, so it is refused on every backend alike."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise bad_request(f"`{where or 'body'}` must not contain NUL characters")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            here = f"{where}.{key}" if where else key
+            if "\x00" in key:
+                raise bad_request(f"field names must not contain NUL characters (in `{where or 'body'}`)")
+            _refuse_nul(item, here)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _refuse_nul(item, f"{where}[{index}]")

@@ -8,7 +8,7 @@ import shlex
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 
-import pytest
+from opencues import flows
 
 
 def _curl_line(output: str) -> str:
@@ -73,11 +73,11 @@ def test_several_workers_share_one_database(live_server, backend):
     server = live_server(backend=backend, args=["--workers", "2"])
     # uvicorn's supervisor plus two worker processes (plus, at most, its multiprocessing helper).
     assert len(_process_group(server.process.pid)) >= 3
-    # Set up through the command line: it reaches the database the running server uses.
-    account = server.cli_json("accounts", "create", "--json")["id"]
-    server.cli("flows", "create", "--account", account, "--name", "Tour", "--id", "tour")
-    created = server.cli_json("keys", "create", "--account", account, "--json")
-    key, secret = created["key"], created["secret"]
+    account = server.create_account()
+    db = server.database()
+    flows.create_flow(db, account, "Tour", flow_id="tour")
+    db.dispose()
+    key, secret = server.create_key(account)
 
     def fetch(_):
         with server.client(auth=(key, secret)) as client:
@@ -94,9 +94,11 @@ def test_several_workers_share_one_database(live_server, backend):
 
 def test_acknowledged_writes_survive_a_restart_and_a_crash(live_server, backend):
     server = live_server(backend=backend)
-    account = server.create_account("acme", "Acme")
+    # Set up with the command line beside the running server: it writes to the same database.
+    account = server.cli_json("accounts", "create", "--id", "acme", "--json")["id"]
     server.cli("flows", "create", "--account", account, "--name", "Tour", "--id", "tour")
-    auth = server.create_key(account)
+    created = server.cli_json("keys", "create", "--account", account, "--json")
+    auth = (created["key"], created["secret"])
     base = f"/v2/accounts/{account}"
 
     def snapshot(client) -> dict:

@@ -343,6 +343,15 @@ def test_sqlite_plans_stream_in_order_without_a_sort(tmp_path, conds):
 
     db = Database(f"sqlite:///{tmp_path / 'plan.db'}")
     db.migrate()
+    with db.connect() as conn:  # statistics of a big account, where the user index looks tempting
+        raw = conn.connection.driver_connection
+        raw.execute("ANALYZE")
+        raw.execute("DELETE FROM sqlite_stat1 WHERE tbl = 'events'")
+        raw.executemany("INSERT INTO sqlite_stat1 VALUES ('events', ?, ?)",
+                        [("ix_events_time", "10000000 10000000 1"), ("ix_events_user_time", "10000000 10000000 200 1")])
+        raw.commit()
+    db.dispose()
+    db = Database(f"sqlite:///{tmp_path / 'plan.db'}")
     request = exports.validate_request({**BASE, "conditions": conds})
     statement = exports.json_statement(db, "acct1", request)
     compiled = statement.compile(dialect=db.engine.dialect, compile_kwargs={"render_postcompile": True})

@@ -373,3 +373,19 @@ def test_bad_user_ids_are_counted(api, app, db, segment):
 def test_job_names_match_the_spec():
     assert jobs.JOB_NAMES["import_profiles"] == "Import Profiles"
     assert jobs.JOB_NAMES["import_events"] == "Import Events"
+
+
+def test_import_profiles_multipart_csv_upload(api, app, db):
+    upload = b"userId,plan\nu1,pro\nu2,free\n"
+    job = job_of(api, api.post("import/profiles", files={"file": ("people.csv", upload, "text/csv")}))
+    drain(app)
+    assert completed(api, job["job_id"])["ingestions_completed"] == 2
+    assert profile_of(db, "u2") == {"plan": "free"}
+
+
+def test_segment_uploads_have_the_same_413_and_415(api, settings, segment):
+    settings.max_body_bytes = 50
+    big = {"user_ids": [f"user-{i}" for i in range(20)]}
+    assert_problem(api.post(f"segments/{segment}/add_user_ids", json=big), 413)
+    assert_problem(api.post(f"segments/{segment}/remove_user_ids", content=b"a", headers={"Content-Type": "text/plain"}), 415)
+    assert api.get("jobs").json() == []

@@ -13,8 +13,10 @@ from __future__ import annotations
 import base64
 import re
 import shutil
+import uuid
 
 import pytest
+from sqlalchemy import create_engine, text
 from starlette.testclient import TestClient
 
 from opencues import accounts, flows
@@ -22,7 +24,7 @@ from opencues.settings import Settings
 from opencues.storage import Database
 from opencues.web.app import create_app
 from opencues.web.routes import ROUTES
-from tests.conftest import assert_problem, make_account
+from tests.conftest import _driver_url, assert_problem, make_account
 
 ACCOUNT = "acct1"
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
@@ -77,12 +79,15 @@ def _basic(user: str, password: str) -> str:
 class World:
     """One app over one SQLite database, with keys of every kind."""
 
-    def __init__(self, tmp_path, template, **limits):
+    def __init__(self, tmp_path, template=None, database_url=None, **limits):
         data = tmp_path / "data"
         data.mkdir()
-        shutil.copy(template, data / "opencues.db")
-        settings = Settings(data_dir=data, database_url=f"sqlite:///{data / 'opencues.db'}", **limits)
+        if database_url is None:
+            shutil.copy(template, data / "opencues.db")
+            database_url = f"sqlite:///{data / 'opencues.db'}"
+        settings = Settings(data_dir=data, database_url=database_url, **limits)
         self.db = Database(settings.resolved_database_url)
+        self.db.migrate()
         self.app = create_app(settings, self.db)
         self.writer = make_account(self.db, ACCOUNT)
         self.reader = make_account(self.db, ACCOUNT, read_only=True)
@@ -109,6 +114,27 @@ def world(tmp_path_factory, sqlite_template):
     w = World(tmp_path_factory.mktemp("errors"), sqlite_template)
     yield w
     w.close()
+
+
+@pytest.fixture(scope="module")
+def pg_world(tmp_path_factory, postgres_url):
+    """The same over a PostgreSQL database of its own (text there cannot hold NUL, and more)."""
+    server = postgres_url.rsplit("/", 1)[0]
+    name = f"opencues_errors_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(_driver_url(server + "/postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    w = World(tmp_path_factory.mktemp("errors-pg"), database_url=f"{server}/{name}")
+    yield w
+    w.close()
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def any_world(request):
+    return request.getfixturevalue("world" if request.param == "sqlite" else "pg_world")
 
 
 @pytest.fixture(scope="module")
@@ -284,6 +310,8 @@ JUNK_BODIES = [
     ("application/json", b'{"name": {"nested": true}, "user_ids": [null, 1, {}], "email": 7, "conditions": {}}'),
     ("application/json", b'{"name": "' + b"x" * 100_000 + b'"}'),
     ("application/json", b'{"\\u0000": "\\u0000", "name": "\\ud800"}'),
+    ("application/json", b'{"name": "a\\u0000b", "description": "x", "user_ids": ["u\\u0000"], "attributes": {"k": "\\u0000"}}'),
+    ("application/json", b'{"name": "n", "timestamp": "2021-01-01T00:00:00Z", "attributes": {"k\\u0000": 1}, "email": ["a@b.c\\u0000"]}'),
     ("application/json", b'{"timestamp": "2021-13-45T99:99:99Z", "start_time": -1e300, "time_zone": "+99:99"}'),
     ("application/json", b'{"format": "xml", "start_time": "yesterday", "end_time": true, "limit": -5}'),
     ("application/ndjson", b'{"user_id": 1}\nnot json\n[]\n"x"\n'),
@@ -298,14 +326,17 @@ JUNK_BODIES = [
 
 
 @pytest.mark.parametrize("route", ROUTE_PARAMS)
-def test_nothing_a_client_sends_is_a_500(world, route):
+def test_nothing_a_client_sends_is_a_500(any_world, route):
+    world = any_world
     url = world.url(route)
     queries = ["", "?limit=abc", "?limit=-1&offset=x", "?start_time=zzz&end_time=1e999&time_zone=99:99", "?limit=99999999999999999999"]
     attempts = [(url + q, "", b"") for q in queries]
     if (route.method, route.path) not in BODYLESS:
         attempts += [(url, ctype, body) for ctype, body in JUNK_BODIES]
-    odd_ids = {"flow_id": "%00", "segment_id": "..%2F..", "user_id": "%F0%9F%98%80 a/b", "job_id": "x" * 2000}
-    attempts.append((_concrete(route.path, ACCOUNT, odd_ids), "application/json", b"{}"))
+    odd_ids = {"flow_id": "%00", "segment_id": "..%2F..", "user_id": "%F0%9F%98%80 a/b", "job_id": "x" * 2000, "token": "%00"}
+    nul_ids = {"flow_id": "a%00", "segment_id": "%00", "user_id": "u%00", "job_id": "%00", "token": "t%00"}
+    for ids in (odd_ids, nul_ids):
+        attempts.append((_concrete(route.path, ACCOUNT, ids), "application/json", b"{}"))
     for target, ctype, body in attempts:
         headers = {**world.writer.header, **({"Content-Type": ctype} if ctype else {})}
         response = world.client.request(route.method, target, headers=headers, content=body)
@@ -332,3 +363,29 @@ def test_errors_are_json_even_when_csv_or_html_is_asked_for(world):
     for accept in ("text/csv", "text/html", "*/*"):
         response = world.client.get(f"/v2/accounts/{ACCOUNT}/flows/missing", headers={"Accept": accept, **world.writer.header})
         assert_problem(response, 404, "missing")
+
+
+def _id_params(path: str) -> list[str]:
+    return [m[1] for m in _PARAM.finditer(path) if m[1] != "account_id"]
+
+
+@pytest.mark.parametrize("route", [p for p in ACCOUNT_ROUTES if _id_params(p.values[0].path)])
+def test_nul_in_a_path_parameter_is_a_400_naming_it(world, route):
+    names = _id_params(route.path)
+    url = _concrete(route.path, ACCOUNT, {name: "a%00b" for name in names})
+    response = world.client.request(route.method, url, headers=world.writer.header, json={})
+    assert_problem(response, 400, f"`{names[0]}` must not contain NUL")
+
+
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        (b'{"name": "a\\u0000b"}', "`name`"),
+        (b'{"name": "ok", "description": ["x", {"deep": "\\u0000"}]}', "`description[1].deep`"),
+        (b'{"name": "ok", "b\\u0000d": 1}', "field names"),
+    ],
+)
+def test_nul_in_a_json_body_is_a_400_naming_the_field(world, body, field):
+    headers = {"Content-Type": "application/json", **world.writer.header}
+    response = world.client.post(f"/v2/accounts/{ACCOUNT}/segments", headers=headers, content=body)
+    assert_problem(response, 400, field)
