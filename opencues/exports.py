@@ -28,6 +28,7 @@ from typing import Any, BinaryIO, Callable, Iterable, Iterator, Sequence
 
 import orjson
 from sqlalchemy import Text, case, cast, func, literal, null, select, type_coerce
+from sqlalchemy import text as sql_text
 from sqlalchemy.dialects.postgresql import JSONB
 
 from opencues import conditions as conditions_lang
@@ -252,6 +253,9 @@ def write_export(
     with db.connect() as conn:
         if db.is_postgres:
             conn = conn.execution_options(isolation_level="REPEATABLE READ")
+            # A cursor is planned for its first rows (10% by default), which picks slow
+            # nested loops and index scans here; an export reads every row.
+            conn.execute(sql_text("SET LOCAL cursor_tuple_fraction = 1.0"))
         raw = conn.connection.driver_connection
         if db.is_sqlite:
             # pysqlite starts no transaction for SELECTs: open one so both passes share a snapshot.

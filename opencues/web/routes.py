@@ -49,7 +49,6 @@ ROUTES: list[Route] = [
     Route("GET", ACCOUNT + "/jobs", job_views.list_jobs, "List jobs", "Offline Jobs"),
     Route("GET", ACCOUNT + "/jobs/{job_id}", job_views.get_job, "Get job status", "Offline Jobs"),
     Route("POST", ACCOUNT + "/export/events", export_views.export_events, "Export bulk event data", "Exporting Data in Bulk", status=202),
-    Route("GET", "/downloads/{token}", export_views.download, "Download an export (signed link, no credentials)", "Exporting Data in Bulk"),
 ]
 
 

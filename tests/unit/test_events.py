@@ -6,6 +6,7 @@ import pytest
 from sqlalchemy import text
 
 from opencues import events, timestamps
+from opencues.errors import ApiError
 from opencues.storage import Database
 from opencues.storage.schema import events as events_table
 from tests.conftest import AccountClient, assert_problem, make_account
@@ -310,3 +311,13 @@ def test_render_time_matches_timestamps_render():
         ms = rng.randrange(-30_000_000_000_000, 250_000_000_000_000)  # years 1019 to 9892
         offset = rng.choice([0, -240, 330, -720, 840, 45, -1])
         assert events.render_time(ms, offset) == timestamps.render(ms, offset)
+
+
+def test_library_track_without_http(db, account):
+    events.track(db, account.account_id, "u", {"name": "Signed up", "timestamp": "2021-08-10T09:41:53-04:00"})
+    assert events.history(db, account.account_id, "u") == [
+        {"user_id": "u", "timestamp": "2021-08-10T13:41:53.000Z", "name": "Signed up", "attributes": {}}
+    ]
+    with pytest.raises(ApiError) as raised:
+        events.track(db, account.account_id, "u", {"name": "x", "timestamp": "2021-08-10", "attributes": {"k": "\x00"}})
+    assert raised.value.status == 400 and "`attributes`" in raised.value.detail

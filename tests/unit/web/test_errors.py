@@ -4,8 +4,9 @@ Each test is parametrised over the route table, so a route added later is checke
 unknown paths 404, wrong methods 405 with a correct ``Allow``, missing or bad credentials 401,
 foreign accounts and read-only keys 403, unsupported Content-types 415, malformed JSON 400,
 bodies over the limit 413 — always Problem Details JSON, and never a 500 for anything a client
-can send. These tests exercise the web layer, so they share one SQLite-backed app per module
-(the auth path is tested on both databases in test_auth.py).
+can send. These tests exercise the web layer, so they share one SQLite-backed app per module; the
+never-a-500 sweep also runs on PostgreSQL, which refuses more (NUL in text, for one), and the auth
+path is tested on both databases in test_auth.py.
 """
 
 from __future__ import annotations
@@ -77,7 +78,7 @@ def _basic(user: str, password: str) -> str:
 
 
 class World:
-    """One app over one SQLite database, with keys of every kind."""
+    """One app over one database (SQLite unless ``database_url``), with keys of every kind."""
 
     def __init__(self, tmp_path, template=None, database_url=None, **limits):
         data = tmp_path / "data"
