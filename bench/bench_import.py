@@ -321,9 +321,9 @@ def main() -> None:
     print(f"backend {backend}; {args.events:,} events of {args.users:,} users; {args.profiles:,} profiles", flush=True)
 
     plans = []
-    for fmt in formats:
+    for fmt in formats if args.events else []:
         plans.append(("events", fmt, payload_file(work, "events", fmt, args.events, args.users), args.events))
-    for fmt in formats:
+    for fmt in formats if args.profiles else []:
         plans.append(("profiles", fmt, payload_file(work, "profiles", fmt, args.profiles, 0), args.profiles))
     results = []
     with httpx.Client(timeout=600) as client:

@@ -143,8 +143,9 @@ _THREE = [f".{i:03d}" for i in range(1000)]
 
 
 def render_time(ms: int, offset_minutes: int = 0) -> str:
-    """``timestamps.render`` for a page of events: the same text at a fraction of the cost (a
-    history renders up to 10,000 of them), from cached day prefixes and digit tables."""
+    """``timestamps.render`` for a page of events: the same text at a tenth of the cost (a history
+    renders up to 10,000 of them), from cached day prefixes and digit tables. (Years before 1000
+    keep four digits here; ``strftime`` drops the leading zeros.)"""
     day, rest = divmod(ms + offset_minutes * 60_000, 86_400_000)
     seconds, millis = divmod(rest, 1000)
     minutes, seconds = divmod(seconds, 60)

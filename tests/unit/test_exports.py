@@ -10,7 +10,6 @@ from pathlib import Path
 
 import orjson
 import pytest
-from sqlalchemy import select
 
 from opencues import exports, links, timestamps, worker
 from opencues.errors import ApiError
