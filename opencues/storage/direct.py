@@ -12,7 +12,7 @@ thread inserts and commits, in one transaction, every row queued while its previ
 and each request is answered only after the commit holding its row (a 2xx is still durable). The
 event loop keeps serving requests meanwhile, even while the commit waits for a disk flush or for
 another process's lock. A failing group is retried row by row, so one bad row fails only its own
-request.
+request. On SQLite, WAL checkpoints run in a thread of their own rather than inside a commit.
 
 Values come back as the driver gives them: on this path JSON columns are JSON *text* on both
 databases (callers decode, or pass the text through).
@@ -21,9 +21,14 @@ databases (callers decode, or pass the text through).
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
+import time
 from operator import itemgetter
 from typing import Any, Mapping, Sequence
+
+
+log = logging.getLogger("opencues")
 
 
 class Prepared:
@@ -66,6 +71,8 @@ class Direct:
         self._pending: list = []
         self._pending_ready = threading.Condition()
         self._writer: threading.Thread | None = None
+        self._wal_grew = threading.Event()  # SQLite: the writer committed since the last checkpoint
+        self._checkpoints_stop = False
         module = engine.dialect.dbapi
         self._broken = (module.OperationalError, module.InterfaceError)
 
@@ -179,6 +186,18 @@ class Direct:
 
     def _write_forever(self) -> None:
         """The writer thread: commit whatever queued while the previous commit ran, in one go."""
+        checkpointer = None
+        if not self._is_postgres:
+            # A checkpoint (copying the WAL into the database file, then an fsync) would otherwise
+            # run inside one of this thread's commits every 1000 pages, holding every request of
+            # that group for tens of milliseconds: another thread runs them instead.
+            try:
+                self._connection().execute("PRAGMA wal_autocheckpoint=0")
+            except Exception:  # noqa: BLE001 - commits then checkpoint as usual; the writer must run
+                log.exception("cannot move WAL checkpoints off the commit path")
+            self._checkpoints_stop = False
+            checkpointer = threading.Thread(target=self._checkpoint_forever, name="opencues-checkpoint", daemon=True)
+            checkpointer.start()
         while True:
             with self._pending_ready:
                 while not self._pending:
@@ -186,8 +205,26 @@ class Direct:
                 pending, self._pending = self._pending, []
             rows = [p for p in pending if p is not _STOP]
             self._commit_group(rows)
+            self._wal_grew.set()
             if len(rows) < len(pending):
+                break
+        if checkpointer is not None:
+            self._checkpoints_stop = True
+            self._wal_grew.set()
+            checkpointer.join()
+
+    def _checkpoint_forever(self) -> None:
+        while True:
+            self._wal_grew.wait()
+            self._wal_grew.clear()
+            if self._checkpoints_stop:
                 return
+            try:
+                # PASSIVE: copies what it can without waiting for readers or blocking the writer.
+                self._connection().execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            except Exception:  # noqa: BLE001 - the next commit's signal retries; SQLite also checkpoints on close
+                log.exception("WAL checkpoint failed")
+            time.sleep(_CHECKPOINT_INTERVAL)
 
     def _commit_group(self, pending: list) -> None:
         if not pending:
@@ -243,6 +280,7 @@ class Direct:
 
 
 _STOP = object()  # queued by ``dispose``: the writer commits what is left, then ends
+_CHECKPOINT_INTERVAL = 0.25  # seconds between two checkpoints at most (bounds the WAL's growth)
 
 
 def _settle_all(settled: list) -> None:

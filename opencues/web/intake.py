@@ -138,22 +138,20 @@ class _Sink:
             self._context.__exit__(type(exc), exc, exc.__traceback__)
 
 
-class _PartChoice:
-    """Which multipart part is the upload: the part named ``file``; else the first part with a
-    filename; else (``multipart/mixed``) the first part without a name. Other named parts are
-    ordinary form fields and are ignored."""
+FORM_FIELD = -1
 
-    FORM_FIELD = -1
 
-    @staticmethod
-    def rank(name: str | None, filename: str | None) -> int:
-        if name == "file":
-            return 2
-        if filename:
-            return 1
-        if name is None:
-            return 0
-        return _PartChoice.FORM_FIELD
+def _part_rank(name: str | None, filename: str | None) -> int:
+    """Which multipart part is the upload: the part named ``file`` (2); else the first part with a
+    filename (1); else, as in ``multipart/mixed``, the first part without a name (0). Other named
+    parts are ordinary form fields (``FORM_FIELD``) and are ignored."""
+    if name == "file":
+        return 2
+    if filename:
+        return 1
+    if name is None:
+        return 0
+    return FORM_FIELD
 
 
 async def _receive_multipart(request: Request, content_type: str, user_ids: bool) -> StoredPayload:
@@ -206,9 +204,9 @@ async def _receive_multipart(request: Request, content_type: str, user_ids: bool
             if b"filename" in options:
                 filename = options[b"filename"].decode("utf-8", "replace")
         part_type = headers.get(b"content-type", b"").decode("latin-1")
-        rank = _PartChoice.rank(name, filename)
+        rank = _part_rank(name, filename)
         state["writing"] = False
-        if rank == _PartChoice.FORM_FIELD or (state["best"] is not None and rank <= state["best"]):
+        if rank == FORM_FIELD or (state["best"] is not None and rank <= state["best"]):
             return
         # A better candidate than the one chosen so far: it replaces it.
         if state["sink"] is not None:

@@ -1,4 +1,5 @@
 import asyncio
+import time
 
 import pytest
 from sqlalchemy import bindparam, func, select, text
@@ -72,3 +73,21 @@ def test_a_lost_connection_is_replaced(db, account):
     with pytest.raises(Exception):
         accounts.authenticate(db, account.key, account.secret)
     assert accounts.authenticate(db, account.key, account.secret) is not None
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_sqlite_wal_is_checkpointed_off_the_commit_path(db, settings):
+    path = settings.data_dir / "opencues.db"
+    before = path.stat().st_size
+    big = {**ROW, "attributes": '{"blob": "' + "x" * 2000 + '"}'}
+    insert = events_table.insert().inline().values({k: bindparam(k) for k in ROW})
+
+    async def burst():
+        for _ in range(10):  # ~200 pages: far below SQLite's own 1000-page autocheckpoint
+            await asyncio.gather(*(db.direct.write_grouped(insert, big) for _ in range(20)))
+
+    asyncio.run(burst())
+    deadline = time.monotonic() + 5
+    while path.stat().st_size == before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert path.stat().st_size > before  # the checkpointer thread copied the WAL into the file
