@@ -55,6 +55,11 @@ class _Batch:
     rows: list
     errors: list
 
+    def add(self, other: "_Batch") -> None:
+        self.consumed += other.consumed
+        self.rows.extend(other.rows)
+        self.errors.extend(other.errors)
+
 
 def _run_batches(ctx: JobContext, read, parse: Callable[[list], _Batch], write: Callable[[object, list], None]) -> None:
     """Read the payload from the progress mark, parse it in batches in this thread and commit
@@ -71,8 +76,23 @@ def _run_batches(ctx: JobContext, read, parse: Callable[[list], _Batch], write: 
 
     with ctx.file_store.open(ctx.job.payload_key) as stream, _Pipeline(commit) as pipeline:
         items = read(stream, Format(ctx.job.payload_format), skip=ctx.rows_done)
-        for chunk in _batches(items, ctx.settings.import_batch_rows):
-            pipeline.put(parse(chunk))
+        # Parse in small chunks so that only compact parsed rows accumulate into a batch: the
+        # readers' dicts for a whole 50,000-row batch would cost hundreds of MB.
+        pending: _Batch | None = None
+        for chunk in _batches(items, min(_PARSE_CHUNK, ctx.settings.import_batch_rows)):
+            parsed = parse(chunk)
+            if pending is None:
+                pending = parsed
+            else:
+                pending.add(parsed)
+            if pending.consumed >= ctx.settings.import_batch_rows:
+                pipeline.put(pending)
+                pending = None
+        if pending is not None:
+            pipeline.put(pending)
+
+
+_PARSE_CHUNK = 1_000
 
 
 class _Pipeline:

@@ -15,7 +15,6 @@ from opencues.web import errors, openapi, routes
 from opencues.web.auth import build_rate_limiter
 from opencues.web.dispatch import LeanRoute
 from opencues.web.responses import json_response
-from opencues.web.views import exports as export_views
 
 
 def create_app(settings: Settings | None = None, db: Database | None = None) -> FastAPI:
@@ -54,9 +53,6 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     errors.install(app)
     routes.register(app)
     openapi.install(app)
-
-    # Export downloads: the signed link is the credential, so this is no API-key route of ROUTES.
-    app.add_api_route("/downloads/{token}", export_views.download, methods=["GET"], include_in_schema=False)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz(_request: Request):

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
+from starlette.responses import Response
+
 from opencues.web import openapi
 from opencues.web.views import flows, profiles, segments
 from opencues.web.views import events as event_views
@@ -52,7 +54,25 @@ ROUTES: list[Route] = [
 ]
 
 
+# Routes without API-key auth: the signed token in an export link is the credential.
+PUBLIC_ROUTES: list[Route] = [
+    Route("GET", "/downloads/{token}", export_views.download, "Download an export file (signed link)", "Exporting Data in Bulk"),
+]
+
+
 def register(app) -> None:
+    for route in PUBLIC_ROUTES:
+        app.add_api_route(
+            route.path,
+            route.handler,
+            methods=[route.method],
+            summary=route.summary,
+            tags=[route.tag],
+            description="Streams an export file. The link itself is the credential: a tampered link "
+            "is 403, an expired one 410, a removed file 404.",
+            response_class=Response,
+            responses={200: {"content": {"text/csv": {}, "application/x-ndjson": {}}, "description": "The export file"}},
+        )
     for route in ROUTES:
         app.add_api_route(
             route.path,

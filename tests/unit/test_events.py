@@ -305,14 +305,6 @@ def test_history_json_is_the_history_with_attributes_passed_through(db, account)
     assert expected[1]["attributes"] == {"nested": {"k": [1, "two", None]}}
 
 
-def test_render_time_matches_timestamps_render():
-    rng = random.Random(5)
-    for _ in range(20_000):
-        ms = rng.randrange(-30_000_000_000_000, 250_000_000_000_000)  # years 1019 to 9892
-        offset = rng.choice([0, -240, 330, -720, 840, 45, -1])
-        assert events.render_time(ms, offset) == timestamps.render(ms, offset)
-
-
 def test_library_track_without_http(db, account):
     events.track(db, account.account_id, "u", {"name": "Signed up", "timestamp": "2021-08-10T09:41:53-04:00"})
     assert events.history(db, account.account_id, "u") == [
