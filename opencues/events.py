@@ -9,8 +9,6 @@ table or tens of millions.
 from __future__ import annotations
 
 import re
-from datetime import date
-from functools import lru_cache
 from typing import Any, Mapping, Sequence
 
 import orjson

@@ -29,16 +29,16 @@ def _driver_url(url: str) -> str:
     return "postgresql+psycopg://" + url.split("://", 1)[1]
 
 
-@pytest.fixture(scope="session")
-def postgres_url():
-    """A PostgreSQL database private to this test session, or a skip."""
+def create_postgres_database(prefix: str = "opencues_test") -> tuple[str, callable]:
+    """A new, empty PostgreSQL database (libpq URL) and a function that drops it — or a skip
+    (a failure under ``OPENCUES_REQUIRE_POSTGRES=1``) when PostgreSQL is not to be had."""
     base = os.environ.get("OPENCUES_TEST_POSTGRES_URL", DEFAULT_POSTGRES)
     required = os.environ.get("OPENCUES_REQUIRE_POSTGRES") == "1"
     if not base:
         if required:
             pytest.fail("OPENCUES_REQUIRE_POSTGRES=1 but OPENCUES_TEST_POSTGRES_URL is empty")
         pytest.skip("PostgreSQL tests disabled (OPENCUES_TEST_POSTGRES_URL is empty)")
-    name = f"opencues_test_{uuid.uuid4().hex[:10]}"
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     try:
         admin = create_engine(_driver_url(base), isolation_level="AUTOCOMMIT")
         with admin.connect() as conn:
@@ -47,30 +47,24 @@ def postgres_url():
         if required:
             pytest.fail(f"PostgreSQL is required but unreachable at {base}: {exc}")
         pytest.skip(f"PostgreSQL unreachable at {base}: {exc}")
-    url = base.rsplit("/", 1)[0] + "/" + name
+
+    def drop() -> None:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+    return base.rsplit("/", 1)[0] + "/" + name, drop
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """A migrated PostgreSQL database private to this test session, or a skip."""
+    url, drop = create_postgres_database()
     db = Database(_driver_url(url))
     db.migrate()
     db.dispose()
     yield url
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
-
-
-@pytest.fixture
-def redis_url():
-    """A reachable Redis (``OPENCUES_TEST_REDIS_URL``, default the local one), or a skip — a
-    failure when ``OPENCUES_REQUIRE_REDIS=1``, as in CI."""
-    url = os.environ.get("OPENCUES_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-    try:
-        import redis
-
-        redis.Redis.from_url(url, socket_connect_timeout=2).ping()
-    except Exception as exc:  # noqa: BLE001 - any failure means "no Redis here"
-        if os.environ.get("OPENCUES_REQUIRE_REDIS") == "1":
-            pytest.fail(f"Redis is required but unreachable at {url}: {exc}")
-        pytest.skip(f"Redis unreachable at {url}: {exc}")
-    return url
+    drop()
 
 
 @pytest.fixture(scope="session")

@@ -28,14 +28,12 @@ import socket
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import create_engine, text
 
-from tests.conftest import DEFAULT_POSTGRES, _driver_url
+from tests.conftest import create_postgres_database
 
 STARTUP_TIMEOUT = float(os.environ.get("OPENCUES_TEST_STARTUP_TIMEOUT", "60"))
 
@@ -239,30 +237,6 @@ class LiveServer:
             self.kill()
 
 
-def _create_postgres_database() -> tuple[str, callable]:
-    """A new empty PostgreSQL database (libpq URL) and a function that drops it."""
-    base = os.environ.get("OPENCUES_TEST_POSTGRES_URL", DEFAULT_POSTGRES)
-    required = os.environ.get("OPENCUES_REQUIRE_POSTGRES") == "1"
-    if not base:
-        if required:
-            pytest.fail("OPENCUES_REQUIRE_POSTGRES=1 but OPENCUES_TEST_POSTGRES_URL is empty")
-        pytest.skip("PostgreSQL tests disabled (OPENCUES_TEST_POSTGRES_URL is empty)")
-    name = f"opencues_live_{uuid.uuid4().hex[:10]}"
-    try:
-        admin = create_engine(_driver_url(base), isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:  # noqa: BLE001 - any connection problem means "no PostgreSQL here"
-        if required:
-            pytest.fail(f"PostgreSQL is required but unreachable at {base}: {exc}")
-        pytest.skip(f"PostgreSQL unreachable at {base}: {exc}")
-
-    def drop() -> None:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-    return base.rsplit("/", 1)[0] + "/" + name, drop
 
 
 @pytest.fixture
@@ -283,7 +257,7 @@ def live_server(tmp_path_factory):
         server_env["OPENCUES_DATA_DIR"] = str(workdir / "opencues-data")
         server_env["PYTHONUNBUFFERED"] = "1"
         if backend == "postgres":
-            url, drop = _create_postgres_database()
+            url, drop = create_postgres_database("opencues_live")
             cleanups.append(drop)
             server_env["OPENCUES_DATABASE_URL"] = url
         elif backend != "sqlite":
