@@ -1,4 +1,3 @@
-import random
 from urllib.parse import quote
 
 import orjson
