@@ -67,6 +67,22 @@ def postgres_url():
     drop()
 
 
+@pytest.fixture
+def redis_url():
+    """A reachable Redis (``OPENCUES_TEST_REDIS_URL``, default the local one), or a skip — a
+    failure when ``OPENCUES_REQUIRE_REDIS=1``, as in CI."""
+    url = os.environ.get("OPENCUES_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+    try:
+        import redis
+
+        redis.Redis.from_url(url, socket_connect_timeout=2).ping()
+    except Exception as exc:  # noqa: BLE001 - any failure means "no Redis here"
+        if os.environ.get("OPENCUES_REQUIRE_REDIS") == "1":
+            pytest.fail(f"Redis is required but unreachable at {url}: {exc}")
+        pytest.skip(f"Redis unreachable at {url}: {exc}")
+    return url
+
+
 @pytest.fixture(scope="session")
 def sqlite_template(tmp_path_factory):
     """A migrated SQLite file, copied for each test (migrating every time is slow)."""
