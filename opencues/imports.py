@@ -184,7 +184,7 @@ def import_events(ctx: JobContext) -> None:
 
 
 _SQLITE_EVENTS = "INSERT INTO events (account_id, user_id, name, timestamp, attributes) VALUES (?, ?, ?, ?, ?)"
-_COPY_EVENTS = 'COPY events (account_id, user_id, name, "timestamp", attributes) FROM STDIN'
+_EVENT_COLUMNS = 'account_id, user_id, name, "timestamp", attributes'
 
 
 def _executemany_events(raw, rows) -> None:
@@ -192,10 +192,8 @@ def _executemany_events(raw, rows) -> None:
 
 
 def _copy_events(raw, rows) -> None:
-    with raw.cursor() as cursor, cursor.copy(_COPY_EVENTS) as copy:
-        write_row = copy.write_row
-        for row in rows:
-            write_row(row)
+    with raw.cursor() as cursor:
+        _copy_into(cursor, "events", _EVENT_COLUMNS, rows)
 
 
 # --------------------------------------------------------------------------- profiles
