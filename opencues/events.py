@@ -72,7 +72,8 @@ def event_row(account_id: str, user_id: str, payload: Mapping[str, Any]) -> dict
 def insert_event(
     conn: Connection, account_id: str, user_id: str, name: str, timestamp: int, attributes: dict | None = None
 ) -> None:
-    """Add one event inside the caller's (SQLAlchemy) transaction, e.g. an import batch."""
+    """Add one already-valid event inside the caller's transaction, unchecked (seeding data from
+    library code; bulk imports have their own driver-level writers in ``opencues.imports``)."""
     conn.execute(
         events.insert(),
         {
