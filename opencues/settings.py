@@ -45,6 +45,11 @@ class Settings(BaseSettings):
         None,
         description="Secret for signing export download links. Unset: generated once and kept in `<data dir>/secret_key`.",
     )
+    sqlite_cache_mb: int = Field(
+        32,
+        ge=1,
+        description="SQLite page cache per database connection, in MiB (a server process holds a few; import and export jobs fill theirs).",
+    )
     max_body_bytes: int = Field(20 * 1024 * 1024, description="Largest plain request body (HTTP 413 above).")
     max_upload_bytes: int = Field(200 * 1024 * 1024, description="Largest uploaded file in a multipart request (HTTP 413 above).")
     history_default_limit: int = Field(100, description="Events returned by `GET users/{id}/events` without `limit`.")
