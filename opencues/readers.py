@@ -24,7 +24,6 @@ The choices where the API document is silent are listed in ``docs/decisions.md``
 from __future__ import annotations
 
 import csv
-import re
 from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
@@ -242,39 +241,39 @@ def _json_user_ids(stream: BinaryIO, skip: int):
 
 # Columns whose cells are never typed: ids and event names are strings even when they look numeric.
 _STRING_COLUMNS = frozenset({"user_id", "userId", "name"})
-# A cell can only become a bool or a number when it starts with one of these…
-_TYPED_START = frozenset("-0123456789tfTF")
-# …and a number ends with a digit.
+# A cell can only become a number when it starts with one of these and ends with a digit…
+_NUMBER_START = frozenset("-0123456789")
 _DIGITS = frozenset("0123456789")
+# …and a bool only when it is one of these.
 _LITERALS = {"true": True, "false": False, "True": True, "False": False, "TRUE": True, "FALSE": False}
-# The JSON number grammar: no leading zeros, no '+', no bare '.', optional exponent.
-_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
-_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
-_INFINITIES = (float("inf"), float("-inf"))
+_INT64_MAX = 2**63 - 1
+_TYPED_START = _NUMBER_START | frozenset("tfTF")  # any other first character: the cell is text
+_NOT_JSON = orjson.JSONDecodeError
 
 
 def csv_cell(text: str):
     """Type one non-empty CSV cell: ``true``/``false`` (also ``True``, ``TRUE``…) → bool, a number
     in JSON's grammar (``42``, ``-3.5``, ``1e3``; not ``007``, ``+1``, ``1.``) → int or float,
     anything else stays the string. Numbers that would lose digits (integers beyond 64 bits,
-    floats that overflow) stay strings."""
-    if text[0] not in _TYPED_START:
-        return text
-    literal = _LITERALS.get(text)
-    if literal is not None:
-        return literal
-    if text.isdigit():
-        if not text.isascii() or (text[0] == "0" and len(text) > 1):
+    floats that overflow) stay strings.
+
+    The grammar check and the conversion are one call to orjson's parser (strict JSON: no leading
+    zeros, no ``+``, no ``NaN``), several times faster than a regular expression then ``int``/``float``;
+    a number must also end with a digit, so JSON's surrounding whitespace is never accepted."""
+    if text[0] in _NUMBER_START:
+        if text[-1] not in _DIGITS:
             return text
-        number = int(text)
-        return number if number <= _INT64_MAX else text
-    if text[-1] not in _DIGITS or _NUMBER.fullmatch(text) is None:
+        try:
+            number = orjson.loads(text)
+        except _NOT_JSON:
+            return text
+        if type(number) is int:
+            return number if number <= _INT64_MAX else text
+        # orjson reads an integer beyond 64 bits as a float: keep such digits as written.
+        if type(number) is float and ("." in text or "e" in text or "E" in text):
+            return number
         return text
-    if "." in text or "e" in text or "E" in text:
-        number = float(text)
-        return text if number in _INFINITIES else number
-    number = int(text)
-    return number if number >= _INT64_MIN else text
+    return _LITERALS.get(text, text)
 
 
 class _LineSource:
