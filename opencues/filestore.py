@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO, Iterator, Protocol
@@ -27,6 +28,10 @@ class FileStore(Protocol):
 
     def delete(self, key: str) -> None:
         """Remove ``key``; removing a missing key is not an error."""
+
+    def remove_older_than(self, prefix: str, age_seconds: float) -> int:
+        """Remove every file under ``prefix/`` last written more than ``age_seconds`` ago (an
+        object store's lifecycle rule does the same); returns how many were removed."""
 
 
 def new_key(prefix: str, suffix: str = "") -> str:
@@ -74,6 +79,18 @@ class LocalFileStore:
 
     def delete(self, key: str) -> None:
         self.path(key).unlink(missing_ok=True)
+
+    def remove_older_than(self, prefix: str, age_seconds: float) -> int:
+        cutoff = time.time() - age_seconds
+        removed = 0
+        for path in self.path(prefix).rglob("*"):
+            try:
+                if path.is_file() and path.stat().st_mtime < cutoff:
+                    path.unlink()
+                    removed += 1
+            except FileNotFoundError:  # another worker's sweep got there first
+                continue
+        return removed
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -429,7 +429,11 @@ class Worker:
             remove_finished_payloads(self.db, self.file_store)
         except Exception:  # noqa: BLE001
             log.exception("could not reclaim jobs of dead workers or sweep finished payloads")
+        next_sweep = 0.0
         while not self.stopping.is_set():
+            if time.monotonic() >= next_sweep:
+                next_sweep = time.monotonic() + SWEEP_INTERVAL_SECONDS
+                self.remove_expired_exports()
             try:
                 busy = self.run_once()
             except Exception:  # noqa: BLE001 - e.g. the database is briefly unreachable
@@ -437,6 +441,23 @@ class Worker:
                 busy = False
             if not busy:
                 self.stopping.wait(self.settings.job_poll_seconds)
+
+
+    def remove_expired_exports(self) -> int:
+        """Delete export files whose download links have expired (nobody can fetch them any more)."""
+        from opencues.exports import FILE_PREFIX  # exports registers its handler with this module
+
+        try:
+            removed = self.file_store.remove_older_than(FILE_PREFIX, self.settings.export_link_ttl_days * 86_400)
+        except Exception:  # noqa: BLE001 - the next sweep tries again
+            log.exception("could not sweep expired export files")
+            return 0
+        if removed:
+            log.info("removed %d expired export file(s)", removed)
+        return removed
+
+
+SWEEP_INTERVAL_SECONDS = 3600  # how often each worker looks for expired export files
 
 
 class WorkerPool:
