@@ -4,7 +4,8 @@
 
 Starts a server on a fresh data dir (SQLite by default; with ``--database-url`` a fresh database
 created on that PostgreSQL server and dropped afterwards), preloads ``--events`` rows directly
-through the database (one user holding ``--user-events`` of them), then loads the server with
+through the database (one user holding ``--user-events`` of them; their attribute keys are then
+catalogued with ``attribute_keys.rebuild``), then loads the server with
 ``wrk`` (or, if wrk is missing, a Python asyncio+httpx generator, which needs CPU of its own and
 so understates the server) on:
 
@@ -39,7 +40,7 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, func, select, text
 
-from opencues import accounts
+from opencues import accounts, attribute_keys
 from opencues.settings import Settings
 from opencues.storage import open_database
 from opencues.storage.schema import events
@@ -82,6 +83,8 @@ def preload(db, total: int, hot: int, users: int = 10_000) -> None:
         raw.commit()
     finally:
         raw.close()
+    with db.begin() as conn:  # the rows went in behind the library: catalogue their keys
+        attribute_keys.rebuild(conn, ACCOUNT)
     print(f"preloaded {total:,} events ({hot:,} for {HOT_USER}) in {time.perf_counter() - started:.1f}s")
 
 

@@ -4,6 +4,9 @@ An event is ``(account, user, name, timestamp, attributes)``; the timestamp is s
 milliseconds (see ``opencues.timestamps``), the attributes as a JSON object. A user's history is a
 backward range scan of ``ix_events_user_time``, so it costs the same with a hundred rows in the
 table or tens of millions.
+
+Every event write also records the event's attribute keys in the account's catalogue, in the same
+transaction (``opencues.attribute_keys``; CSV exports rely on it).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from typing import Any, Mapping, Sequence
 import orjson
 from sqlalchemy import Connection, bindparam, select
 
-from opencues import timestamps
+from opencues import attribute_keys, timestamps
 from opencues.errors import bad_request
 from opencues.storage import Database
 from opencues.storage.schema import events
@@ -59,42 +62,46 @@ def validate(payload: Mapping[str, Any]) -> tuple[str, int, dict]:
 
 
 def event_row(account_id: str, user_id: str, payload: Mapping[str, Any]) -> dict:
-    """The ``events`` row for a track body (attributes as JSON text), or a 400 naming the field."""
+    """The ``events`` row for a track body (attributes as JSON text, and their catalogue pairs
+    under ``attribute_keys.ROW_PAIRS``), or a 400 naming the field."""
     check_user_id(user_id)
     name, timestamp, attributes = validate(payload)
     document = orjson.dumps(attributes)
     if b"\\u0000" in document:  # PostgreSQL's JSONB cannot hold NUL; refuse it on every backend
         raise bad_request("`attributes` must not contain NUL characters")
     return {"account_id": account_id, "user_id": user_id, "name": name, "timestamp": timestamp,
-            "attributes": document.decode()}  # fmt: skip
+            "attributes": document.decode(), attribute_keys.ROW_PAIRS: attribute_keys.pairs_of(attributes)}  # fmt: skip
 
 
 def insert_event(
     conn: Connection, account_id: str, user_id: str, name: str, timestamp: int, attributes: dict | None = None
 ) -> None:
-    """Add one already-valid event inside the caller's transaction, unchecked (seeding data from
-    library code; bulk imports have their own driver-level writers in ``opencues.imports``)."""
+    """Add one already-valid event (and its attribute keys) inside the caller's transaction,
+    unchecked (seeding data from library code and tests; bulk imports have their own
+    driver-level writers in ``opencues.imports``)."""
+    attributes = attributes or {}
     conn.execute(
         events.insert(),
-        {
-            "account_id": account_id,
-            "user_id": user_id,
-            "name": name,
-            "timestamp": timestamp,
-            "attributes": attributes or {},
-        },
+        {"account_id": account_id, "user_id": user_id, "name": name, "timestamp": timestamp, "attributes": attributes},
     )
+    attribute_keys.record(conn, account_id, attribute_keys.pairs_of(attributes))
+
+
+def _insert(db: Database):
+    """The compiled event insert, with the catalogue companion that records its rows' keys."""
+    db.direct.attach(_INSERT, lambda: attribute_keys.CommittedPairs(db.dialect))
+    return _INSERT
 
 
 def track(db: Database, account_id: str, user_id: str, payload: Mapping[str, Any]) -> None:
     """Validate a track body and store the event; committed when this returns."""
-    db.direct.write(_INSERT, [event_row(account_id, user_id, payload)])
+    db.direct.write(_insert(db), [event_row(account_id, user_id, payload)])
 
 
 async def track_grouped(db: Database, account_id: str, user_id: str, payload: Mapping[str, Any]) -> None:
     """``track`` for the server: the row joins the event loop's next group commit (see
     ``opencues.storage.direct``) and this returns once that commit is done."""
-    await db.direct.write_grouped(_INSERT, event_row(account_id, user_id, payload))
+    await db.direct.write_grouped(_insert(db), event_row(account_id, user_id, payload))
 
 
 def parse_limit(value: object, default: int, maximum: int) -> int:

@@ -12,9 +12,11 @@ Output shapes (``docs/exports.md``):
 - JSON: newline-delimited, one ``{"name", "timestamp", "user_id", "attributes"}`` object a line.
 - CSV: ``name,timestamp,user_id`` then one ``attributes.<path>`` column per attribute key seen in
   the exported rows, sorted, nested objects flattened with dots. The columns must be known before
-  the first row, so a CSV export makes a first pass over the same rows that collects the keys (and
-  the JSON types each key holds, to pick the cheapest exact cell expression), then the row pass;
-  both run in one read snapshot so they see the same rows, and neither holds more than a batch.
+  the first row: the account's attribute-key catalogue (``opencues.attribute_keys``) gives the
+  candidate columns and the JSON types each holds (which pick the cheapest exact cell
+  expression), and a key pass over the same rows finds which candidates occur, stopping once all
+  have; then the row pass. Both passes run in one read snapshot so they see the same rows, and
+  neither holds more than a batch.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import gzip
 import io
 import logging
 import re
+from contextlib import closing, contextmanager
 from dataclasses import asdict, dataclass
 from typing import Any, BinaryIO, Callable, Iterable, Iterator, Sequence
 
@@ -32,7 +35,7 @@ from sqlalchemy import text as sql_text
 from sqlalchemy.dialects.postgresql import JSONB
 
 from opencues import conditions as conditions_lang
-from opencues import links, mail, timestamps, worker
+from opencues import attribute_keys, links, mail, timestamps, worker
 from opencues.csv_writer import CsvWriter
 from opencues.errors import bad_request
 from opencues.storage import Database
@@ -46,6 +49,7 @@ FETCH_ROWS = 5_000
 CSV_LEADING = ("name", "timestamp", "user_id")
 MEDIA_TYPES = {"json": "application/x-ndjson", "csv": "text/csv; charset=utf-8"}
 EXTENSIONS = {"json": "ndjson", "csv": "csv"}
+FILE_PREFIX = "exports"  # in the file store; files older than the link lifetime are swept (worker)
 GZIP_LEVEL = 1  # exports are large: level 1 is ~4x faster than the default for ~10% more bytes
 
 _EMAIL_RE = re.compile(r"^[^@\s,;<>()\[\]\"\\]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*$")
@@ -190,8 +194,9 @@ class _Sql:
 
     def cell(self, path: tuple[str, ...], types: set[str]):
         """The CSV cell of attribute ``path`` as the database renders it: strings as is, other
-        values as JSON text, objects and nulls empty. ``types`` (seen in the first pass) lets
-        the common single-type columns use one JSON lookup instead of three."""
+        values as JSON text, objects and nulls empty. ``types`` (every JSON type the path may
+        hold: see ``attribute_columns``) lets the common single-type columns use one JSON
+        lookup instead of three."""
         strings, others = "string" in types, bool(types - {"string", "null"})
         if self.pg:
             value = self.attributes[path] if len(path) > 1 else self.attributes[path[0]]
@@ -270,14 +275,17 @@ def _batches(conn, statement) -> Iterator[Sequence[tuple]]:
     per-row SQLAlchemy objects. SQLAlchemy reads the first row ahead when streaming, so the
     first batch goes through the result (which hands that row back) and the rest straight
     from the DBAPI cursor."""
-    result = conn.execution_options(stream_results=True, yield_per=FETCH_ROWS).execute(statement)
-    first = result.fetchmany(FETCH_ROWS)
-    if not first:
-        return
-    yield [tuple(row) for row in first]
-    cursor = result.cursor  # None once SQLAlchemy saw the end of the rows
-    while cursor is not None and (rows := cursor.fetchmany(FETCH_ROWS)):
-        yield rows
+    result = conn.execute(statement.execution_options(stream_results=True, yield_per=FETCH_ROWS))
+    try:
+        first = result.fetchmany(FETCH_ROWS)
+        if not first:
+            return
+        yield [tuple(row) for row in first]
+        cursor = result.cursor  # None once SQLAlchemy saw the end of the rows
+        while cursor is not None and (rows := cursor.fetchmany(FETCH_ROWS)):
+            yield rows
+    finally:
+        result.close()  # also when the reader stops early (the key pass): frees the cursor
 
 
 def _write_json(conn, db, account_id, request, out, progress) -> int:
@@ -292,52 +300,97 @@ def _write_json(conn, db, account_id, request, out, progress) -> int:
 
 
 def attribute_columns(conn, db, account_id, request) -> list[tuple[str, list[tuple[tuple[str, ...], set[str]]]]]:
-    """The CSV attribute columns: ``[(column name, [(path, types seen), ...])]`` sorted by name.
+    """The CSV attribute columns: ``[(column name, [(path, types), ...])]`` sorted by name.
 
-    The key pass streams the exported rows' attribute JSON and walks it in Python: 1.8× faster
-    than ``json_each`` + DISTINCT on SQLite, about the same as ``jsonb_each`` + DISTINCT on
-    PostgreSQL, and it sees every nesting level in one pass (SQL needs one per level). Keys of
-    a row whose shape (keys and value types) was seen before are not walked again. Two paths
-    can flatten to the same name (a key ``"a.b"`` and ``a`` → ``b``); such a column shows the
-    first non-empty of them.
+    The account's attribute-key catalogue lists every (path, type) pair its events carry: its
+    leaf paths are the candidate columns, and its types (a superset of those in the exported rows)
+    pick each cell expression, which stays exact for any value of those types. The key pass then
+    streams the exported rows' attribute JSON (``_KeyPass``) only to learn which candidates occur
+    in them, and stops after the first batch in which all have been seen — with uniform data, the
+    first batch. An export whose rows lack some candidate reads them all, as one without the
+    catalogue did. Two paths can flatten to the same name (a key ``"a.b"`` and ``a`` → ``b``);
+    such a column shows the first non-empty of them.
+
+    On PostgreSQL the first batch comes from a cursor planned for its first rows: one planned
+    for all of them (as the row pass is) sorts the whole export before returning a row when the
+    plan is a scan and a sort. Only if more than that batch is needed does a second cursor,
+    planned for all its rows, read them from the start.
     """
+    key_pass = _KeyPass(account_id, attribute_keys.read(conn, account_id))
     text = cast(events.c.attributes, Text) if db.is_postgres else type_coerce(events.c.attributes, Text)
-    leaves: dict[tuple[str, ...], set[str]] = {}
-    objects: set[tuple[str, ...]] = set()
-    shapes: set = set()
-    loads = orjson.loads
-    for rows in _batches(conn, export_statement(db, account_id, request, [text])):
-        for (document,) in rows:
-            _walk(loads(document), (), leaves, objects, shapes)
-    for path in objects & leaves.keys():
-        leaves[path].add("object")  # an object in some rows: those rows' cell stays empty
-    by_name: dict[str, list] = {}
-    for path in sorted(leaves):
-        by_name.setdefault("attributes." + ".".join(path), []).append((path, leaves[path]))
-    return sorted(by_name.items())
+    statement = export_statement(db, account_id, request, [text])
+    done = False
+    if db.is_postgres:
+        with _planned_for_first_rows(conn), closing(_batches(conn, statement)) as batches:
+            first = next(batches, [])
+        done = key_pass.walk([first]) or len(first) < FETCH_ROWS  # that batch was all the rows
+    if not done:
+        with closing(_batches(conn, statement)) as batches:
+            key_pass.walk(batches)
+    return key_pass.columns()
 
 
-_TYPE_NAMES = {str: "string", int: "number", float: "number", bool: "boolean", type(None): "null", list: "array", dict: "object"}
-_MAX_SHAPES = 100_000  # bounds the memory of the shape cache on wildly varied attributes
+class _KeyPass:
+    """The key pass's state: the catalogue, and the pairs found in the rows walked so far.
+
+    A pair in the rows that the catalogue lacks (it should never happen: every event writer
+    records its pairs) makes the pass distrust the catalogue: it reads every row and takes the
+    columns' types from the rows alone, with a warning. Rows after a pass that stopped early
+    are not checked."""
+
+    def __init__(self, account_id: str, catalogue: dict[tuple[str, ...], set[str]]):
+        self.account_id = account_id
+        self.catalogue = catalogue
+        self.known = {(path, kind) for path, kinds in catalogue.items() for kind in kinds}
+        self.candidates = sum(1 for kinds in catalogue.values() if kinds != {attribute_keys.OBJECT})
+        self.walker = attribute_keys.KeyWalker()
+        self.trusted = True
+        self.leaves = 0  # candidates seen so far (while trusted)
+
+    def walk(self, batches: Iterable[Sequence[tuple]]) -> bool:
+        """Walk ``batches`` of ``(attributes JSON text,)`` rows; True as soon as a batch
+        completes every candidate (the caller stops reading there)."""
+        walker, add, loads = self.walker, self.walker.add, orjson.loads
+        for rows in batches:
+            grew = False
+            for (document,) in rows:
+                if add(loads(document)):
+                    grew = True
+            if grew and self.trusted:
+                if walker.pairs <= self.known:
+                    self.leaves = len({path for path, kind in walker.pairs if kind != attribute_keys.OBJECT})
+                else:
+                    self.trusted = False
+                    log.warning(
+                        "account %s: the attribute-key catalogue lacks %s; this CSV export reads every row for its "
+                        "columns (rebuild the catalogue: opencues.attribute_keys.rebuild)",
+                        self.account_id, sorted(walker.pairs - self.known)[:10],
+                    )  # fmt: skip
+            if self.trusted and self.leaves == self.candidates:
+                return True
+        return False
+
+    def columns(self) -> list[tuple[str, list[tuple[tuple[str, ...], set[str]]]]]:
+        found = attribute_keys.by_path(self.walker.pairs)
+        types = self.catalogue if self.trusted else found
+        by_name: dict[str, list] = {}
+        for path in sorted(path for path, kinds in found.items() if kinds != {attribute_keys.OBJECT}):
+            by_name.setdefault("attributes." + ".".join(path), []).append((path, types[path]))
+        return sorted(by_name.items())
 
 
-def _walk(document: dict, prefix: tuple[str, ...], leaves: dict, objects: set, shapes: set) -> None:
-    """Record ``document``'s leaf paths and their JSON types, recursing into nested objects."""
-    types = tuple(map(type, document.values()))
-    shape = (prefix, tuple(document), types)
-    if shape not in shapes:
-        if len(shapes) >= _MAX_SHAPES:
-            shapes.clear()
-        shapes.add(shape)
-        for key, kind in zip(document, types):
-            if kind is dict:
-                objects.add(prefix + (key,))
-            else:
-                leaves.setdefault(prefix + (key,), set()).add(_TYPE_NAMES.get(kind, "string"))
-    if dict in types:
-        for key, value in document.items():
-            if type(value) is dict:
-                _walk(value, prefix + (key,), leaves, objects, shapes)
+FIRST_ROWS_FRACTION = "0.01"  # PostgreSQL's cursor_tuple_fraction for the key pass's first batch
+
+
+@contextmanager
+def _planned_for_first_rows(conn):
+    """PostgreSQL: cursors declared inside are planned for their first rows (this transaction)."""
+    previous = conn.execute(sql_text("SELECT current_setting('cursor_tuple_fraction')")).scalar_one()
+    conn.execute(sql_text("SELECT set_config('cursor_tuple_fraction', :value, true)"), {"value": FIRST_ROWS_FRACTION})
+    try:
+        yield
+    finally:
+        conn.execute(sql_text("SELECT set_config('cursor_tuple_fraction', :value, true)"), {"value": previous})
 
 
 def csv_statement(conn, db: Database, account_id: str, request: ExportRequest):
@@ -398,7 +451,7 @@ def job_params(request: ExportRequest, base_url: str) -> dict:
 
 
 def file_key(account_id: str, job_id: str, request: ExportRequest) -> str:
-    return f"exports/{account_id}/{job_id}.{EXTENSIONS[request.format]}" + (".gz" if request.gzip else "")
+    return f"{FILE_PREFIX}/{account_id}/{job_id}.{EXTENSIONS[request.format]}" + (".gz" if request.gzip else "")
 
 
 def download_filename(account_id: str, job_id: str, request: ExportRequest) -> str:

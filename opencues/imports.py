@@ -13,7 +13,9 @@ and reason are kept (the first ``settings.job_error_samples``) for the ``Complet
 Writers bypass SQLAlchemy's per-row overhead and talk to the driver connection of the same
 transaction: SQLite ``executemany`` of plain tuples; PostgreSQL ``COPY`` into ``events``, or into
 a session-local temporary table followed by one set-based upsert/delete for profiles (merged in
-the database) and membership. Parsing batch N+1 overlaps writing batch N (``_Pipeline``).
+the database) and membership. Parsing batch N+1 overlaps writing batch N (``_Pipeline``). An
+events batch also records its distinct attribute-key pairs in the catalogue, in its transaction
+(``opencues.attribute_keys``).
 """
 
 from __future__ import annotations
@@ -21,13 +23,13 @@ from __future__ import annotations
 import queue
 import threading
 from contextlib import closing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import islice
 from typing import Callable
 
 import orjson
 
-from opencues import profiles, readers
+from opencues import attribute_keys, profiles, readers
 from opencues.readers import Format, RowError, RowInvalid
 from opencues.timestamps import now_ms
 from opencues.worker import JobContext, JobFailed, register
@@ -54,14 +56,16 @@ class _Batch:
     consumed: int  # input items (records and unparsable ones): the progress mark advances by this
     rows: list
     errors: list
+    keys: set = field(default_factory=set)  # events: the rows' distinct attribute-key pairs
 
     def add(self, other: "_Batch") -> None:
         self.consumed += other.consumed
         self.rows.extend(other.rows)
         self.errors.extend(other.errors)
+        self.keys |= other.keys
 
 
-def _run_batches(ctx: JobContext, read, parse: Callable[[list], _Batch], write: Callable[[object, list], None]) -> None:
+def _run_batches(ctx: JobContext, read, parse: Callable[[list], _Batch], write: Callable[[object, _Batch], None]) -> None:
     """Read the payload from the progress mark, parse it in batches and commit each batch — its
     rows and the advanced mark in one transaction.
 
@@ -76,7 +80,7 @@ def _run_batches(ctx: JobContext, read, parse: Callable[[list], _Batch], write: 
                 conn, consumed=batch.consumed, completed=len(batch.rows), failed=len(batch.errors), errors=batch.errors
             )
             if batch.rows:
-                write(conn, batch.rows)
+                write(conn, batch)
 
     writer = _Pipeline(commit) if ctx.db.is_postgres else _Inline(commit)
     with ctx.file_store.open(ctx.job.payload_key) as stream, writer as pipeline:
@@ -166,6 +170,7 @@ def import_events(ctx: JobContext) -> None:
     def parse(chunk) -> _Batch:
         rows, errors = [], []
         append = rows.append
+        keys = attribute_keys.KeyWalker()
         for item in chunk:
             if type(item) is RowError:
                 errors.append(item)
@@ -177,10 +182,16 @@ def import_events(ctx: JobContext) -> None:
                 errors.append(RowError(line, exc.reason))
                 continue
             append((account_id, user_id, name, timestamp, _dumps(attributes).decode()))
-        return _Batch(len(chunk), rows, errors)
+            keys.add(attributes)
+        return _Batch(len(chunk), rows, errors, keys.pairs)
 
     writer = _copy_events if ctx.db.is_postgres else _executemany_events
-    _run_batches(ctx, readers.read_records, parse, lambda conn, rows: writer(_driver(conn), rows))
+
+    def write(conn, batch: _Batch) -> None:
+        writer(_driver(conn), batch.rows)
+        attribute_keys.record(conn, account_id, batch.keys)  # last: holds catalogue rows for the shortest time
+
+    _run_batches(ctx, readers.read_records, parse, write)
 
 
 _SQLITE_EVENTS = "INSERT INTO events (account_id, user_id, name, timestamp, attributes) VALUES (?, ?, ?, ?, ?)"
@@ -218,7 +229,7 @@ def import_profiles(ctx: JobContext) -> None:
         return _Batch(len(chunk), changes, errors)
 
     merge = _merge_profiles_postgres if ctx.db.is_postgres else _merge_profiles_sqlite
-    _run_batches(ctx, readers.read_records, parse, lambda conn, changes: merge(_driver(conn), account_id, changes))
+    _run_batches(ctx, readers.read_records, parse, lambda conn, batch: merge(_driver(conn), account_id, batch.rows))
 
 
 def _merged(existing: dict[str, dict], changes: list[tuple[str, dict]]) -> dict[str, dict]:
@@ -336,9 +347,9 @@ def _membership(ctx: JobContext, *, add: bool) -> None:
 
     apply = _membership_postgres if ctx.db.is_postgres else _membership_sqlite
 
-    def write(conn, user_ids: list[str]) -> None:
+    def write(conn, batch: _Batch) -> None:
         _check_segment(conn, ctx)
-        apply(_driver(conn), account_id, segment_id, user_ids, add)
+        apply(_driver(conn), account_id, segment_id, batch.rows, add)
 
     _run_batches(ctx, readers.read_user_ids, parse, write)
 

@@ -13,6 +13,8 @@ and each request is answered only after the commit holding its row (a 2xx is sti
 event loop keeps serving requests meanwhile, even while the commit waits for a disk flush or for
 another process's lock. A failing group is retried row by row, so one bad row fails only its own
 request. On SQLite, WAL checkpoints run in a thread of their own rather than inside a commit.
+A statement can have a *companion* (``Direct.attach``) whose writes join every transaction that
+writes the statement's rows: events bring their attribute-key catalogue entries that way.
 
 Values come back as the driver gives them: on this path JSON columns are JSON *text* on both
 databases (callers decode, or pass the text through).
@@ -25,10 +27,18 @@ import logging
 import threading
 import time
 from operator import itemgetter
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Protocol, Sequence
 
 
 log = logging.getLogger("opencues")
+
+
+class Companion(Protocol):
+    """Extra writes for rows being written (see ``Direct.attach``)."""
+
+    def __call__(self, rows: Sequence[Mapping[str, Any]]) -> tuple[list[tuple[Any, list]], Callable[[], None] | None]:
+        """``([(statement, rows), ...], committed)``: what to write in the same transaction, and
+        what to call once that transaction has committed (or None)."""
 
 
 class Prepared:
@@ -64,6 +74,7 @@ class Direct:
         self._all: list = []  # every connection opened, closed by ``dispose``
         self._lock = threading.Lock()
         self._prepared: dict[int, Prepared] = {}
+        self._companions: dict[int, tuple[Any, Companion]] = {}
         # Group commit: each event loop gathers its requests' rows during one iteration
         # (``_gathering``) and hands them to the writer thread's queue (``_pending``), which
         # commits everything queued while its previous commit ran.
@@ -83,6 +94,29 @@ class Direct:
             prepared = self._prepared[key] = Prepared(statement, self._engine.dialect)
             prepared._statement = statement  # keeps id(statement) from being reused
         return prepared
+
+    def attach(self, statement, make_companion: Callable[[], "Companion"]) -> "Companion":
+        """Give ``statement`` a companion (made once by ``make_companion``): every write of its rows
+        through this object (``write``, ``write_batches``, ``write_grouped``) also runs the
+        companion's writes for those rows, in the same transaction. Returns the companion."""
+        entry = self._companions.get(id(statement))
+        if entry is None:
+            with self._lock:
+                entry = self._companions.setdefault(id(statement), (statement, make_companion()))
+        return entry[1]
+
+    def _with_companions(self, batches) -> tuple[list, list[Callable[[], None]]]:
+        if not self._companions:
+            return list(batches), []
+        extra, on_commit = [], []
+        for statement, rows in batches:
+            entry = self._companions.get(id(statement))
+            if entry is not None:
+                writes, committed = entry[1](rows)
+                extra.extend(writes)
+                if committed is not None:
+                    on_commit.append(committed)
+        return [*batches, *extra], on_commit
 
     def _connection(self):
         conn = getattr(self._local, "conn", None)
@@ -138,7 +172,9 @@ class Direct:
         self.write_batches([(statement, rows)])
 
     def write_batches(self, batches: Sequence[tuple[Any, Sequence[Mapping[str, Any]]]]) -> None:
-        """Several ``(statement, rows)`` in ONE transaction; committed on return."""
+        """Several ``(statement, rows)`` in ONE transaction (with their companions' writes);
+        committed on return."""
+        batches, on_commit = self._with_companions(batches)
         conn = self._connection()
         try:
             if self._is_postgres:
@@ -146,21 +182,23 @@ class Direct:
                     for statement, rows in batches:
                         prepared = self.prepare(statement)
                         cursor.executemany(prepared.sql, [prepared.bind(r) for r in rows])
-                return
-            cursor = conn.cursor()
-            try:
-                for statement, rows in batches:
-                    prepared = self.prepare(statement)
-                    cursor.executemany(prepared.sql, [prepared.bind(r) for r in rows])
-                conn.commit()
-            except BaseException:
-                conn.rollback()
-                raise
-            finally:
-                cursor.close()
+            else:
+                cursor = conn.cursor()
+                try:
+                    for statement, rows in batches:
+                        prepared = self.prepare(statement)
+                        cursor.executemany(prepared.sql, [prepared.bind(r) for r in rows])
+                    conn.commit()
+                except BaseException:
+                    conn.rollback()
+                    raise
+                finally:
+                    cursor.close()
         except self._broken:
             self._discard()
             raise
+        for committed in on_commit:
+            committed()
 
     async def write_grouped(self, statement, row: Mapping[str, Any]) -> None:
         """Insert one row in the next group commit; returns once it is committed."""

@@ -117,6 +117,20 @@ events = Table(
     Index("ix_events_time", "account_id", "timestamp"),
 )
 
+# The attribute-key catalogue (``opencues.attribute_keys``): every (path, JSON type) pair that an
+# account's events carry, written in the same transaction as those events. A CSV export takes its
+# column candidates and cell types from it. ``path`` is the key path as a JSON array
+# (``["properties","plan"]``: keys may contain dots); ``type`` is string, number, boolean, null,
+# array or object.
+event_attribute_keys = Table(
+    "event_attribute_keys",
+    metadata,
+    Column("account_id", String(64), nullable=False),
+    Column("path", Text, nullable=False),
+    Column("type", String(16), nullable=False),
+    PrimaryKeyConstraint("account_id", "path", "type"),
+)
+
 # Offline jobs: the row holds the status (see opencues.jobs.JobStatus), the claim (lease) and the
 # progress mark that import batches commit in their own transaction; job_events is the history
 # the API shows as `events`.

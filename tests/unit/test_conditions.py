@@ -5,6 +5,7 @@ import pytest
 from sqlalchemy import select
 
 from opencues import conditions
+from opencues.events import insert_event
 from opencues.errors import ApiError
 from opencues.storage.schema import events, segment_members
 
@@ -34,7 +35,8 @@ def seeded(db):
     # Another account's events and memberships must never leak into acct1's matches.
     rows.append(dict(account_id="acct2", user_id="u2", name="appcues:flow_started", timestamp=T0, attributes={"flowId": "f1", "label": "other"}))
     with db.begin() as conn:
-        conn.execute(events.insert(), rows)
+        for row in rows:
+            insert_event(conn, **row)
         conn.execute(segment_members.insert(), [
             {"account_id": "acct1", "segment_id": "seg1", "user_id": "u1"},
             {"account_id": "acct1", "segment_id": "seg1", "user_id": "u3"},

@@ -10,7 +10,7 @@ import orjson
 import pytest
 from sqlalchemy import func, select
 
-from opencues import jobs, segments
+from opencues import attribute_keys, jobs, segments
 from opencues.settings import Settings
 from opencues.storage.schema import events, profiles, segment_members
 from opencues.worker import run_pending_jobs
@@ -222,6 +222,30 @@ def test_many_batches_write_every_row_once(api, app, db):
     drain(app)
     assert completed(api, job["job_id"])["ingestions_completed"] == 50
     assert [r.timestamp for r in event_rows(db)] == list(range(50))
+
+
+def test_imported_events_record_their_attribute_keys_batch_by_batch(api, app, db, monkeypatch):
+    recorded = []
+    record = attribute_keys.record
+
+    def recording(conn, account_id, pairs):
+        recorded.append(set(pairs))
+        record(conn, account_id, pairs)
+
+    monkeypatch.setattr(attribute_keys, "record", recording)
+    rows = [{"user_id": "u", "name": "e", "timestamp": i, "plan": "pro", "attributes": {"o": {"n": i}}} for i in range(5)]
+    rows += [{"user_id": "u", "name": "e", "timestamp": 9, "plan": 3, "a.b": None},
+             {"user_id": "u", "name": "e", "timestamp": 10, "o": "flat"}]  # fmt: skip
+    job = job_of(api, api.post("import/events", content=ndjson(*rows, {"name": "no user"}), headers=NDJSON))
+    drain(app)
+    assert completed(api, job["job_id"])["ingestions_completed"] == 7
+    with db.connect() as conn:
+        assert attribute_keys.read(conn, "acct1") == {
+            ("plan",): {"string", "number"}, ("o",): {"object", "string"}, ("o", "n"): {"number"}, ("a.b",): {"null"},
+        }  # fmt: skip
+    # batches of 3 input items, each recording its own distinct pairs once
+    assert recorded[0] == {(("plan",), "string"), (("o",), "object"), (("o", "n"), "number")}
+    assert len(recorded) == 3
 
 
 # --------------------------------------------------------------------------- idempotency

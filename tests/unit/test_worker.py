@@ -10,7 +10,8 @@ import orjson
 import pytest
 from sqlalchemy import select, update
 
-from opencues import imports, jobs, worker
+from opencues import attribute_keys, imports, jobs, worker
+from opencues import events as events_lib
 from opencues.filestore import new_key, open_file_store
 from opencues.jobs import JobStatus
 from opencues.settings import Settings
@@ -102,9 +103,11 @@ def test_commit_after_losing_the_lease_rolls_the_batch_back(db, store, settings,
     assert worker.claim(db, "B", [kind.name], 30_000) is not None
     with pytest.raises(worker.LeaseLost):
         with ctx.transaction() as conn:
-            conn.execute(events.insert().values(account_id="acct1", user_id="u", name="e", timestamp=1, attributes={}))
+            events_lib.insert_event(conn, "acct1", "u", "e", 1, {"k": 1})
             ctx.commit_progress(conn, consumed=1, completed=1)
     assert event_timestamps(db) == []
+    with db.connect() as conn:
+        assert attribute_keys.read(conn, "acct1") == {}  # the event's catalogue entry went with it
     assert job_row(db, job_id).rows_done == 0 and job_row(db, job_id).lease_owner == "B"
 
 
@@ -288,3 +291,17 @@ def test_leases_of_dead_processes_on_this_host_are_reclaimed(db, kind):
     assert worker.reclaim_dead_local_leases(db) == [orphan]
     assert worker.claim(db, "B", [kind.name], 30_000).id == orphan
     assert worker.claim(db, "B", [kind.name], 30_000) is None
+
+
+def test_export_files_are_swept_once_their_links_have_expired(db, store, settings):
+    from opencues.exports import FILE_PREFIX
+
+    for name, age_days in (("expired", settings.export_link_ttl_days + 1), ("live", settings.export_link_ttl_days - 1)):
+        key = f"{FILE_PREFIX}/acct1/{name}.csv"
+        with store.writer(key) as handle:
+            handle.write(b"name,timestamp,user_id\r\n")
+        then = time.time() - age_days * 86_400
+        os.utime(store.path(key), (then, then))
+    assert worker.Worker(db, store, settings).remove_expired_exports() == 1
+    assert not store.exists(f"{FILE_PREFIX}/acct1/expired.csv")
+    assert store.exists(f"{FILE_PREFIX}/acct1/live.csv")

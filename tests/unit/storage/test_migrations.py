@@ -13,9 +13,10 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, inspect, text
 
+from opencues import attribute_keys
 from opencues.storage import Database
 from opencues.storage.migrations import alembic_config, downgrade, upgrade
-from opencues.storage.schema import metadata
+from opencues.storage.schema import events, metadata
 from tests.conftest import _driver_url
 
 VERSIONS = Path(__file__).parents[3] / "opencues" / "storage" / "migrations" / "versions"
@@ -77,6 +78,20 @@ def test_each_step_goes_down_and_up(empty_db):
     for revision in reversed(revisions):
         upgrade(empty_db, revision)
     assert _diffs(empty_db) == []
+
+
+def test_0002_backfills_the_attribute_key_catalogue_from_the_events(empty_db):
+    upgrade(empty_db, "0001")
+    with empty_db.begin() as conn:  # events written before the catalogue existed
+        conn.execute(events.insert(), [
+            {"account_id": "a1", "user_id": "u", "name": "e", "timestamp": i, "attributes": attributes}
+            for i, attributes in enumerate([{"plan": "pro", "o": {"n": 1}}, {"plan": 2, "o": "flat"}, {}])
+        ] + [{"account_id": "a2", "user_id": "u", "name": "e", "timestamp": 1, "attributes": {"a.b": [1]}}])  # fmt: skip
+    upgrade(empty_db)
+    with empty_db.connect() as conn:
+        assert attribute_keys.read(conn, "a1") == {("plan",): {"string", "number"}, ("o",): {"object", "string"},
+                                                    ("o", "n"): {"number"}}  # fmt: skip
+        assert attribute_keys.read(conn, "a2") == {("a.b",): {"array"}}
 
 
 def test_upgrade_is_idempotent_and_safe_to_race(empty_db):
