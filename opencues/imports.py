@@ -282,37 +282,56 @@ def _combined(changes: list[tuple[str, str]]) -> dict[str, str]:
 
 # Temporary tables are per session and emptied at each commit: a pooled connection keeps its own.
 _PROFILE_CHANGES = (
-    "CREATE TEMPORARY TABLE IF NOT EXISTS opencues_profile_changes (user_id text PRIMARY KEY, changes jsonb) "
-    "ON COMMIT DELETE ROWS"
+    "CREATE TEMPORARY TABLE IF NOT EXISTS opencues_profile_changes "
+    "(user_id text PRIMARY KEY, changes jsonb, removed text[]) ON COMMIT DELETE ROWS"
 )
-_NULL_KEYS = "ARRAY(SELECT e.key FROM jsonb_each(c.changes) AS e WHERE jsonb_typeof(e.value) = 'null')"
 _USER_IDS = "CREATE TEMPORARY TABLE IF NOT EXISTS opencues_user_ids (user_id text) ON COMMIT DELETE ROWS"
 
 
-def _copy_into(cursor, table: str, columns: str, rows) -> None:
+def _copy_into(cursor, table: str, columns: str, rows, types: list[str] | None = None) -> None:
     with cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
+        if types:
+            copy.set_types(types)
         write_row = copy.write_row
         for row in rows:
             write_row(row)
 
 
+def _without_nulls(document: str) -> tuple[str, list[str]]:
+    """A change set as (the keys it sets, as JSON text; the keys it removes)."""
+    if "null" not in document:  # the common case, decided without parsing
+        return document, []
+    changes = orjson.loads(document)
+    removed = [key for key, value in changes.items() if value is None]
+    if not removed:
+        return document, []
+    return _dumps({key: value for key, value in changes.items() if value is not None}).decode(), removed
+
+
 def _merge_profiles_postgres(raw, account_id: str, changes) -> None:
-    # One upsert merges in the database: a new profile is its changes minus null keys; an
-    # existing one becomes `existing || changes` minus the keys set to null. ON CONFLICT DO
-    # UPDATE locks the row and merges into its latest version, so a concurrent update is kept.
+    # Merged in the database, set-based: one upsert sets the changed keys (a new profile is its
+    # changes; an existing one becomes `existing || changes`), then one UPDATE removes the keys
+    # set to null, for the few users whose changes hold any. ON CONFLICT DO UPDATE locks each row
+    # and merges into its latest version, so a concurrent update is kept; the rows come in
+    # user_id order so that concurrent imports lock them in one order. (One statement computing
+    # the removed keys with jsonb_each for every row measured 1.4x slower.)
     now = now_ms()
-    combined = _combined(changes)
+    rows = ((user_id, *_without_nulls(document)) for user_id, document in _combined(changes).items())
     with raw.cursor() as cursor:
         cursor.execute(_PROFILE_CHANGES)
-        _copy_into(cursor, "opencues_profile_changes", "user_id, changes", combined.items())
+        # The changes are JSON text already: copied as text (a jsonb dumper would encode them again).
+        _copy_into(cursor, "opencues_profile_changes", "user_id, changes, removed", rows, ["text", "text", "text[]"])
         cursor.execute(
             "INSERT INTO profiles AS p (account_id, user_id, attributes, created_at, updated_at) "
-            f"SELECT %s, c.user_id, c.changes - {_NULL_KEYS}, %s, %s FROM opencues_profile_changes AS c "
-            "ORDER BY c.user_id "
-            "ON CONFLICT (account_id, user_id) DO UPDATE SET updated_at = excluded.updated_at, attributes = ("
-            f"  SELECT (p.attributes || c.changes) - {_NULL_KEYS} FROM opencues_profile_changes AS c"
-            "   WHERE c.user_id = excluded.user_id)",
+            "SELECT %s, c.user_id, c.changes, %s, %s FROM opencues_profile_changes AS c ORDER BY c.user_id "
+            "ON CONFLICT (account_id, user_id) DO UPDATE "
+            "SET attributes = p.attributes || excluded.attributes, updated_at = excluded.updated_at",
             (account_id, now, now),
+        )
+        cursor.execute(
+            "UPDATE profiles AS p SET attributes = p.attributes - c.removed FROM opencues_profile_changes AS c "
+            "WHERE cardinality(c.removed) > 0 AND p.account_id = %s AND p.user_id = c.user_id",
+            (account_id,),
         )
 
 

@@ -324,6 +324,19 @@ def test_import_profiles_ndjson_null_removes_and_repeats_apply_in_order(api, app
     assert profile_of(db, "u2") == {"x": {"nested": True}}
 
 
+def test_import_profiles_null_removes_a_stored_key_and_the_word_null_is_just_text(api, app, db):
+    api.patch("users/u1/profile", json={"email": "x@example.com", "plan": "free"})
+    body = ndjson(
+        {"user_id": "u1", "plan": None, "bio": "null and void", "gone": None},
+        {"user_id": "u2", "note": "null", "nothing": None},
+    )
+    job = job_of(api, api.post("import/profiles", content=body, headers=NDJSON))
+    drain(app)
+    assert completed(api, job["job_id"])["ingestions_completed"] == 2
+    assert profile_of(db, "u1") == {"email": "x@example.com", "bio": "null and void"}
+    assert profile_of(db, "u2") == {"note": "null"}
+
+
 # --------------------------------------------------------------------------- segment membership
 
 
