@@ -25,6 +25,7 @@ so a column that also holds scalars needs the type-checking cell expression).
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from typing import Callable, Iterable, Mapping, Sequence
 
@@ -100,14 +101,19 @@ def encode_path(path: Path) -> str:
 
 def _insert(dialect_name: str):
     insert = postgresql.insert if dialect_name == "postgresql" else sqlite.insert
-    values = {name: bindparam(name) for name in ("account_id", "path", "type")}
+    values = {name: bindparam(name) for name in ("account_id", "path_sha256", "type", "path")}
     return insert(event_attribute_keys).values(values).on_conflict_do_nothing()
 
 
 def _rows(triples: Iterable[tuple[str, Path, str]]) -> list[dict]:
     # One order for every writer: concurrent PostgreSQL transactions inserting overlapping pairs
     # then wait for each other in turn instead of deadlocking.
-    return [{"account_id": a, "path": encode_path(p), "type": t} for a, p, t in sorted(triples)]
+    rows = []
+    for account_id, path, kind in sorted(triples):
+        encoded = encode_path(path)
+        digest = hashlib.sha256(encoded.encode()).hexdigest()
+        rows.append({"account_id": account_id, "path_sha256": digest, "type": kind, "path": encoded})
+    return rows
 
 
 def record(conn: Connection, account_id: str, pairs: Iterable[Pair]) -> None:

@@ -121,14 +121,16 @@ events = Table(
 # account's events carry, written in the same transaction as those events. A CSV export takes its
 # column candidates and cell types from it. ``path`` is the key path as a JSON array
 # (``["properties","plan"]``: keys may contain dots); ``type`` is string, number, boolean, null,
-# array or object.
+# array or object. The key holds the path's SHA-256, not the path: a PostgreSQL B-tree entry is
+# limited to ~2.7 kB, and an attribute key may be longer.
 event_attribute_keys = Table(
     "event_attribute_keys",
     metadata,
     Column("account_id", String(64), nullable=False),
-    Column("path", Text, nullable=False),
+    Column("path_sha256", String(64), nullable=False),
     Column("type", String(16), nullable=False),
-    PrimaryKeyConstraint("account_id", "path", "type"),
+    Column("path", Text, nullable=False),
+    PrimaryKeyConstraint("account_id", "path_sha256", "type"),
 )
 
 # Offline jobs: the row holds the status (see opencues.jobs.JobStatus), the claim (lease) and the

@@ -73,6 +73,16 @@ def test_record_is_idempotent_and_per_account(db):
     assert catalogue(db, "acct3") == {}
 
 
+def test_a_key_longer_than_an_index_entry_is_recorded(db):
+    """PostgreSQL refuses B-tree entries over ~2.7 kB: the catalogue keys on the path's digest."""
+    import random
+    import string
+
+    long_key = "".join(random.choices(string.ascii_letters, k=9_000))  # incompressible
+    events.track(db, "acct1", "u1", {"name": "e", "timestamp": T0, "attributes": {long_key: {"x": 1}}})
+    assert catalogue(db) == {(long_key,): {"object"}, (long_key, "x"): {"number"}}
+
+
 def test_library_inserts_record_keys_in_their_transaction(db):
     with pytest.raises(RuntimeError):
         with db.begin() as conn:

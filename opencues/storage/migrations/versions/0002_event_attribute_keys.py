@@ -2,7 +2,7 @@
 
 Revision ID: 0002
 Revises: 0001
-Create Date: 2026-11-29
+Create Date: 2026-11-28
 """
 from alembic import op
 import sqlalchemy as sa
@@ -18,9 +18,10 @@ depends_on = None
 def upgrade() -> None:
     op.create_table('event_attribute_keys',
     sa.Column('account_id', sa.String(length=64), nullable=False),
-    sa.Column('path', sa.Text(), nullable=False),
+    sa.Column('path_sha256', sa.String(length=64), nullable=False),
     sa.Column('type', sa.String(length=16), nullable=False),
-    sa.PrimaryKeyConstraint('account_id', 'path', 'type')
+    sa.Column('path', sa.Text(), nullable=False),
+    sa.PrimaryKeyConstraint('account_id', 'path_sha256', 'type')
     )
     # Exports trust the catalogue to cover every stored event: walk the events already there
     # (one streaming pass over the table, in this migration's transaction).
