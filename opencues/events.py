@@ -17,7 +17,7 @@ from typing import Any, Mapping, Sequence
 import orjson
 from sqlalchemy import Connection, bindparam, select
 
-from opencues import attribute_keys, timestamps
+from opencues import attribute_keys, ids, timestamps
 from opencues.errors import bad_request
 from opencues.storage import Database
 from opencues.storage.schema import events
@@ -36,6 +36,8 @@ def check_user_id(user_id: object) -> str:
         raise bad_request("`user_id` is required and must be a non-empty string")
     if "\x00" in user_id:
         raise bad_request("`user_id` must not contain NUL characters")
+    if ids.user_id_too_long(user_id):
+        raise bad_request(f"`user_id`: {ids.USER_ID_TOO_LONG}")
     return user_id
 
 

@@ -1,4 +1,4 @@
-"""Identifier generators."""
+"""Identifier generators, and the one rule on the length of caller-chosen user ids."""
 
 from __future__ import annotations
 
@@ -36,3 +36,15 @@ def api_secret() -> str:
 
 def account_id() -> str:
     return str(secrets.randbelow(90_000) + 10_000)
+
+
+# User ids are arbitrary strings chosen by the caller, but PostgreSQL indexes them and a B-tree
+# entry holds at most ~2.7 kB: a longer id would fail there (and only there). One limit on both
+# databases, checked wherever a user id comes in, keeps that a 400 (or a failed row) instead.
+MAX_USER_ID_BYTES = 1024
+USER_ID_TOO_LONG = f"user id is longer than {MAX_USER_ID_BYTES} bytes (UTF-8)"
+
+
+def user_id_too_long(user_id: str) -> bool:
+    # A character is at most 4 bytes: short ids (nearly all) are never encoded.
+    return len(user_id) > MAX_USER_ID_BYTES // 4 and len(user_id.encode("utf-8", "surrogatepass")) > MAX_USER_ID_BYTES

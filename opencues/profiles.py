@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from sqlalchemy import select, update
 
-from opencues import timestamps
+from opencues import ids, timestamps
 from opencues.errors import bad_request, not_found
 from opencues.storage import Database
 from opencues.storage.schema import profiles
@@ -33,6 +33,8 @@ def merge(existing: dict, changes: dict) -> dict:
 def _check_user_id(user_id: str) -> None:
     if not user_id:
         raise bad_request("`user_id` must be a non-empty string")
+    if ids.user_id_too_long(user_id):
+        raise bad_request(f"`user_id`: {ids.USER_ID_TOO_LONG}")
 
 
 def get_profile(db: Database, account_id: str, user_id: str) -> dict:

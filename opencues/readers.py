@@ -33,6 +33,7 @@ from typing import BinaryIO, Iterator
 import orjson
 
 from opencues.errors import ApiError
+from opencues.ids import MAX_USER_ID_BYTES, USER_ID_TOO_LONG, user_id_too_long
 from opencues.timestamps import parse_iso
 
 __all__ = [
@@ -183,6 +184,8 @@ def _ndjson_user_ids(stream: BinaryIO, skip: int):
             yield RowError(line_no, "a user id must be a JSON string in double quotes")
         elif not value or value.isspace():
             yield RowError(line_no, "user id is empty")
+        elif user_id_too_long(value):
+            yield RowError(line_no, USER_ID_TOO_LONG)
         else:
             yield line_no, value
 
@@ -233,6 +236,8 @@ def _json_user_ids(stream: BinaryIO, skip: int):
             yield RowError(index + 1, f"`user_ids[{index}]` must be a string")
         elif not value or value.isspace():
             yield RowError(index + 1, f"`user_ids[{index}]` is empty")
+        elif user_id_too_long(value):
+            yield RowError(index + 1, f"`user_ids[{index}]`: {USER_ID_TOO_LONG}")
         else:
             yield index + 1, value
 
@@ -436,12 +441,15 @@ def _csv_user_ids(stream: BinaryIO, skip: int):
             value = row[column].strip() if column < len(row) else ""
         if not value:
             yield RowError(first, "user id is empty")
+        elif user_id_too_long(value):
+            yield RowError(first, USER_ID_TOO_LONG)
         else:
             yield first, value
 
 
 # --------------------------------------------------------------------------- validators
 
+_SHORT_ID = MAX_USER_ID_BYTES // 4  # never too long (see ``user_id_too_long``): no further check
 _MIN_MS = -62_135_596_800_000  # 0001-01-01T00:00:00Z
 _MAX_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
 _CACHE_LIMIT = 100_000
@@ -507,6 +515,8 @@ def _user_id(value: object, other: object) -> str:
     kind = type(value)
     if kind is str:
         if value and not value.isspace():
+            if user_id_too_long(value):
+                raise RowInvalid(f"`user_id`: {USER_ID_TOO_LONG}")
             return value
         raise RowInvalid("`user_id` must be a non-empty string")
     if value is None:
@@ -526,7 +536,7 @@ def profile_from_record(value: object) -> tuple[str, dict]:
     attributes = value.copy()
     pop = attributes.pop
     user_id = pop("user_id", None)
-    if type(user_id) is not str or "userId" in attributes or not user_id or user_id.isspace():
+    if type(user_id) is not str or "userId" in attributes or not user_id or user_id.isspace() or len(user_id) > _SHORT_ID:
         user_id = _user_id(user_id, pop("userId", None))
     return user_id, attributes
 
@@ -543,7 +553,7 @@ def event_from_record(value: object) -> tuple[str, str, int, dict]:
     attributes = value.copy()
     pop = attributes.pop
     user_id = pop("user_id", None)
-    if type(user_id) is not str or "userId" in attributes or not user_id or user_id.isspace():
+    if type(user_id) is not str or "userId" in attributes or not user_id or user_id.isspace() or len(user_id) > _SHORT_ID:
         user_id = _user_id(user_id, pop("userId", None))
     name = pop("name", None)
     if type(name) is not str or not name or name.isspace():

@@ -156,6 +156,19 @@ def test_arbitrary_user_ids_round_trip(api, user_id):
     assert [e["user_id"] for e in history] == [user_id]
 
 
+def test_a_user_id_up_to_the_limit_is_stored_on_every_backend_and_a_longer_one_is_a_400(api):
+    import random
+    import string
+
+    from opencues.ids import MAX_USER_ID_BYTES
+
+    longest = "".join(random.choices(string.ascii_letters, k=MAX_USER_ID_BYTES - 2)) + "é"  # é: 2 bytes
+    assert track(api, longest).status_code == 200
+    assert [e["user_id"] for e in api.get(events_path(longest)).json()] == [longest]
+    assert_problem(track(api, longest + "x"), 400, "`user_id`")
+    assert_problem(api.get(events_path(longest + "x")), 400, "1024 bytes")
+
+
 def test_users_histories_are_separate(api, client, db, other_account):
     track(api, "a", name="one")
     track(api, "a/b", name="two")

@@ -131,3 +131,10 @@ def test_concurrent_updates_of_one_user_lose_no_keys(db, account):
         t.join()
     assert errors == []
     assert len(profiles.get_profile(db, "acct1", "hot-user")) == threads * 5
+
+
+def test_a_user_id_over_the_limit_is_a_400(api):
+    too_long = "ü" * 513  # 1,026 bytes
+    assert_problem(api.patch(path(too_long), json={"a": 1}), 400, "`user_id`")
+    assert_problem(api.get(path(too_long)), 400, "`user_id`")
+    assert api.patch(path("ü" * 512), json={"a": 1}).status_code == 200

@@ -2,6 +2,7 @@
 
 import io
 
+import orjson
 import pytest
 
 from opencues.readers import (
@@ -389,3 +390,30 @@ def test_parse_timestamp_rejects_bad_dates(text):
 )
 def test_detect_format(content_type, filename, expected):
     assert detect_format(content_type, filename) is expected
+
+
+def test_user_ids_over_the_length_limit_are_row_errors_in_every_form():
+    ok, too_long = "a" * 1024, "a" * 1025
+    event = {"name": "e", "timestamp": "2021-01-01T00:00:00Z"}
+    rows = [{"user_id": ok, **event}, {"user_id": too_long, **event}, {"userId": too_long, **event}]
+    data = b"\n".join(orjson.dumps(r) for r in rows)
+    read = [item if isinstance(item, RowError) else _event_or_error(item) for item in records(data, "ndjson")]
+    assert read[0][0] == ok and all(isinstance(r, RowError) and "1024 bytes" in r.reason for r in read[1:])
+    with pytest.raises(RowInvalid, match="1024 bytes"):
+        profile_from_record({"user_id": too_long})
+    lists = {
+        "ndjson": orjson.dumps(ok) + b"\n" + orjson.dumps(too_long),
+        "json": orjson.dumps({"user_ids": [ok, too_long]}),
+        "csv": f"user_id\n{ok}\n{too_long}\n".encode(),
+    }
+    for fmt, data in lists.items():
+        first, second = user_ids(data, fmt)
+        assert first[1] == ok, fmt
+        assert isinstance(second, RowError) and "1024 bytes" in second.reason, fmt
+
+
+def _event_or_error(item):
+    try:
+        return event_from_record(item[1])
+    except RowInvalid as exc:
+        return RowError(item[0], exc.reason)
