@@ -3,9 +3,11 @@
 ``validate_request(body)`` checks a ``POST export/events`` body up front and returns an
 ``ExportRequest`` (stored as the job's params). ``write_export(db, account_id, request, out)``
 runs ONE query built from the conditions and writes rows to ``out`` as they arrive; it never
-holds the result in memory. The database does the per-row formatting (JSON lines, CSV cells,
-timestamps in the requested offset), so Python only moves ready text from the cursor to the file
-(measured faster than formatting in Python: ``bench/bench_export.py``, ``bench/README.md``).
+holds the result in memory (on PostgreSQL a reader thread fetches the next batches while the
+current one is written: ``_fetched_ahead``). The database does the per-row formatting (JSON
+lines, CSV cells, timestamps in the requested offset), so Python only moves ready text from the
+cursor to the file (measured faster than formatting in Python: ``bench/bench_export.py``,
+``bench/README.md``).
 
 Output shapes (``docs/exports.md``):
 
@@ -24,7 +26,9 @@ from __future__ import annotations
 import gzip
 import io
 import logging
+import queue
 import re
+import threading
 from contextlib import closing, contextmanager
 from dataclasses import asdict, dataclass
 from typing import Any, BinaryIO, Callable, Iterable, Iterator, Sequence
@@ -288,14 +292,83 @@ def _batches(conn, statement) -> Iterator[Sequence[tuple]]:
         result.close()  # also when the reader stops early (the key pass): frees the cursor
 
 
+FETCH_AHEAD_BATCHES = 2  # batches queued between the reader thread and the writer (memory: ~4 batches)
+
+
+def _row_batches(conn, db: Database, statement) -> Iterator[Sequence[tuple]]:
+    """The row pass's batches: on PostgreSQL fetched ahead in a reader thread while the caller
+    writes (a server-side cursor computes nothing between FETCHes, so fetching and writing
+    otherwise take turns); on SQLite in the calling thread, which measured faster there
+    (``bench/README.md``). Close the iterator when done (``closing``)."""
+    batches = _batches(conn, statement)
+    return _fetched_ahead(batches) if db.is_postgres else batches
+
+
+_END = object()
+
+
+class _ReaderFailed:
+    """What the reader hands over instead of a batch when reading failed."""
+
+    def __init__(self, error: BaseException):
+        self.error = error
+
+
+def _fetched_ahead(batches: Iterator[Sequence[tuple]], depth: int = FETCH_AHEAD_BATCHES) -> Iterator[Sequence[tuple]]:
+    """Iterate ``batches`` (a generator) in a reader thread, at most ``depth`` batches ahead of
+    the caller.
+
+    The reader owns whatever ``batches`` reads from (the export's connection) until this
+    generator finishes or is closed, and closes ``batches`` itself (freeing the cursor in the
+    thread that used it). Closing this generator stops the reader and joins it, so the caller
+    may use the connection again afterwards. An error in the reader is re-raised here.
+
+    After ``stop`` is set the reader puts at most one more item before it checks ``stop``
+    again, and the caller empties the queue after setting it: so that put never blocks and the
+    join returns as soon as the reader's current fetch does.
+    """
+    handoff: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def read() -> None:
+        try:
+            with closing(batches):
+                for batch in batches:
+                    handoff.put(batch)
+                    if stop.is_set():
+                        return
+            outcome: object = _END
+        except BaseException as exc:  # noqa: BLE001 - handed over to the caller's thread
+            outcome = _ReaderFailed(exc)
+        if not stop.is_set():
+            handoff.put(outcome)
+
+    reader = threading.Thread(target=read, name="export-reader", daemon=True)
+    reader.start()
+    try:
+        while (item := handoff.get()) is not _END:
+            if isinstance(item, _ReaderFailed):
+                raise item.error
+            yield item
+    finally:
+        stop.set()
+        while True:
+            try:
+                handoff.get_nowait()
+            except queue.Empty:
+                break
+        reader.join()
+
+
 def _write_json(conn, db, account_id, request, out, progress) -> int:
     statement = json_statement(db, account_id, request)
     written = 0
-    for rows in _batches(conn, statement):
-        out.write(("\n".join([r[0] for r in rows]) + "\n").encode())
-        written += len(rows)
-        if progress:
-            progress(written)
+    with closing(_row_batches(conn, db, statement)) as batches:
+        for rows in batches:
+            out.write(("\n".join([r[0] for r in rows]) + "\n").encode())
+            written += len(rows)
+            if progress:
+                progress(written)
     return written
 
 
@@ -420,11 +493,12 @@ def _write_csv(conn, db, account_id, request, out, progress) -> int:
         writer = CsvWriter(text)
         writer.header(header)
         written = 0
-        for rows in _batches(conn, statement):
-            writer.cells(rows)
-            written += len(rows)
-            if progress:
-                progress(written)
+        with closing(_row_batches(conn, db, statement)) as batches:
+            for rows in batches:
+                writer.cells(rows)
+                written += len(rows)
+                if progress:
+                    progress(written)
         text.flush()
     finally:
         text.detach()

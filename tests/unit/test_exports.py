@@ -6,6 +6,9 @@ import gzip
 import io
 import logging
 import random
+import threading
+import time
+from contextlib import closing
 from email import message_from_bytes
 from pathlib import Path
 
@@ -325,6 +328,122 @@ def test_gzip_sink(db):
     assert exports.write_export(db, "acct1", request, sink) == 10
     sink.close()
     assert len(json_rows(gzip.decompress(out.getvalue()))) == 10
+
+
+# --- the row pass's fetch-ahead ------------------------------------------------------------
+
+
+def reader_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "export-reader"]
+
+
+def numbered(count: int, produced: list | None = None, closed: list | None = None):
+    """``count`` one-row batches; records what was produced, and the thread that closed it."""
+    try:
+        for i in range(count):
+            if produced is not None:
+                produced.append(i)
+            yield [(i,)]
+    finally:
+        if closed is not None:
+            closed.append(threading.current_thread().name)
+
+
+def test_fetch_ahead_hands_over_every_batch_in_order():
+    with closing(exports._fetched_ahead(numbered(50))) as ahead:
+        assert list(ahead) == [[(i,)] for i in range(50)]
+    assert reader_threads() == []
+
+
+def test_fetch_ahead_holds_at_most_its_depth_in_batches():
+    produced: list[int] = []
+    with closing(exports._fetched_ahead(numbered(100, produced), depth=2)) as ahead:
+        assert next(ahead) == [(0,)]
+        deadline = time.monotonic() + 5
+        while len(produced) < 4 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.1)
+        # The batch handed over, two queued, and one the reader waits to queue.
+        assert len(produced) == 4
+        assert list(ahead) == [[(i,)] for i in range(1, 100)]
+
+
+def test_fetch_ahead_reraises_the_readers_error_in_the_caller():
+    def failing():
+        yield [(1,)]
+        raise ValueError("connection lost")
+
+    ahead = exports._fetched_ahead(failing())
+    assert next(ahead) == [(1,)]
+    with pytest.raises(ValueError, match="connection lost"):
+        next(ahead)
+    assert reader_threads() == []
+
+
+def test_closing_the_fetch_ahead_stops_its_reader_which_closes_the_batches():
+    closed: list[str] = []
+    ahead = exports._fetched_ahead(numbered(10**9, closed=closed))
+    next(ahead)
+    ahead.close()
+    # Joined on close, and the cursor was closed by the thread that used it.
+    assert reader_threads() == [] and closed == ["export-reader"]
+
+
+def test_row_pass_fetches_ahead_in_a_thread_on_postgres_only(db, monkeypatch):
+    insert(db, [{"timestamp": T0 + i, "attributes": {"a": i}} for i in range(3)])
+    threads: list[str] = []
+    batches = exports._batches
+
+    def recording(conn, statement):
+        threads.append(threading.current_thread().name)
+        yield from batches(conn, statement)
+
+    monkeypatch.setattr(exports, "_batches", recording)
+    for fmt in ("json", "csv"):
+        threads.clear()
+        assert export(db, {"format": fmt})[0] == 3
+        # The CSV key pass reads in the caller; the row pass (last) in the reader on PostgreSQL.
+        assert threads[-1] == ("export-reader" if db.is_postgres else threading.current_thread().name)
+        assert set(threads[:-1]) <= {threading.current_thread().name}
+    assert reader_threads() == []
+
+
+@pytest.mark.parametrize("fmt", ["json", "csv"])
+def test_a_failing_fetch_fails_the_export_and_leaves_the_connection_usable(db, monkeypatch, fmt):
+    monkeypatch.setattr(exports, "FETCH_ROWS", 2)
+    insert(db, [{"timestamp": T0 + i} for i in range(10)])
+    batches = exports._batches
+
+    def failing_row_pass(conn, statement):
+        with closing(batches(conn, statement)) as inner:
+            yield next(inner)  # the CSV key pass stops after this batch (no attribute keys)
+            raise RuntimeError("connection lost")
+
+    monkeypatch.setattr(exports, "_batches", failing_row_pass)
+    with pytest.raises(RuntimeError, match="connection lost"):
+        export(db, {"format": fmt})
+    assert reader_threads() == []
+    monkeypatch.setattr(exports, "_batches", batches)
+    assert export(db, {"format": fmt})[0] == 10
+
+
+@pytest.mark.parametrize("fmt", ["json", "csv"])
+def test_a_writer_failure_mid_export_stops_the_reader(db, monkeypatch, fmt):
+    monkeypatch.setattr(exports, "FETCH_ROWS", 2)
+    insert(db, [{"timestamp": T0 + i} for i in range(100)])
+    read = key_pass_rows(monkeypatch)
+
+    def progress(rows: int) -> None:
+        raise worker.LeaseLost("lease lost")
+
+    request = exports.validate_request({**BASE, "format": fmt})
+    with pytest.raises(worker.LeaseLost):
+        exports.write_export(db, "acct1", request, io.BytesIO(), progress=progress)
+    assert reader_threads() == []
+    # Stopped after its first batch was written: the reader got at most its depth, plus the
+    # batch it was queueing, ahead.
+    assert read[-1] <= exports.FETCH_ROWS * (exports.FETCH_AHEAD_BATCHES + 2)
+    assert export(db, {"format": fmt})[0] == 100
 
 
 # --- over HTTP, through the job ------------------------------------------------------------
