@@ -38,16 +38,19 @@ def key_pass_rows(monkeypatch) -> list[int]:
     """Rows read by each query of the export, in order: for CSV, the key pass's cursors (on
     PostgreSQL a first batch, then if need be a cursor from the start) and the row pass."""
     counts: list[int] = []
-    batches = exports._batches
 
-    def counting(conn, statement):
-        counts.append(0)
-        index = len(counts) - 1
-        for rows in batches(conn, statement):
-            counts[index] += len(rows)
-            yield rows
+    def counting(batches):
+        def count(conn, statement):
+            counts.append(0)
+            index = len(counts) - 1
+            for rows in batches(conn, statement):
+                counts[index] += len(rows)
+                yield rows
 
-    monkeypatch.setattr(exports, "_batches", counting)
+        return count
+
+    monkeypatch.setattr(exports, "_batches", counting(exports._batches))
+    monkeypatch.setattr(exports, "_streamed_batches", counting(exports._streamed_batches))  # PostgreSQL's row pass
     return counts
 
 
@@ -392,13 +395,16 @@ def test_closing_the_fetch_ahead_stops_its_reader_which_closes_the_batches():
 def test_row_pass_fetches_ahead_in_a_thread_on_postgres_only(db, monkeypatch):
     insert(db, [{"timestamp": T0 + i, "attributes": {"a": i}} for i in range(3)])
     threads: list[str] = []
-    batches = exports._batches
 
-    def recording(conn, statement):
-        threads.append(threading.current_thread().name)
-        yield from batches(conn, statement)
+    def recording(batches):
+        def record(conn, statement):
+            threads.append(threading.current_thread().name)
+            yield from batches(conn, statement)
 
-    monkeypatch.setattr(exports, "_batches", recording)
+        return record
+
+    monkeypatch.setattr(exports, "_batches", recording(exports._batches))
+    monkeypatch.setattr(exports, "_streamed_batches", recording(exports._streamed_batches))
     for fmt in ("json", "csv"):
         threads.clear()
         assert export(db, {"format": fmt})[0] == 3
@@ -412,18 +418,19 @@ def test_row_pass_fetches_ahead_in_a_thread_on_postgres_only(db, monkeypatch):
 def test_a_failing_fetch_fails_the_export_and_leaves_the_connection_usable(db, monkeypatch, fmt):
     monkeypatch.setattr(exports, "FETCH_ROWS", 2)
     insert(db, [{"timestamp": T0 + i} for i in range(10)])
-    batches = exports._batches
+    row_pass = "_streamed_batches" if db.is_postgres else "_batches"  # on SQLite the key pass's too
+    batches = getattr(exports, row_pass)
 
     def failing_row_pass(conn, statement):
         with closing(batches(conn, statement)) as inner:
             yield next(inner)  # the CSV key pass stops after this batch (no attribute keys)
             raise RuntimeError("connection lost")
 
-    monkeypatch.setattr(exports, "_batches", failing_row_pass)
+    monkeypatch.setattr(exports, row_pass, failing_row_pass)
     with pytest.raises(RuntimeError, match="connection lost"):
         export(db, {"format": fmt})
     assert reader_threads() == []
-    monkeypatch.setattr(exports, "_batches", batches)
+    monkeypatch.setattr(exports, row_pass, batches)
     assert export(db, {"format": fmt})[0] == 10
 
 
@@ -582,3 +589,18 @@ def test_sqlite_plans_stream_in_order_without_a_sort(tmp_path, conds):
     details = " | ".join(row[-1] for row in plan)
     assert "TEMP B-TREE" not in details and "ix_events_" in details, details
     db.dispose()
+
+
+@pytest.mark.parametrize("fmt", ["json", "csv"])
+def test_the_row_pass_binds_nested_paths_and_lists_like_the_query_planner_saw_them(db, fmt):
+    """On PostgreSQL the row pass sends the compiled query itself (not through SQLAlchemy's
+    execute): JSON paths, expanded ``in`` lists and typed values must arrive as they would."""
+    insert(db, [
+        {"timestamp": T0 + 1, "user_id": "a", "attributes": {"o": {"s": "x"}, "n": 1}},
+        {"timestamp": T0 + 2, "user_id": "b", "attributes": {"o": {"s": "x"}, "n": 2}},
+        {"timestamp": T0 + 3, "user_id": "c", "attributes": {"o": {"s": "y"}, "n": 1}},
+    ])  # fmt: skip
+    conditions = [["attributes.o.s", "==", "x"], ["user_id", "in", ["a", "b", "z"]], ["attributes.n", "in", [1, "2"]]]
+    count, data = export(db, {"format": fmt, "conditions": conditions})
+    users = [r["user_id"] for r in json_rows(data)] if fmt == "json" else [r[2] for r in csv_rows(data)[1:]]
+    assert count == 1 and users == ["a"]
