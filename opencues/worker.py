@@ -339,12 +339,15 @@ class Worker:
     """Claims and runs jobs one at a time; ``run_forever`` until ``stopping`` is set."""
 
     def __init__(self, db: Database, file_store, settings, *, name: str | None = None,
-                 stopping: threading.Event | None = None):  # fmt: skip
+                 stopping: threading.Event | None = None, nudged: threading.Event | None = None):  # fmt: skip
         self.db = db
         self.file_store = file_store
         self.settings = settings
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
         self.stopping = stopping or threading.Event()
+        # Set when this process has just submitted a job (``WorkerPool.nudge``): look now rather
+        # than at the next poll. Jobs submitted elsewhere are found by polling.
+        self.nudged = nudged or threading.Event()
         self.handlers = load_handlers()
 
     def run_once(self) -> bool:
@@ -440,7 +443,8 @@ class Worker:
                 log.exception("worker %s: claim failed", self.name)
                 busy = False
             if not busy:
-                self.stopping.wait(self.settings.job_poll_seconds)
+                self.nudged.wait(self.settings.job_poll_seconds)
+                self.nudged.clear()
 
 
     def remove_expired_exports(self) -> int:
@@ -465,10 +469,12 @@ class WorkerPool:
 
     def __init__(self, db: Database, file_store, settings, count: int, *, name: str | None = None):
         self.stopping = threading.Event()
+        self.nudged = threading.Event()
         # host:pid first: lets a restarted process on this host recognise its dead predecessor's leases.
         base = f"{socket.gethostname()}:{os.getpid()}" + (f":{name}" if name else "")
         self.workers = [
-            Worker(db, file_store, settings, name=f"{base}:w{i}", stopping=self.stopping) for i in range(count)
+            Worker(db, file_store, settings, name=f"{base}:w{i}", stopping=self.stopping, nudged=self.nudged)
+            for i in range(count)
         ]
         self.threads: list[threading.Thread] = []
 
@@ -479,9 +485,14 @@ class WorkerPool:
             self.threads.append(thread)
         return self
 
+    def nudge(self) -> None:
+        """A job was just submitted: idle workers look for it now instead of at their next poll."""
+        self.nudged.set()
+
     def stop(self, timeout: float = 30) -> None:
         """Stop claiming; a running job stops at its next batch and is released for resumption."""
         self.stopping.set()
+        self.nudged.set()  # ends the idle waits
         deadline = time.monotonic() + timeout
         for thread in self.threads:
             thread.join(max(0.0, deadline - time.monotonic()))

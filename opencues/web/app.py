@@ -32,6 +32,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None, *, 
             from opencues.worker import WorkerPool
 
             pool = WorkerPool(app.state.db, app.state.file_store, settings, settings.job_workers).start()
+            app.state.wake_workers = pool.nudge
         if freeze_gc:
             _freeze_startup_objects()
         try:
@@ -54,6 +55,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None, *, 
     app.state.db = db
     app.state.file_store = open_file_store(settings)
     app.state.rate_limiter = build_rate_limiter(settings)
+    app.state.wake_workers = lambda: None  # replaced by the in-process worker pool's, if any
     errors.install(app)
     routes.register(app)
     openapi.install(app)

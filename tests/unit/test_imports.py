@@ -6,6 +6,8 @@ jobs run: ``drain(app)`` runs every pending job in the test's thread.
 
 from __future__ import annotations
 
+import time
+
 import orjson
 import pytest
 from sqlalchemy import func, select
@@ -426,3 +428,20 @@ def test_segment_uploads_have_the_same_413_and_415(api, settings, segment):
     assert_problem(api.post(f"segments/{segment}/add_user_ids", json=big), 413)
     assert_problem(api.post(f"segments/{segment}/remove_user_ids", content=b"a", headers={"Content-Type": "text/plain"}), 415)
     assert api.get("jobs").json() == []
+
+
+def test_the_servers_own_workers_start_a_submitted_job_at_once(settings, db):
+    """Without the nudge, the in-process worker would find the job only at its next poll (60 s here)."""
+    from starlette.testclient import TestClient
+
+    from opencues.web.app import create_app
+
+    app = create_app(settings.model_copy(update={"job_workers": 1, "job_poll_seconds": 60}), db)
+    with TestClient(app, base_url="http://testserver") as client:
+        time.sleep(0.3)  # the worker has looked once and is idle
+        api = AccountClient(client, make_account(db, "acct1"))
+        job = job_of(api, api.post("import/events", content=ndjson({"user_id": "u", "name": "e", "timestamp": 1}), headers=NDJSON))
+        deadline = time.monotonic() + 5
+        while api.get(f"jobs/{job['job_id']}").json()["status"] != "COMPLETED":
+            assert time.monotonic() < deadline, "the job waited for the next poll"
+            time.sleep(0.05)

@@ -305,3 +305,20 @@ def test_export_files_are_swept_once_their_links_have_expired(db, store, setting
     assert worker.Worker(db, store, settings).remove_expired_exports() == 1
     assert not store.exists(f"{FILE_PREFIX}/acct1/expired.csv")
     assert store.exists(f"{FILE_PREFIX}/acct1/live.csv")
+
+
+def test_a_nudged_pool_claims_a_new_job_at_once_instead_of_at_its_next_poll(db, store, settings, kind):
+    pool = worker.WorkerPool(db, store, settings.model_copy(update={"job_poll_seconds": 60}), 1)
+    ran = threading.Event()
+    kind.handler = lambda ctx: ran.set()
+    pool.start()
+    try:
+        time.sleep(0.3)  # the worker found nothing and is idle for a minute
+        new_job(db)
+        assert not ran.wait(0.5)  # polling alone: not for a minute
+        pool.nudge()
+        assert ran.wait(5)
+    finally:
+        started = time.monotonic()
+        pool.stop()
+        assert time.monotonic() - started < 5 and not pool.alive()  # stopping ends the idle wait too

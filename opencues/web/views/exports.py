@@ -41,6 +41,7 @@ async def export_events(request: Request, account_id: str):
         idempotency_key=key, request_hash=idempotency.request_hash(request.method, request.url.path, body_hash),
         ttl_hours=settings.idempotency_ttl_hours,
     )  # fmt: skip
+    request.app.state.wake_workers()
     return accepted(request, submitted.job_id, account_url(request, account_id, "jobs", submitted.job_id))
 
 

@@ -31,6 +31,7 @@ async def _submit(request: Request, account_id: str, kind: str, *, params: dict 
         idempotency_key=key, request_hash=idempotency.request_hash(request.method, request.url.path, fmt, payload.sha256),
         file_store=request.app.state.file_store, ttl_hours=settings.idempotency_ttl_hours,
     )  # fmt: skip
+    request.app.state.wake_workers()
     return accepted(request, submitted.job_id, account_url(request, account_id, "jobs", submitted.job_id))
 
 
