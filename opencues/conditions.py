@@ -291,8 +291,8 @@ class _Compiler:
     def _user_id_unindexed(self):
         """``user_id`` for membership tests. On SQLite it is written ``+user_id``, which keeps
         the planner on the time index: reading ix_events_user_time for a set of users would
-        return rows out of time order and need a sort, held in memory (``temp_store=MEMORY``)
-        and growing with the export. PostgreSQL sorts within ``work_mem`` and spills to disk."""
+        return rows out of time order and need a sort of the whole export (in temporary files)
+        before its first row. PostgreSQL sorts within ``work_mem`` and spills to disk."""
         if self.pg:
             return events.c.user_id
         return UnaryExpression(events.c.user_id, operator=operators.custom_op("+"), type_=events.c.user_id.type)

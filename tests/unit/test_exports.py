@@ -566,7 +566,7 @@ def test_mail_failure_keeps_the_export_and_falls_back_to_the_outbox(api, app, cl
                                    [["user_id", "in", ["u1", "u2"]]], [["user_id", "==", "u1"]],
                                    [["or", ["user_segment_id", "==", "s"], ["name", "like", "a%"]]]])  # fmt: skip
 def test_sqlite_plans_stream_in_order_without_a_sort(tmp_path, conds):
-    # A sort would be held in memory (temp_store=MEMORY) and grow with the export.
+    # A sort would read (and write to temporary files) the whole export before its first row.
     from opencues.storage import Database
 
     db = Database(f"sqlite:///{tmp_path / 'plan.db'}")

@@ -6,6 +6,7 @@ jobs run: ``drain(app)`` runs every pending job in the test's thread.
 
 from __future__ import annotations
 
+import threading
 import time
 
 import orjson
@@ -445,3 +446,54 @@ def test_the_servers_own_workers_start_a_submitted_job_at_once(settings, db):
         while api.get(f"jobs/{job['job_id']}").json()["status"] != "COMPLETED":
             assert time.monotonic() < deadline, "the job waited for the next poll"
             time.sleep(0.05)
+
+
+def test_event_values_are_stored_exactly_as_parsed(api, app, db):
+    """SQLite's import reads the batch out of one JSON document: ids, names, timestamps and the
+    attributes' JSON text must come out exactly as they went in."""
+    tricky = {"q": 'say "hi"\n\ttab', "u": "é 😀 \u2028", "n": [1, {"x": None}], "f": 1e20, "neg": -0.5, "big": 2**63 - 1, "o": {}}
+    body = ndjson(
+        {"user_id": "007", "name": 'a "quoted", name', "timestamp": "2021-07-16T16:02:50.037Z", "attributes": tricky},
+        {"userId": 42, "name": "ü", "timestamp": -1_000, "plain": True},
+    )
+    job = job_of(api, api.post("import/events", content=body, headers=NDJSON))
+    drain(app)
+    assert completed(api, job["job_id"])["ingestions_completed"] == 2
+    with db.connect() as conn:
+        rows = conn.execute(
+            select(events.c.user_id, events.c.name, events.c.timestamp, events.c.attributes).order_by(events.c.timestamp.desc())
+        ).all()
+    assert [tuple(r) for r in rows] == [
+        ("007", 'a "quoted", name', 1_626_451_370_037, tricky),
+        ("42", "ü", -1_000, {"plain": True}),
+    ]
+    if db.is_sqlite:  # the stored text itself is orjson's
+        with db.connect() as conn:
+            text = conn.exec_driver_sql("SELECT attributes FROM events WHERE user_id = '007'").scalar_one()
+        assert text == orjson.dumps(tricky).decode()
+
+
+def test_event_batches_are_written_beside_the_parsing_thread_and_sqlite_profiles_inline(api, app, db, monkeypatch):
+    from opencues import imports
+
+    threads = []
+    events_name = "_copy_events" if db.is_postgres else "_insert_events_sqlite"
+    profiles_name = "_merge_profiles_postgres" if db.is_postgres else "_merge_profiles_sqlite"
+    insert_events, merge_profiles = getattr(imports, events_name), getattr(imports, profiles_name)
+
+    def events_writer(*args):
+        threads.append(("events", threading.current_thread().name))
+        insert_events(*args)
+
+    def profiles_writer(*args):
+        threads.append(("profiles", threading.current_thread().name))
+        merge_profiles(*args)
+
+    monkeypatch.setattr(imports, events_name, events_writer)
+    monkeypatch.setattr(imports, profiles_name, profiles_writer)
+    api.post("import/events", content=ndjson({"user_id": "u", "name": "e", "timestamp": 1}), headers=NDJSON)
+    api.post("import/profiles", content=ndjson({"user_id": "u", "a": 1}), headers=NDJSON)
+    drain(app)
+    # SQLite's profile upsert retakes the GIL for every row: a parsing thread beside it would starve it.
+    profiles_thread = "import-writer" if db.is_postgres else threading.current_thread().name
+    assert threads == [("events", "import-writer"), ("profiles", profiles_thread)]

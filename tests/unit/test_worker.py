@@ -116,25 +116,25 @@ def test_a_crash_mid_job_resumes_after_the_last_committed_batch(db, store, setti
     next claim resumes at row 30 and every row ends up written exactly once."""
     key = store_events_payload(store, 95)
     job_id = new_job(db, kind="import_events", payload_key=key, payload_format="ndjson")
-    writer = imports._copy_events if db.is_postgres else imports._executemany_events
+    writer = imports._copy_events if db.is_postgres else imports._insert_events_sqlite
     calls = {"n": 0}
 
     class Crash(BaseException):
         pass
 
-    def crashing(raw, rows):
+    def crashing(raw, *rows):
         calls["n"] += 1
-        writer(raw, rows)
+        writer(raw, *rows)
         if calls["n"] == 4:
             raise Crash()
 
-    monkeypatch.setattr(imports, "_copy_events" if db.is_postgres else "_executemany_events", crashing)
+    monkeypatch.setattr(imports, "_copy_events" if db.is_postgres else "_insert_events_sqlite", crashing)
     with pytest.raises(Crash):
         worker.run_pending_jobs(db, store, settings)
     assert job_row(db, job_id).rows_done == 30
     assert event_timestamps(db) == list(range(30))
 
-    monkeypatch.setattr(imports, "_copy_events" if db.is_postgres else "_executemany_events", writer)
+    monkeypatch.setattr(imports, "_copy_events" if db.is_postgres else "_insert_events_sqlite", writer)
     expire_lease(db, job_id)
     assert worker.run_pending_jobs(db, store, settings) == 1
     row = job_row(db, job_id)
@@ -322,3 +322,17 @@ def test_a_nudged_pool_claims_a_new_job_at_once_instead_of_at_its_next_poll(db, 
         started = time.monotonic()
         pool.stop()
         assert time.monotonic() - started < 5 and not pool.alive()  # stopping ends the idle wait too
+
+
+def test_a_process_running_workers_hands_the_gil_over_within_a_millisecond(db, store, settings):
+    import sys
+
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(0.005)
+    pool = worker.WorkerPool(db, store, settings, 1)
+    try:
+        pool.start()
+        assert sys.getswitchinterval() <= worker.GIL_SWITCH_INTERVAL == 0.001
+    finally:
+        pool.stop()
+        sys.setswitchinterval(previous)

@@ -25,3 +25,11 @@ def test_the_default_cache_is_32_mib(tmp_path):
         assert _pragma(db, "cache_size") == -32 * 1024
     finally:
         db.dispose()
+
+
+def test_temporary_data_goes_to_files_not_memory(tmp_path):
+    db = open_database(load_settings(data_dir=tmp_path))
+    try:
+        assert _pragma(db, "temp_store") == 1  # FILE
+    finally:
+        db.dispose()
