@@ -11,11 +11,12 @@ A bad row never blocks the good ones: it is counted in ``ingestions_failed`` and
 and reason are kept (the first ``settings.job_error_samples``) for the ``Completed`` event.
 
 Writers bypass SQLAlchemy's per-row overhead and talk to the driver connection of the same
-transaction: SQLite ``executemany`` of plain tuples; PostgreSQL ``COPY`` into ``events``, or into
-a session-local temporary table followed by one set-based upsert/delete for profiles (merged in
-the database) and membership. Parsing batch N+1 overlaps writing batch N (``_Pipeline``). An
-events batch also records its distinct attribute-key pairs in the catalogue, in its transaction
-(``opencues.attribute_keys``).
+transaction. Events: PostgreSQL ``COPY``; SQLite one ``INSERT … SELECT`` per 10,000 rows, read out
+of a JSON document. Profiles and membership: on PostgreSQL ``COPY`` into a session-local temporary
+table, then set-based statements (profiles merged in the database); on SQLite ``executemany``.
+Where the write waits with the GIL released (``COPY``, SQLite's event insert), parsing batch N+1
+overlaps writing batch N (``_Pipeline``). An events batch also records its distinct attribute-key
+pairs in the catalogue, in its transaction (``opencues.attribute_keys``).
 """
 
 from __future__ import annotations

@@ -56,7 +56,7 @@ class Settings(BaseSettings):
     history_max_limit: int = Field(10_000, description="Largest accepted `limit` for a user's event history.")
     job_workers: int = Field(1, description="Job worker threads that `opencues serve` runs in each server process (0: none; run `opencues worker` instead).")
     job_lease_seconds: int = Field(60, description="How long a worker's claim on a job lasts without renewal before another worker may take it over.")
-    job_poll_seconds: float = Field(0.5, description="How often an idle worker looks for new jobs.")
+    job_poll_seconds: float = Field(0.5, description="How often an idle worker looks for new jobs (a job accepted by the worker's own server process starts at once).")
     job_max_attempts: int = Field(5, description="Attempts (claims) after which a job that keeps crashing its worker or raising errors is marked FAILED.")
     job_progress_seconds: float = Field(5.0, description="Least time between two `Progress` events of a running job.")
     import_batch_rows: int = Field(50_000, description="Rows written per transaction by import jobs; progress is committed with each batch.")

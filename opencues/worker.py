@@ -444,9 +444,8 @@ class Worker:
                 log.exception("worker %s: claim failed", self.name)
                 busy = False
             if not busy:
-                self.nudged.wait(self.settings.job_poll_seconds)
+                self.nudged.wait(self.settings.job_poll_seconds)  # WorkerPool.stop sets it too
                 self.nudged.clear()
-
 
     def remove_expired_exports(self) -> int:
         """Delete export files whose download links have expired (nobody can fetch them any more)."""
@@ -463,8 +462,6 @@ class Worker:
 
 
 SWEEP_INTERVAL_SECONDS = 3600  # how often each worker looks for expired export files
-
-
 GIL_SWITCH_INTERVAL = 0.001  # seconds (see ``WorkerPool.start``)
 
 
