@@ -253,7 +253,7 @@ def import_profiles(ctx: JobContext) -> None:
 
     def parse(chunk) -> _Batch:
         # Each change is kept as JSON text until it is written: a batch of 50,000 profile dicts
-        # costs ~60 MB (~5x their text), and on PostgreSQL up to four batches are alive at once.
+        # costs ~60 MB (~5x their text), and on PostgreSQL three batches can be alive at once.
         changes: list[tuple[str, str]] = []
         errors = []
         for item in chunk:
