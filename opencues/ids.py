@@ -43,8 +43,10 @@ def account_id() -> str:
 # databases, checked wherever a user id comes in, keeps that a 400 (or a failed row) instead.
 MAX_USER_ID_BYTES = 1024
 USER_ID_TOO_LONG = f"user id is longer than {MAX_USER_ID_BYTES} bytes (UTF-8)"
+# A character is at most 4 bytes: an id of this many characters or fewer is never too long.
+ALWAYS_SHORT_USER_ID = MAX_USER_ID_BYTES // 4
 
 
 def user_id_too_long(user_id: str) -> bool:
-    # A character is at most 4 bytes: short ids (nearly all) are never encoded.
-    return len(user_id) > MAX_USER_ID_BYTES // 4 and len(user_id.encode("utf-8", "surrogatepass")) > MAX_USER_ID_BYTES
+    # Short ids (nearly all) are never encoded.
+    return len(user_id) > ALWAYS_SHORT_USER_ID and len(user_id.encode("utf-8", "surrogatepass")) > MAX_USER_ID_BYTES

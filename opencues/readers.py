@@ -33,7 +33,7 @@ from typing import BinaryIO, Iterator
 import orjson
 
 from opencues.errors import ApiError
-from opencues.ids import MAX_USER_ID_BYTES, USER_ID_TOO_LONG, user_id_too_long
+from opencues.ids import ALWAYS_SHORT_USER_ID, USER_ID_TOO_LONG, user_id_too_long
 from opencues.timestamps import parse_iso
 
 __all__ = [
@@ -449,7 +449,6 @@ def _csv_user_ids(stream: BinaryIO, skip: int):
 
 # --------------------------------------------------------------------------- validators
 
-_SHORT_ID = MAX_USER_ID_BYTES // 4  # never too long (see ``user_id_too_long``): no further check
 _MIN_MS = -62_135_596_800_000  # 0001-01-01T00:00:00Z
 _MAX_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
 _CACHE_LIMIT = 100_000
@@ -536,7 +535,7 @@ def profile_from_record(value: object) -> tuple[str, dict]:
     attributes = value.copy()
     pop = attributes.pop
     user_id = pop("user_id", None)
-    if type(user_id) is not str or "userId" in attributes or not user_id or user_id.isspace() or len(user_id) > _SHORT_ID:
+    if type(user_id) is not str or "userId" in attributes or not user_id or user_id.isspace() or len(user_id) > ALWAYS_SHORT_USER_ID:
         user_id = _user_id(user_id, pop("userId", None))
     return user_id, attributes
 
@@ -553,7 +552,7 @@ def event_from_record(value: object) -> tuple[str, str, int, dict]:
     attributes = value.copy()
     pop = attributes.pop
     user_id = pop("user_id", None)
-    if type(user_id) is not str or "userId" in attributes or not user_id or user_id.isspace() or len(user_id) > _SHORT_ID:
+    if type(user_id) is not str or "userId" in attributes or not user_id or user_id.isspace() or len(user_id) > ALWAYS_SHORT_USER_ID:
         user_id = _user_id(user_id, pop("userId", None))
     name = pop("name", None)
     if type(name) is not str or not name or name.isspace():

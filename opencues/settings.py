@@ -13,6 +13,9 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
+SQLITE_CACHE_MB = 32  # the default of ``sqlite_cache_mb``, also for a ``Database`` opened without settings
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="OPENCUES_", extra="ignore")
 
@@ -46,7 +49,7 @@ class Settings(BaseSettings):
         description="Secret for signing export download links. Unset: generated once and kept in `<data dir>/secret_key`.",
     )
     sqlite_cache_mb: int = Field(
-        32,
+        SQLITE_CACHE_MB,
         ge=1,
         description="SQLite page cache per database connection, in MiB (a server process holds a few; import and export jobs fill theirs).",
     )

@@ -15,6 +15,7 @@ import orjson
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 
+from opencues.settings import SQLITE_CACHE_MB
 from opencues.storage import schema
 from opencues.storage.direct import Direct
 
@@ -23,11 +24,8 @@ def _json_dumps(value) -> str:
     return orjson.dumps(value).decode()
 
 
-DEFAULT_SQLITE_CACHE_MB = 32
-
-
 class Database:
-    def __init__(self, url: str, *, sqlite_cache_mb: int = DEFAULT_SQLITE_CACHE_MB):
+    def __init__(self, url: str, *, sqlite_cache_mb: int = SQLITE_CACHE_MB):
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         self.is_postgres = url.startswith("postgresql")
