@@ -11,7 +11,8 @@ flows (~10%), (c) ``user_segment_id ==`` a 5,000-user segment (~10%) — and eac
 
 - ``export``: a fresh worker process submits the job and runs it through the real worker
   (query, file store with fsync, signed link, outbox mail); timed from the submission to the
-  job's ``Completed``. Its peak RSS (``wait4``) is the worker's peak memory.
+  job's ``Completed``. Its peak RSS (``VmHWM``) is the worker's peak memory; on SQLite the
+  largest helper process's peak (``opencues.export_windows``) is shown beside it.
 - ``floor``: the same SELECT the export runs, dumped by ``sqlite3 -csv`` / ``psql -c "COPY (…)
   TO STDOUT"`` into a file. For CSV the export also runs a key pass the floor does not.
 - ``raw floor``: the bare columns (name, timestamp, user_id, attributes) with the same WHERE
@@ -163,6 +164,7 @@ def run_one(backend: str, rows: int, scenario: str, fmt: str) -> None:
     settings = settings_for(backend, rows)
     db = Database(settings.resolved_database_url)
     store = open_file_store(settings)
+    helper_peaks_kb = _record_helper_peaks()
     body = {"email": "bench@example.com", "format": fmt, "conditions": SCENARIOS[scenario],
             "start_time": T_START, "end_time": T_START + SPAN_MS + 1000}  # fmt: skip
     started = time.monotonic()
@@ -174,8 +176,29 @@ def run_one(backend: str, rows: int, scenario: str, fmt: str) -> None:
     key = exports.file_key(ACCOUNT, submitted.job_id, request)
     size = store.size(key)
     store.delete(key)
-    peak_kb = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM"))
-    print(json.dumps({"seconds": elapsed, "rows": done["attributes"]["rows_exported"], "bytes": size, "peak_kb": peak_kb}))
+    print(json.dumps({"seconds": elapsed, "rows": done["attributes"]["rows_exported"], "bytes": size,
+                      "peak_kb": _peak_kb("self"), "helper_kb": max(helper_peaks_kb, default=0)}))  # fmt: skip
+
+
+def _peak_kb(pid) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmHWM"))
+
+
+def _record_helper_peaks() -> list[int]:
+    """SQLite: each export helper's peak RSS, read just before the worker stops it. (Its
+    ``ru_maxrss`` would not do: Linux starts a child's maximum at its parent's size at the fork.)"""
+    from opencues import export_windows
+
+    peaks: list[int] = []
+    close = export_windows._ProcessHelper.close
+
+    def recording_close(helper) -> None:
+        peaks.append(_peak_kb(helper.process.pid))
+        close(helper)
+
+    export_windows._ProcessHelper.close = recording_close
+    return peaks
 
 
 def measure_export(args, scenario: str, fmt: str) -> dict:
@@ -190,6 +213,7 @@ def measure_export(args, scenario: str, fmt: str) -> dict:
     # The child's own high-water mark (VmHWM): wait4's ru_maxrss would include this parent's
     # memory at fork time, which Linux carries over into the child's maximum.
     result["peak_rss_mb"] = result["peak_kb"] / 1024
+    result["helper_rss_mb"] = result["helper_kb"] / 1024
     return result
 
 
@@ -286,7 +310,7 @@ def main() -> None:
         explain(args)
         return
     print(f"{args.backend}, {args.rows:,} events; seconds (wall / CPU of the process)")
-    print(f"{'case':<10}{'rows':>11}{'export':>14}{'events/s':>10}{'floor':>13}{'ratio':>6}{'raw floor':>13}{'peak MB':>8}{'MB out':>7}")
+    print(f"{'case':<10}{'rows':>11}{'export':>14}{'events/s':>10}{'floor':>13}{'ratio':>6}{'raw floor':>13}{'peak MB':>8}{'helper':>7}{'MB out':>7}")
     for scenario in args.scenarios:
         for fmt in args.formats.split(","):
             result = measure_export(args, scenario, fmt)
@@ -295,7 +319,7 @@ def main() -> None:
             rate = result["rows"] / result["seconds"]
             print(f"({scenario}) {fmt:<6}{result['rows']:>11,}{result['seconds']:>8.2f}/{result['cpu']:<5.1f}{rate:>10,.0f}"
                   f"{floor:>7.2f}/{floor_cpu:<5.1f}{result['seconds'] / floor:>6.2f}{raw_floor:>7.2f}/{raw_cpu:<5.1f}"
-                  f"{result['peak_rss_mb']:>8.0f}{result['bytes'] / 1e6:>7.0f}", flush=True)  # fmt: skip
+                  f"{result['peak_rss_mb']:>8.0f}{result['helper_rss_mb']:>7.0f}{result['bytes'] / 1e6:>7.0f}", flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -4,10 +4,11 @@
 ``ExportRequest`` (stored as the job's params). ``write_export(db, account_id, request, out)``
 runs ONE query built from the conditions and writes rows to ``out`` as they arrive; it never
 holds the result in memory (on PostgreSQL a reader thread fetches the next batches while the
-current one is written: ``_fetched_ahead``). The database does the per-row formatting (JSON
-lines, CSV cells, timestamps in the requested offset), so Python only moves ready text from the
-cursor to the file (measured faster than formatting in Python: ``bench/bench_export.py``,
-``bench/README.md``).
+current one is written: ``_fetched_ahead``; on SQLite a large export is cut into time windows
+of that query, rendered by helper processes: ``opencues.export_windows``). The database does the
+per-row formatting (JSON lines, CSV cells, timestamps in the requested offset), so Python only
+moves ready text from the cursor to the file (measured faster than formatting in Python:
+``bench/bench_export.py``, ``bench/README.md``).
 
 Output shapes (``docs/exports.md``):
 
@@ -34,12 +35,13 @@ from dataclasses import asdict, dataclass
 from typing import Any, BinaryIO, Callable, Iterable, Iterator, Sequence
 
 import orjson
-from sqlalchemy import Text, case, cast, func, literal, null, select, type_coerce
+from sqlalchemy import BigInteger, LargeBinary, Text, bindparam, case, cast, func, literal, null, or_, select, type_coerce
 from sqlalchemy import text as sql_text
+from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.dialects.postgresql import JSONB
 
 from opencues import conditions as conditions_lang
-from opencues import attribute_keys, links, mail, timestamps, worker
+from opencues import attribute_keys, export_windows, links, mail, timestamps, worker
 from opencues.csv_writer import CsvWriter
 from opencues.errors import bad_request
 from opencues.storage import Database
@@ -228,17 +230,24 @@ def _sqlite_path(path: tuple[str, ...]) -> str:
     return "$" + "".join(f'."{part}"' for part in path)
 
 
+def _in_time_range(account_id: str, request: ExportRequest) -> list:
+    return [events.c.account_id == account_id, events.c.timestamp >= request.start_ms, events.c.timestamp < request.end_ms]
+
+
+def _exported(db: Database, account_id: str, request: ExportRequest) -> list:
+    """The WHERE clauses selecting the exported events (before limit/offset)."""
+    return [*_in_time_range(account_id, request), _conditions(db, account_id, request)]
+
+
+def _conditions(db: Database, account_id: str, request: ExportRequest):
+    return conditions_lang.compile_conditions(request.condition_tree(), db.dialect, account_id)
+
+
 def export_statement(db: Database, account_id: str, request: ExportRequest, columns: Iterable):
     """SELECT ``columns`` of the exported events, in export order, paged by limit/offset."""
-    where = conditions_lang.compile_conditions(request.condition_tree(), db.dialect, account_id)
     statement = (
         select(*columns)
-        .where(
-            events.c.account_id == account_id,
-            events.c.timestamp >= request.start_ms,
-            events.c.timestamp < request.end_ms,
-            where,
-        )
+        .where(*_exported(db, account_id, request))
         .order_by(events.c.timestamp, events.c.id)
         .limit(request.limit)
     )
@@ -251,10 +260,17 @@ def export_statement(db: Database, account_id: str, request: ExportRequest, colu
 
 
 def write_export(
-    db: Database, account_id: str, request: ExportRequest, out: BinaryIO, *, progress: Callable[[int], None] | None = None
+    db: Database,
+    account_id: str,
+    request: ExportRequest,
+    out: BinaryIO,
+    *,
+    progress: Callable[[int], None] | None = None,
+    helpers: int = 0,
 ) -> int:
     """Write the export to ``out`` (binary) as rows arrive; return the number of events written.
-    ``progress(rows_so_far)`` is called after each batch (job heartbeats)."""
+    ``progress(rows_so_far)`` is called after each batch (job heartbeats). A large export is
+    rendered in time windows by ``helpers`` helpers in parallel (``opencues.export_windows``)."""
     with db.connect() as conn:
         if db.is_postgres:
             conn = conn.execution_options(isolation_level="REPEATABLE READ")
@@ -266,6 +282,10 @@ def write_export(
             # pysqlite starts no transaction for SELECTs: open one so both passes share a snapshot.
             raw.execute("BEGIN")
         try:
+            if helpers:
+                written = _write_with_helpers(conn, db, account_id, request, out, progress, helpers)
+                if written is not None:
+                    return written
             if request.format == "json":
                 return _write_json(conn, db, account_id, request, out, progress)
             return _write_csv(conn, db, account_id, request, out, progress)
@@ -492,8 +512,8 @@ def _planned_for_first_rows(conn):
         conn.execute(sql_text("SELECT set_config('cursor_tuple_fraction', :value, true)"), {"value": previous})
 
 
-def csv_statement(conn, db: Database, account_id: str, request: ExportRequest):
-    """The CSV row query and its header (runs the key pass on ``conn``)."""
+def csv_cells(conn, db: Database, account_id: str, request: ExportRequest) -> tuple[list, list[str]]:
+    """A CSV row's cell expressions and the header (runs the key pass on ``conn``)."""
     sql = _Sql(db)
     columns = attribute_columns(conn, db, account_id, request)
     cells = []
@@ -503,7 +523,13 @@ def csv_statement(conn, db: Database, account_id: str, request: ExportRequest):
         cells.append(type_coerce(cell, Text))  # already text: no result processing
     leading = [events.c.name, sql.timestamp_text(request.offset_minutes), events.c.user_id]
     header = [*CSV_LEADING, *(name for name, _ in columns)]
-    return export_statement(db, account_id, request, leading + cells), header
+    return leading + cells, header
+
+
+def csv_statement(conn, db: Database, account_id: str, request: ExportRequest):
+    """The CSV row query and its header (runs the key pass on ``conn``)."""
+    cells, header = csv_cells(conn, db, account_id, request)
+    return export_statement(db, account_id, request, cells), header
 
 
 def json_statement(db: Database, account_id: str, request: ExportRequest):
@@ -529,6 +555,126 @@ def _write_csv(conn, db, account_id, request, out, progress) -> int:
     finally:
         text.detach()
     return written
+
+
+# --- large exports: time windows rendered by helpers in parallel ----------------------------
+
+
+def _write_with_helpers(conn, db, account_id, request, out, progress, helpers) -> int | None:
+    """Write the export through ``opencues.export_windows``; None (nothing written) when it is
+    too small to be worth the helpers or the database is SQLite in memory. Runs in ``conn``'s
+    snapshot: the key pass, the span and the helpers' view of the events all come from it."""
+    if db.is_sqlite and db.sqlite_path is None:
+        return None
+    probe = select(events.c.id).where(*_in_time_range(account_id, request)).limit(export_windows.PARALLEL_MIN_ROWS)
+    if conn.execute(select(func.count()).select_from(probe.subquery())).scalar_one() < export_windows.PARALLEL_MIN_ROWS:
+        return None
+    span = _span(conn, db, account_id, request)
+    plan, header = helper_plan(conn, db, account_id, request)
+    if header is not None:
+        text = io.StringIO()
+        CsvWriter(text).header(header)
+        out.write(text.getvalue().encode())
+    return export_windows.write(plan, span, out, helpers=helpers, progress=progress)
+
+
+def helper_plan(conn, db, account_id, request) -> tuple[export_windows.RenderPlan, list[str] | None]:
+    """The helpers' window statements (and the CSV header: this runs the key pass on ``conn``).
+
+    PostgreSQL helpers share ``conn``'s snapshot (``pg_export_snapshot``). SQLite helpers cannot:
+    their windows read no event newer than the highest id in ``conn``'s snapshot instead."""
+    highest_id = conn.execute(select(func.max(events.c.id))).scalar_one() or 0
+    if db.is_postgres:
+        snapshot = conn.execute(sql_text("SELECT pg_export_snapshot()")).scalar_one()
+        url = db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        plan: dict = {"database": url, "snapshot": snapshot, "format": request.format}
+    else:
+        plan = {"database": str(db.sqlite_path), "cache_kib": export_windows.HELPER_CACHE_MB * 1024, "format": request.format}
+    header = None
+    if request.format == "json":
+        line = _Sql(db).json_line(request.offset_minutes) + literal("\n")
+    else:
+        cells, header = csv_cells(conn, db, account_id, request)
+        line = _separated_line(cells)
+        plan["columns"] = len(cells)
+        plan["cells_sql"], plan["cells_params"] = _for_helpers(db, _window_rows(db, account_id, request, highest_id, cells))
+    rows = _window_rows(db, account_id, request, highest_id, [events.c.id, type_coerce(line, Text).label("line")]).subquery()
+    # The aggregate joins the rows in the order the ordered subquery yields them.
+    if db.is_postgres:
+        blob = func.convert_to(func.string_agg(rows.c.line, literal("", Text)), "UTF8")
+    else:
+        blob = cast(func.group_concat(rows.c.line, ""), LargeBinary)
+    statement = select(func.count(), func.max(rows.c.id), blob).select_from(rows)
+    plan["sql"], plan["params"] = _for_helpers(db, statement)
+    return export_windows.RenderPlan(**plan), header
+
+
+def _span(conn, db, account_id, request) -> export_windows.Span:
+    """Where the export's rows lie in time: from its first row (at ``offset``) to the last event in
+    its time range. Without an offset both ends are index lookups."""
+    in_range = _in_time_range(account_id, request)
+    last = conn.execute(select(events.c.timestamp).where(*in_range).order_by(events.c.timestamp.desc()).limit(1)).scalar()
+    if last is None:
+        return export_windows.Span(0, 0, 0)
+    first = select(events.c.timestamp, events.c.id).order_by(events.c.timestamp, events.c.id).limit(1)
+    if request.offset:
+        row = conn.execute(first.where(*_exported(db, account_id, request)).offset(request.offset)).first()
+        if row is None:
+            return export_windows.Span(0, 0, 0)
+        return export_windows.Span(row.timestamp, last + 1, request.limit, after_id=row.id - 1)
+    row = conn.execute(first.where(*in_range)).first()
+    return export_windows.Span(row.timestamp, last + 1, request.limit)
+
+
+def _window_rows(db, account_id, request, highest_id: int, columns: list):
+    """``columns`` of the exported rows in one window (``export_windows``: its bound parameters).
+    The window lies inside the export's time range, and SQLite must seek by the window's bounds:
+    given others on ``timestamp`` too (the export's range, a ``timestamp`` condition), it seeks by
+    one and filters by the rest, and by any but the window's it reads on past the window to the
+    end of the range (every window then costs a scan of the rest). So the range is left out, and
+    the conditions come after the window's bounds."""
+    start, end, after_id, rows = (bindparam(f"window_{name}", 0, type_=BigInteger) for name in ("start", "end", "after_id", "rows"))
+    window = [
+        events.c.account_id == account_id,
+        events.c.timestamp >= start,
+        events.c.timestamp < end,
+        or_(events.c.timestamp > start, events.c.id > after_id),
+        events.c.id <= highest_id,
+        _conditions(db, account_id, request),  # last: of two equal bounds SQLite seeks by the first
+    ]
+    return (
+        select(*columns)
+        .where(*window)
+        .order_by(events.c.timestamp, events.c.id)
+        .limit(rows)
+    )
+
+
+def _separated_line(cells: list):
+    """A CSV line as SQLite renders it for the helpers: cells ended by ``CELL_END`` (the last by ``ROW_END``)."""
+    cell_end, row_end, empty = (literal(value, Text) for value in (export_windows.CELL_END, export_windows.ROW_END, ""))
+    line = None
+    for cell in cells:
+        text = func.coalesce(cell, empty, type_=Text)
+        line = text if line is None else line + cell_end + text
+    return line + row_end
+
+
+_NAMED_SQLITE = sqlite_dialect.dialect(paramstyle="named")
+
+
+def _for_helpers(db: Database, statement) -> tuple[str, dict]:
+    """SQL text with named parameters and their values as the driver would get them (JSON-safe
+    on SQLite, where they go to another process), without the window's own parameters."""
+    dialect = db.engine.dialect if db.is_postgres else _NAMED_SQLITE
+    compiled = statement.compile(dialect=dialect, compile_kwargs={"render_postcompile": True})
+    processors = compiled._bind_processors
+    params = {
+        name: processors[name](value) if name in processors else value
+        for name, value in compiled.params.items()
+        if not name.startswith("window_")
+    }
+    return compiled.string, params
 
 
 def open_sink(out: BinaryIO, request: ExportRequest) -> BinaryIO:
@@ -578,7 +724,7 @@ def run_export_job(ctx) -> dict:
 
     with ctx.file_store.writer(key) as handle:
         sink = open_sink(handle, request)
-        rows = write_export(ctx.db, job.account_id, request, sink, progress=progress)
+        rows = write_export(ctx.db, job.account_id, request, sink, progress=progress, helpers=ctx.settings.export_helpers)
         if sink is not handle:
             sink.close()
     settings = ctx.settings

@@ -67,6 +67,11 @@ class Settings(BaseSettings):
     idempotency_ttl_hours: int = Field(48, description="How long an `Idempotency-Key` is remembered.")
     export_link_ttl_days: int = Field(7, description="Lifetime of signed export download links.")
     export_max_rows: int = Field(10_000_000, description="Ceiling of an export's `limit`.")
+    export_helpers: int = Field(
+        2,
+        ge=0,
+        description="Helpers that render a large export's time windows in parallel: processes on SQLite, database connections on PostgreSQL (0: the job worker renders it alone).",
+    )
 
     @cached_property
     def resolved_database_url(self) -> str:

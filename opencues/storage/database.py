@@ -30,10 +30,13 @@ class Database:
         self.is_sqlite = url.startswith("sqlite")
         self.is_postgres = url.startswith("postgresql")
         kwargs: dict = {"json_serializer": _json_dumps, "json_deserializer": orjson.loads}
+        self.sqlite_cache_mb = sqlite_cache_mb
+        self.sqlite_path: Path | None = None  # the SQLite file (None: PostgreSQL or in memory)
         if self.is_sqlite:
             path = url.split("///", 1)[1] if "///" in url else ""
             if path and path != ":memory:":
-                Path(path).parent.mkdir(parents=True, exist_ok=True)
+                self.sqlite_path = Path(path)
+                self.sqlite_path.parent.mkdir(parents=True, exist_ok=True)
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
         else:
             kwargs.update(pool_size=10, max_overflow=20, pool_pre_ping=True)
