@@ -335,13 +335,13 @@ class _ConnectionHelper(_Helper):
             self._conn.autocommit = False
             self._conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             self._conn.execute(f"SET TRANSACTION SNAPSHOT '{self.plan.snapshot}'")  # the id PostgreSQL gave
-            while (window := self._windows.get()) is not None:
-                with self._conn.cursor() as cursor:
+            with self._conn.cursor() as cursor:
 
-                    def execute(sql: str, params: dict):
-                        # Binary results: the blob arrives as raw bytes, not as hex text twice its size.
-                        return cursor.execute(sql, params, binary=True)
+                def execute(sql: str, params: dict):
+                    # Binary results: the blob arrives as raw bytes, not as hex text twice its size.
+                    return cursor.execute(sql, params, binary=True)
 
+                while (window := self._windows.get()) is not None:
                     self._answer(window.number, *render_window(self.plan, execute, window.request()))
         except Exception as exc:  # noqa: BLE001 - handed to the worker, which fails the export
             self._fail(f"export helper failed: {type(exc).__name__}: {exc}")
