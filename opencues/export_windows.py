@@ -21,7 +21,8 @@ separator character.
 
 A window is a half-open range of the export order: the rows with ``start <= timestamp < end``
 except those at ``start`` whose id is at most ``after_id``. The worker sizes windows from the
-rows and bytes of those before (aiming at ``WINDOW_BYTES``), splits one that holds more than its
+rows and bytes of those before (aiming at ``WINDOW_BYTES`` on SQLite, ``PG_WINDOW_BYTES`` on
+PostgreSQL), splits one that holds more than its
 row cap, and continues a crowded millisecond by id. At most ``IN_FLIGHT`` windows per helper are
 ahead of the file, which bounds the memory whatever the export's size.
 
@@ -408,7 +409,7 @@ def serve(requests: BinaryIO, answers: BinaryIO) -> None:
 
 
 def _csv(blob: bytes, rows: int, columns: int) -> bytes | None:
-    """SQLite's separated lines as CSV; None when the data itself holds a separator character."""
+    """The database's separated lines as CSV; None when the data itself holds a separator character."""
     cell_end, row_end = CELL_END.encode(), ROW_END.encode()
     if blob.count(row_end) != rows or blob.count(cell_end) != rows * (columns - 1):
         return None
