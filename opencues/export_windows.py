@@ -22,9 +22,9 @@ separator character.
 A window is a half-open range of the export order: the rows with ``start <= timestamp < end``
 except those at ``start`` whose id is at most ``after_id``. The worker sizes windows from the
 rows and bytes of those before (aiming at ``WINDOW_BYTES`` on SQLite, ``PG_WINDOW_BYTES`` on
-PostgreSQL), splits one that holds more than its
-row cap, and continues a crowded millisecond by id. At most ``IN_FLIGHT`` windows per helper are
-ahead of the file, which bounds the memory whatever the export's size.
+PostgreSQL), splits one that holds more than its row cap, and continues a crowded millisecond by
+id. At most ``IN_FLIGHT`` windows per helper are ahead of the file, which bounds the memory
+whatever the export's size.
 
 SQLite helpers cannot share the worker's read snapshot: every window is bounded by the highest
 event id in that snapshot instead (events are never deleted and ids only grow), so the export
