@@ -100,3 +100,7 @@ def authenticate(db: Database, key: str, secret: str) -> Principal | None:
 _ACTIVE_KEY = select(api_keys.c.account_id, api_keys.c.secret_sha256, api_keys.c.read_only).where(
     api_keys.c.id == bindparam("key"), api_keys.c.revoked_at.is_(None)
 )
+
+
+# Other secrets the server keeps (SDK keys' secrets) are stored the same way.
+secret_digest = _digest

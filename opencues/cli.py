@@ -13,7 +13,7 @@ import sys
 
 import click
 
-from opencues import accounts, flows
+from opencues import accounts, content, flows
 from opencues.errors import ApiError
 from opencues.settings import load_settings
 from opencues.storage import open_database
@@ -46,7 +46,8 @@ def _with_url(ctx: click.Context, account_id: str, flow: dict) -> dict:
 
     base = (ctx.obj["settings"].public_url or "http://127.0.0.1:8000").rstrip("/")
     url = f"{base}/v2/accounts/{quote(account_id, safe='')}/flows/{quote(flow['id'], safe='')}"
-    return {**flow, "url": url}
+    shown = {name: flow[name] for name in flows.COLUMNS}
+    return {**shown, "url": url, **{name: flow[name] for name in flows.TAG_COLUMNS}}
 
 
 class _ApiErrorsAsClickErrors(click.Group):
@@ -85,7 +86,7 @@ def migrate(ctx):
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1), help="Server processes.")
-@click.option("--demo", is_flag=True, help="Create a demo account with sample flows and print a working key.")
+@click.option("--demo", is_flag=True, help="Create a demo account with sample content and print a working key.")
 @click.pass_context
 def serve(ctx, host: str, port: int, workers: int, demo: bool):
     """Run the API server."""
@@ -113,6 +114,7 @@ def _print_demo(db, host: str, port: int) -> None:
         accounts.create_account(db, DEMO_ACCOUNT, "Demo account")
         flows.create_flow(db, DEMO_ACCOUNT, "Welcome tour", flow_id="flow1", frequency="once", published=True)
         flows.create_flow(db, DEMO_ACCOUNT, "Feature announcement", flow_id="flow2", frequency="every_time")
+        content.import_content(db, DEMO_ACCOUNT, content.demo_content())  # tags and every experience type
     key = accounts.create_key(db, DEMO_ACCOUNT)
     shown_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     base = f"http://{shown_host}:{port}"
@@ -238,3 +240,31 @@ def flows_import(ctx, account_id, file, as_json):
         _emit([_with_url(ctx, account_id, flow) for flow in imported], True)
     else:
         click.echo(f"imported {len(imported)} flows")
+
+
+@main.group("content")
+def content_group():
+    """Load content: flows, tags and the experience types (the API only reads and publishes it)."""
+
+
+@content_group.command("import")
+@click.option("--account", "account_id", required=True)
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print what was done as JSON.")
+@click.pass_context
+def content_import(ctx, account_id, file, as_json):
+    """Create or replace content from FILE.json: an object whose keys are resource names (flows,
+    tags, checklists, pins, banners, launchpads, mobile, embeds, nps, flows-v2) and whose values
+    are arrays of objects in that resource's API shape. Bad objects are reported, not fatal."""
+    report = content.import_file(_db(ctx), account_id, file)
+    if as_json:
+        _emit(report, True)
+    else:
+        for resource, outcome in report.items():
+            click.echo(
+                f"{resource}: {outcome['created']} created, {outcome['replaced']} replaced, {outcome['failed']} failed"
+            )
+            for error in outcome["errors"]:
+                click.echo(f"  [{error['index']}] {error['id'] or '(no id)'}: {error['detail']}")
+    if any(outcome["failed"] for outcome in report.values()):
+        ctx.exit(1)

@@ -74,10 +74,18 @@ def columns_for(flat_records: Sequence[dict], leading: Sequence[str] | None = No
     return list(leading) + rest
 
 
-def render(records: Sequence[dict], columns: Sequence[str] | None = None, leading: Sequence[str] | None = None) -> str:
+def render(
+    records: Sequence[dict],
+    columns: Sequence[str] | None = None,
+    leading: Sequence[str] | None = None,
+    *,
+    objects_as_json: bool = False,
+) -> str:
     """Records (dicts) → a CSV document. With ``columns`` the column set is fixed (flows,
-    segments, jobs); otherwise it is derived from the flattened records."""
-    flat = [flatten(r) for r in records]
+    segments, jobs); otherwise it is derived from the flattened records. ``objects_as_json``:
+    a nested object stays one cell of JSON text instead of dotted columns (content objects:
+    one column per top-level field)."""
+    flat = list(records) if objects_as_json else [flatten(r) for r in records]
     if columns is None:
         columns = columns_for(flat, leading)
     out = io.StringIO()

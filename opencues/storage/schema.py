@@ -62,6 +62,8 @@ flows = Table(
     Column("published_at", BigInteger, nullable=True),
     Column("created_by", String(128), nullable=True),
     Column("updated_by", String(128), nullable=True),
+    # The flow's tag ids (a JSON array); NULL (flows stored before tags existed) reads as [].
+    Column("tag_ids", JsonDocument, nullable=True),
     PrimaryKeyConstraint("account_id", "id"),
 )
 
@@ -185,4 +187,54 @@ idempotency_keys = Table(
     Column("created_at", BigInteger, nullable=False),
     PrimaryKeyConstraint("account_id", "key"),
     Index("ix_idempotency_created", "created_at"),
+)
+
+# Content tags (``opencues.tags``). Unlike flows, every field but the id may be null.
+tags = Table(
+    "tags",
+    metadata,
+    Column("account_id", String(64), nullable=False),
+    Column("id", String(128), nullable=False),
+    Column("name", Text, nullable=True),
+    Column("created_at", BigInteger, nullable=True),
+    Column("updated_at", BigInteger, nullable=False),
+    Column("created_by", String(128), nullable=True),
+    Column("updated_by", String(128), nullable=True),
+    PrimaryKeyConstraint("account_id", "id"),
+)
+
+# The eight experience types (``opencues.experiences``): ``kind`` is the API's resource name
+# (``pins``, ``checklists``, ``flows-v2``…). What publishing changes lives in columns; the rest of
+# the object (steps, traits, items, styles…) is kept as the document it was loaded as.
+# ``ix_experiences_id`` serves the screenshots route, where the id alone names the content.
+experiences = Table(
+    "experiences",
+    metadata,
+    Column("account_id", String(64), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("id", String(128), nullable=False),
+    Column("published", Boolean, nullable=False, default=False),
+    Column("state", String(32), nullable=True),
+    Column("created_at", BigInteger, nullable=True),
+    Column("updated_at", BigInteger, nullable=False),
+    Column("created_by", String(128), nullable=True),
+    Column("updated_by", String(128), nullable=True),
+    Column("document", JsonDocument, nullable=False),
+    PrimaryKeyConstraint("account_id", "kind", "id"),
+    Index("ix_experiences_id", "account_id", "id"),
+)
+
+# SDK identity-verification keys (``opencues.sdk_keys``): the secret is kept only as its SHA-256.
+sdk_keys = Table(
+    "sdk_keys",
+    metadata,
+    Column("account_id", String(64), nullable=False),
+    Column("id", String(64), nullable=False),
+    Column("name", Text, nullable=False),
+    Column("tag_field", Text, nullable=True),
+    Column("secret_sha256", String(64), nullable=False),
+    Column("enforcement_mode", Boolean, nullable=False, default=False),
+    Column("secure_data_ingest", Boolean, nullable=False, default=False),
+    Column("created_at", BigInteger, nullable=False),
+    PrimaryKeyConstraint("account_id", "id"),
 )

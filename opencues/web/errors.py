@@ -10,6 +10,7 @@ from starlette.requests import Request
 from starlette.routing import Match
 
 from opencues.errors import ApiError
+from opencues.web.auth import authorize
 from opencues.web.responses import problem_response
 
 log = logging.getLogger("opencues")
@@ -28,7 +29,33 @@ def _allowed_methods(request: Request) -> list[str]:
     return sorted(methods)
 
 
+ACCOUNT_PATH_PREFIX = "/v2/accounts/"
+
+
+def _account_check(request: Request):
+    """For a request under ``/v2/accounts/{account_id}/`` that no route answers (404 or 405):
+    the auth error it deserves first, as the vendor's gateway does — 401 without valid
+    credentials, 403 for another account's key — so an unknown path never tells an anonymous
+    caller anything. None when the caller may hear the 404/405. Only unrouted requests get
+    here, so routed ones (track's hot path) pay nothing."""
+    path = request.url.path
+    if not path.startswith(ACCOUNT_PATH_PREFIX):
+        return None
+    account_id = path[len(ACCOUNT_PATH_PREFIX) :].split("/", 1)[0]
+    if not account_id:
+        return None
+    try:
+        authorize(request, account_id)
+    except ApiError as denied:
+        return problem_response(denied.status, denied.detail, denied.headers)
+    return None
+
+
 async def http_error(request: Request, exc: StarletteHTTPException):
+    if exc.status_code in (404, 405):
+        denied = _account_check(request)
+        if denied is not None:
+            return denied
     headers = dict(exc.headers or {})
     if exc.status_code == 404:
         detail = f"no such endpoint: {request.method} {request.url.path}"

@@ -17,6 +17,11 @@ import orjson
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel, ConfigDict, Field, RootModel
+from starlette.responses import Response
+
+from opencues.experiences import TYPES as EXPERIENCE_TYPES
+from opencues.sdk_keys import SWITCHES as SDK_SWITCHES
+from opencues.sdk_keys import SdkKeyCreate, SdkKeyTagField
 
 SECURITY_SCHEME = "basicAuth"
 ACCOUNT_PREFIX = "/v2/accounts/{account_id}"
@@ -37,6 +42,8 @@ class Flow(BaseModel):
     created_by: str | None = Field(description="Creator's user or API key ID")
     updated_by: str | None = Field(description="Last updater's user or API key ID")
     url: str = Field(description="The URL of this flow")
+    tag_ids: list[str] = Field(description="IDs of the flow's tags")
+    tags: dict[str, bool] = Field(description="The same tags as an object: tag ID → true")
 
 
 class Segment(BaseModel):
@@ -82,6 +89,114 @@ class JobDetail(BaseModel):
     started_at: str = Field(description="Time the job was created")
     status: Literal["IN_PROGRESS", "COMPLETED", "FAILED"]
     url: str = Field(description="The URL of this job")
+
+
+EPOCH_MS = "Milliseconds since 1970 (a number)"
+
+
+class Tag(BaseModel):
+    id: str = Field(description="Tag ID")
+    name: str | None = Field(description="Tag name, e.g. onboarding")
+    created_at: str | None = Field(description=ISO)
+    updated_at: str = Field(description=ISO)
+    created_by: str | None = Field(description="Studio user ID of the creator")
+    updated_by: str | None = Field(description="Studio user ID of the last updater")
+    url: str = Field(description="The URL of this tag")
+
+
+class Experience(BaseModel):
+    """A launchpad, mobile flow, embed, NPS survey or Flows 2.0 flow (pins and banners add two fields)."""
+
+    id: str = Field(description="Experience ID")
+    type: str | None = Field(description="Kind: flow, persistent (pins), banner, launchpad, embed, nps")
+    account_id: str | None = Field(description="Owning account")
+    app_id: str | None = Field(description="Mobile or web app ID")
+    name: str | None = Field(description="Display name")
+    platform: str | None = Field(description="web, ios or android")
+    published: bool = Field(description="Whether it is live")
+    state: str | None = Field(description="PUBLISHED or DRAFT")
+    frequency: str | None = Field(description="once or every_time")
+    created_at: int | None = Field(description=EPOCH_MS)
+    created_by: str | None = Field(description="Studio user ID of the creator")
+    updated_at: int = Field(description=EPOCH_MS)
+    updated_by: str | None = Field(description="Last updater's user or API key ID")
+    steps: list[dict[str, Any]] | None = Field(description="Step objects (camelCase fields, times in epoch ms)")
+    traits: list[dict[str, Any]] | None = Field(description="Experience-level traits {type, config}")
+    locked_for_localization: bool | None = Field(description="Whether localization locked it")
+    contains_localized_blocks: bool | None = Field(description="Whether it has localized blocks")
+    tag_ids: list[str] = Field(description="IDs of its tags")
+    tags: dict[str, bool] = Field(description="The same tags as an object: tag ID → true")
+    url: str = Field(description="The URL of this experience")
+
+
+class ThemedExperience(BaseModel):
+    """A pin or a banner: the experience fields plus ``theme`` and ``preview_url``."""
+
+    id: str = Field(description="Experience ID")
+    type: str | None = Field(description="persistent (pins) or banner")
+    account_id: str | None = Field(description="Owning account")
+    app_id: str | None = Field(description="Web app ID")
+    name: str | None = Field(description="Display name")
+    platform: str | None = Field(description="web")
+    published: bool = Field(description="Whether it is live")
+    state: str | None = Field(description="PUBLISHED or DRAFT")
+    frequency: str | None = Field(description="once or every_time")
+    created_at: int | None = Field(description=EPOCH_MS)
+    created_by: str | None = Field(description="Studio user ID of the creator")
+    updated_at: int = Field(description=EPOCH_MS)
+    updated_by: str | None = Field(description="Last updater's user or API key ID")
+    steps: list[dict[str, Any]] | None = Field(description="Step objects (camelCase fields, times in epoch ms)")
+    traits: list[dict[str, Any]] | None = Field(description="Experience-level traits {type, config}")
+    theme: str | None = Field(description="Theme ID")
+    preview_url: str | None = Field(description="Preview URL")
+    locked_for_localization: bool | None = Field(description="Whether localization locked it")
+    contains_localized_blocks: bool | None = Field(description="Whether it has localized blocks")
+    tag_ids: list[str] = Field(description="IDs of its tags")
+    tags: dict[str, bool] = Field(description="The same tags as an object: tag ID → true")
+    url: str = Field(description="The URL of this experience")
+
+
+class Checklist(BaseModel):
+    id: str = Field(description="Checklist ID")
+    checklist_id: str = Field(description="The same ID again")
+    type: str | None = Field(description="Checklist style type")
+    account_id: str | None = Field(description="Owning account")
+    internal_name: str | None = Field(description="Studio name (checklists have no `name`)")
+    title: str | None = Field(description="End-user title")
+    state: str | None = Field(description="PUBLISHED or DRAFT")
+    published: bool = Field(description="Whether it is live")
+    is_dismissable: bool | None = Field(description="Whether end users may dismiss it")
+    is_sequential: bool | None = Field(description="Whether items must be done in order")
+    open_behavior: str | None = Field(description="How it opens")
+    intro_flow_id: str | None = Field(description="Flow shown before it")
+    completion_flow_id: str | None = Field(description="Flow shown after it")
+    items: dict[str, Any] | None = Field(description="Item ID → item {id, index, label, depends_on, actions, …}")
+    rule: dict[str, Any] | None = Field(description="Targeting conditions")
+    styles: dict[str, Any] | None = Field(description="Colours, icons, position…")
+    text_tokens: dict[str, Any] | None = Field(description="Texts: header_text, completion_text…")
+    created_at: int | None = Field(description=EPOCH_MS)
+    updated_at: int = Field(description=EPOCH_MS)
+    created_by: str | None = Field(description="Studio user ID of the creator")
+    updated_by: str | None = Field(description="Last updater's user or API key ID")
+
+
+class SdkKey(BaseModel):
+    id: str = Field(description="SDK key ID")
+    name: str = Field(description="Key name")
+    tag_field: str | None = Field(description="Tag field, stored as given")
+    enforcement_mode: bool = Field(description="SDK calls without a valid signature get no experiences")
+    secure_data_ingest: bool = Field(description="Unsigned SDK data is refused")
+    created_at: str = Field(description=ISO)
+
+
+class SdkKeyWithSecret(BaseModel):
+    id: str = Field(description="SDK key ID")
+    name: str = Field(description="Key name")
+    tag_field: str | None = Field(description="Tag field, stored as given")
+    enforcement_mode: bool = Field(description="Off for a new key")
+    secure_data_ingest: bool = Field(description="Off for a new key")
+    created_at: str = Field(description=ISO)
+    secret: str = Field(description="The signing secret: shown only in this response")
 
 
 class StatusOK(BaseModel):
@@ -197,6 +312,8 @@ class Docs:
     params: tuple[Param, ...] = ()
     csv: bool = True
     description: str = ""
+    # The success body's media types when it is neither JSON nor CSV (a ZIP): replaces both.
+    content: dict[str, Any] | None = None
 
 
 def json_body(model) -> dict[str, Any]:
@@ -261,7 +378,32 @@ SPEC_DOCS: dict[tuple[str, str], Docs] = {
     ("POST", "/export/events"): Docs(Accepted, 202, json_body(ExportRequest)),
     ("GET", "/jobs"): Docs(list[Job]),
     ("GET", "/jobs/{}"): Docs(JobDetail, description="The CSV form has no `events` column."),
+    ("GET", "/tags"): Docs(list[Tag]),
+    ("GET", "/tags/{}"): Docs(Tag),
+    ("GET", "/screenshots/{}"): Docs(
+        None, content={"application/zip": {"schema": {"type": "string", "format": "binary"}}},
+        description="A ZIP of the draft content's step screenshots (empty when there are none), "
+        "whatever the Accept header; 404 `content not found` for an unknown ID.",
+    ),
+    ("GET", "/sdk_keys"): Docs(list[SdkKey]),
+    ("GET", "/sdk_keys/{}"): Docs(SdkKey),
+    ("POST", "/sdk_keys"): Docs(SdkKeyWithSecret, 201, json_body(SdkKeyCreate)),
+    ("DELETE", "/sdk_keys/{}"): Docs(),
+    ("PATCH", "/sdk_keys/{}"): Docs(SdkKey, body=json_body(SdkKeyTagField)),
+    ("PATCH", "/sdk_keys/{}/tag_field"): Docs(SdkKey, body=json_body(SdkKeyTagField)),
+    **{("POST", f"/sdk_keys/{{}}/{switch}/{verb}"): Docs() for switch in SDK_SWITCHES for verb in ("enable", "disable")},
 }  # fmt: skip
+
+# The eight experience types: the same four calls each, checklists with their own object.
+for _resource in EXPERIENCE_TYPES:
+    _model = Checklist if _resource == "checklists" else ThemedExperience if _resource in ("pins", "banners") else Experience
+    _missing = "checklist not found" if _resource == "checklists" else "experience not found"
+    SPEC_DOCS[("GET", f"/{_resource}")] = Docs(
+        list[_model], description="CSV: one column per field, objects and arrays as JSON text."
+    )
+    SPEC_DOCS[("GET", f"/{_resource}/{{}}")] = Docs(_model, description=f"404 `{_missing}` for an unknown ID.")
+    SPEC_DOCS[("POST", f"/{_resource}/{{}}/publish")] = Docs()
+    SPEC_DOCS[("POST", f"/{_resource}/{{}}/unpublish")] = Docs()
 
 ERRORS = {
     400: "Bad Request: the request was malformed or invalid; `detail` names the field",
@@ -279,6 +421,10 @@ PATH_PARAMS = {
     "segment_id": "Segment ID",
     "flow_id": "Flow ID",
     "job_id": "Job ID",
+    "tag_id": "Tag ID",
+    "experience_id": "ID of the experience (or checklist) of this type",
+    "resource_id": "ID of a flow, experience or checklist",
+    "sdk_key_id": "SDK key ID",
 }
 
 
@@ -310,6 +456,8 @@ def route_kwargs(route) -> dict[str, Any]:
         if status == 200:
             status = docs.status
         kwargs["response_model"] = docs.response
+        if docs.content is not None:
+            kwargs["response_class"] = Response  # the body is no JSON: document only `content`
         if docs.description:
             kwargs["description"] = docs.description
         if docs.body:
@@ -326,7 +474,9 @@ def route_kwargs(route) -> dict[str, Any]:
                 for p in docs.params
             ]
     responses: dict[int | str, Any] = {code: {"model": Problem, "description": ERRORS[code]} for code in sorted(codes)}
-    if docs is None or docs.csv:
+    if docs is not None and docs.content is not None:
+        responses[status] = {"content": docs.content, "description": "Success"}
+    elif docs is None or docs.csv:
         responses[status] = {
             "content": {"text/csv": {"schema": {"type": "string"}}},
             "description": "Success: JSON, or CSV with `Accept: text/csv`",

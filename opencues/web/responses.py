@@ -31,18 +31,20 @@ def respond(
     columns: Sequence[str] | None = None,
     leading: Sequence[str] | None = None,
     csv_omit: Sequence[str] = (),
+    objects_as_json: bool = False,
 ) -> Response:
     """Render ``payload`` (an object or a list of objects) as JSON or, on request, as CSV.
 
     ``columns`` fixes the CSV columns; ``leading`` puts some first and sorts the rest;
-    ``csv_omit`` drops fields the CSV form does not carry (a job's ``events``).
+    ``csv_omit`` drops fields the CSV form does not carry (a job's ``events``);
+    ``objects_as_json`` keeps nested objects as JSON text in one cell (see ``csv_writer.render``).
     """
     if not wants_csv(request):
         return json_response(payload, status)
     records = payload if isinstance(payload, list) else [payload]
     if csv_omit:
         records = [{k: v for k, v in r.items() if k not in csv_omit} for r in records]
-    body = csv_writer.render(records, columns=columns, leading=leading)
+    body = csv_writer.render(records, columns=columns, leading=leading, objects_as_json=objects_as_json)
     return Response(body, status_code=status, media_type=CSV_TYPE)
 
 

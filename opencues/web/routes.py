@@ -13,6 +13,10 @@ from opencues.web.views import events as event_views
 from opencues.web.views import imports as import_views
 from opencues.web.views import jobs as job_views
 from opencues.web.views import exports as export_views
+from opencues.web.views import tags as tag_views
+from opencues.web.views import screenshots as screenshot_views
+from opencues.web.views import sdk_keys as sdk_key_views
+from opencues.web.views.experiences import VIEWS as EXPERIENCE_VIEWS
 
 ACCOUNT = "/v2/accounts/{account_id}"
 
@@ -51,6 +55,32 @@ ROUTES: list[Route] = [
     Route("GET", ACCOUNT + "/jobs", job_views.list_jobs, "List jobs", "Offline Jobs"),
     Route("GET", ACCOUNT + "/jobs/{job_id}", job_views.get_job, "Get job status", "Offline Jobs"),
     Route("POST", ACCOUNT + "/export/events", export_views.export_events, "Export bulk event data", "Exporting Data in Bulk", status=202),
+    Route("GET", ACCOUNT + "/tags", tag_views.list_tags, "List tags", "Tags"),
+    Route("GET", ACCOUNT + "/tags/{tag_id}", tag_views.get_tag, "Get tag details", "Tags"),
+]
+
+# The eight experience types (``checklists``, ``pins``, …, ``flows-v2``): four routes each.
+for _resource, _views in EXPERIENCE_VIEWS.items():
+    _tag = "Checklists" if _resource == "checklists" else "Experiences"
+    ROUTES += [
+        Route("GET", f"{ACCOUNT}/{_resource}", _views.list, f"List {_resource}", _tag),
+        Route("GET", f"{ACCOUNT}/{_resource}/{{experience_id}}", _views.get, f"Get one of {_resource}", _tag),
+        Route("POST", f"{ACCOUNT}/{_resource}/{{experience_id}}/publish", _views.publish, f"Publish one of {_resource}", _tag),
+        Route("POST", f"{ACCOUNT}/{_resource}/{{experience_id}}/unpublish", _views.unpublish, f"Unpublish one of {_resource}", _tag),
+    ]
+
+ROUTES += [
+    Route("GET", ACCOUNT + "/screenshots/{resource_id}", screenshot_views.get_screenshots, "Download screenshots of draft content (ZIP)", "Screenshots"),
+    Route("GET", ACCOUNT + "/sdk_keys", sdk_key_views.list_sdk_keys, "List SDK keys", "SDK Keys"),
+    Route("POST", ACCOUNT + "/sdk_keys", sdk_key_views.create_sdk_key, "Create an SDK key (201; the secret is shown only here)", "SDK Keys", status=201),
+    Route("GET", ACCOUNT + "/sdk_keys/{sdk_key_id}", sdk_key_views.get_sdk_key, "Get an SDK key", "SDK Keys"),
+    Route("DELETE", ACCOUNT + "/sdk_keys/{sdk_key_id}", sdk_key_views.delete_sdk_key, "Delete an SDK key", "SDK Keys"),
+    Route("PATCH", ACCOUNT + "/sdk_keys/{sdk_key_id}", sdk_key_views.set_tag_field, "Set an SDK key's tag field", "SDK Keys"),
+    Route("PATCH", ACCOUNT + "/sdk_keys/{sdk_key_id}/tag_field", sdk_key_views.set_tag_field, "Set an SDK key's tag field", "SDK Keys"),
+    Route("POST", ACCOUNT + "/sdk_keys/{sdk_key_id}/enforcement_mode/enable", sdk_key_views.enable_enforcement_mode, "Turn on enforcement mode", "SDK Keys"),
+    Route("POST", ACCOUNT + "/sdk_keys/{sdk_key_id}/enforcement_mode/disable", sdk_key_views.disable_enforcement_mode, "Turn off enforcement mode", "SDK Keys"),
+    Route("POST", ACCOUNT + "/sdk_keys/{sdk_key_id}/secure_data_ingest/enable", sdk_key_views.enable_secure_data_ingest, "Turn on secure data ingest", "SDK Keys"),
+    Route("POST", ACCOUNT + "/sdk_keys/{sdk_key_id}/secure_data_ingest/disable", sdk_key_views.disable_secure_data_ingest, "Turn off secure data ingest", "SDK Keys"),
 ]
 
 

@@ -107,7 +107,7 @@ def test_unknown_account_with_a_valid_key_is_403_not_404(client, account):
 
 def test_credentials_are_checked_before_the_resource(client, account):
     assert_problem(client.get("/v2/accounts/acct1/flows/missing"), 401)
-    assert_problem(client.get("/v2/accounts/acct1/flows/missing", auth=account.auth), 404, "missing")
+    assert_problem(client.get("/v2/accounts/acct1/flows/missing", auth=account.auth), 404, "flow not found")
 
 
 def test_a_read_only_key_reads_but_never_writes(client, db, account):
