@@ -100,11 +100,11 @@ def create_key(db: Database, account_id: str, body: object) -> dict:
         select(*[literal(v, type_=sdk_keys.c[k].type) for k, v in values.items()]).where(
             and_(count < MAX_KEYS_PER_ACCOUNT)
         ),
-    )
+    ).returning(sdk_keys.c.id)
     with db.begin() as conn:
         if db.is_postgres:
             conn.execute(select(accounts.c.id).where(accounts.c.id == account_id).with_for_update())
-        if conn.execute(insert).rowcount == 0:
+        if conn.execute(insert).first() is None:  # (rowcount is -1 here on psycopg)
             raise bad_request(f"maximum of {MAX_KEYS_PER_ACCOUNT} SDK keys per account")
     return {**get_key(db, account_id, key_id), "secret": secret}
 
