@@ -13,7 +13,7 @@ import sys
 
 import click
 
-from opencues import accounts, content, flows
+from opencues import accounts, content, flows, tags
 from opencues.errors import ApiError
 from opencues.settings import load_settings
 from opencues.storage import open_database
@@ -114,7 +114,9 @@ def _print_demo(db, host: str, port: int) -> None:
         accounts.create_account(db, DEMO_ACCOUNT, "Demo account")
         flows.create_flow(db, DEMO_ACCOUNT, "Welcome tour", flow_id="flow1", frequency="once", published=True)
         flows.create_flow(db, DEMO_ACCOUNT, "Feature announcement", flow_id="flow2", frequency="every_time")
-        content.import_content(db, DEMO_ACCOUNT, content.demo_content())  # tags and every experience type
+    if not tags.list_tags(db, DEMO_ACCOUNT):
+        # Tags and one object of every experience type; also for a demo account made before they existed.
+        content.import_content(db, DEMO_ACCOUNT, content.demo_content())
     key = accounts.create_key(db, DEMO_ACCOUNT)
     shown_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     base = f"http://{shown_host}:{port}"

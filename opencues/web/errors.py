@@ -38,7 +38,7 @@ def _account_check(request: Request):
     credentials, 403 for another account's key — so an unknown path never tells an anonymous
     caller anything. None when the caller may hear the 404/405. Only unrouted requests get
     here, so routed ones (track's hot path) pay nothing."""
-    path = request.url.path
+    path = request.scope["path"]  # decoded, as the router matched it
     if not path.startswith(ACCOUNT_PATH_PREFIX):
         return None
     account_id = path[len(ACCOUNT_PATH_PREFIX) :].split("/", 1)[0]

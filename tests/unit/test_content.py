@@ -106,5 +106,16 @@ def test_demo_account_answers_every_list_with_data(client, db, capsys):
         listed = api.get(resource)
         assert listed.status_code == 200 and listed.json(), resource
     assert client.get("/v2/accounts/demo/tags", auth=(key, secret)).status_code == 200
+    api.post("pins/demo-pins/publish")
     cli_module._print_demo(db, "127.0.0.1", 8000)  # a second start keeps the data as it is
     assert len(api.get("tags").json()) == 2
+    assert api.get("pins/demo-pins").json()["published"] is True
+
+
+def test_a_demo_account_from_before_content_gets_it_at_the_next_start(client, db, capsys):
+    from opencues import accounts
+
+    accounts.create_account(db, "demo", "Demo account")  # as an older `serve --demo` left it
+    cli_module._print_demo(db, "127.0.0.1", 8000)
+    api = AccountClient(client, make_account(db, "demo"))
+    assert api.get("tags").json() and api.get("flows-v2").json()

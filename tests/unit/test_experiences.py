@@ -158,3 +158,8 @@ def test_checklist_fields_are_checked_too():
     with pytest.raises(ApiError) as caught:
         experiences.row_from_object("a", "checklists", {"id": "x", "items": []}, 0)
     assert "`items`" in caught.value.detail
+
+
+def test_lists_ignore_paging_parameters(api, loaded):
+    # Lists are bare arrays without pagination; clients that send page/limit get everything.
+    assert [e["id"] for e in api.get("pins", params={"page": 2, "limit": 1}).json()] == ["e0", "e1"]
