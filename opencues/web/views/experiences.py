@@ -54,7 +54,9 @@ def views_for(resource: str) -> ExperienceViews:
         experiences.set_published(request.app.state.db, account_id, resource, experience_id, False, principal.key_id)
         return ok(request)
 
-    for handler, verb in ((list_experiences, "list"), (get_experience, "get"), (publish, "publish"), (unpublish, "unpublish")):
+    # Distinct names: FastAPI derives each route's OpenAPI operationId from its handler's name.
+    handlers = {"list": list_experiences, "get": get_experience, "publish": publish, "unpublish": unpublish}
+    for verb, handler in handlers.items():
         handler.__name__ = handler.__qualname__ = f"{verb}_{resource.replace('-', '_')}"
     return ExperienceViews(list_experiences, get_experience, publish, unpublish)
 
