@@ -13,6 +13,8 @@ import json
 from pathlib import Path
 from typing import Callable
 
+from sqlalchemy.exc import DBAPIError
+
 from opencues import experiences, flows, tags, timestamps
 from opencues.accounts import get_account
 from opencues.errors import ApiError, bad_request
@@ -53,14 +55,35 @@ def import_content(db: Database, account_id: str, document: object) -> dict:
         rows = []
         for index, item in enumerate(items):
             try:
-                rows.append(to_row(account_id, item, now))
+                _refuse_nul(item)
+                rows.append((index, item, to_row(account_id, item, now)))
             except ApiError as exc:
                 _failed(outcome, index, item, exc.detail)
         with db.begin() as conn:
-            for row in rows:
-                outcome["replaced" if write(conn, account_id, row) else "created"] += 1
+            for index, item, row in rows:
+                try:
+                    with conn.begin_nested():  # a row the database refuses is reported, not fatal
+                        outcome["replaced" if write(conn, account_id, row) else "created"] += 1
+                except DBAPIError as exc:
+                    _failed(outcome, index, item, f"the database refused it: {exc.orig}")
         report[resource] = outcome
     return report
+
+
+def _refuse_nul(value, where: str = "") -> None:
+    """400 naming the first field holding a NUL character, which PostgreSQL cannot store (so a
+    file loads the same on both databases)."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise bad_request(f"`{where or 'value'}` must not contain NUL characters")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if "\x00" in key:
+                raise bad_request(f"field names must not contain NUL characters (in `{where or 'object'}`)")
+            _refuse_nul(item, f"{where}.{key}" if where else key)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _refuse_nul(item, f"{where}[{index}]")
 
 
 def _failed(outcome: dict, index: int, item: object, detail: str) -> None:

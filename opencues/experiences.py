@@ -23,6 +23,7 @@ from opencues.storage import Database
 from opencues.storage.schema import experiences
 
 PUBLISHED, DRAFT = "PUBLISHED", "DRAFT"
+MAX_STATE_LENGTH = 32  # the `state` column's width
 
 # The fields kept in columns (and `id`, `account_id`, `tag_ids`/`tags`, `checklist_id`, `url`,
 # which are derived); every other field of a kind lives in the stored document.
@@ -207,7 +208,7 @@ def row_from_object(account_id: str, resource: str, item: object, now: int) -> d
         document["platform"] = k.default_platform
     if "tag_ids" in k.fields:
         document["tag_ids"] = tags.tag_ids_of(item)
-    published, state = _checked(item, "published"), _checked(item, "state")
+    published, state = _checked(item, "published"), tags.optional_text(item, "state", MAX_STATE_LENGTH)
     if published is None:
         published = state == PUBLISHED
     if state is None:
@@ -221,8 +222,8 @@ def row_from_object(account_id: str, resource: str, item: object, now: int) -> d
         "state": state,
         "created_at": created if created is not None else now,
         "updated_at": tags.optional_time(item, "updated_at") or created or now,
-        "created_by": _checked(item, "created_by"),
-        "updated_by": _checked(item, "updated_by"),
+        "created_by": tags.optional_text(item, "created_by", tags.MAX_AUTHOR_LENGTH),
+        "updated_by": tags.optional_text(item, "updated_by", tags.MAX_AUTHOR_LENGTH),
         "document": document,
     }
 

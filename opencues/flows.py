@@ -156,7 +156,8 @@ def row_from_object(account_id: str, item: object, now: int) -> dict:
         account_id=account_id, id=tags.object_id(item), name=name, published=published, frequency=frequency,
         created_at=created, updated_at=tags.optional_time(item, "updated_at") or created,
         published_at=published_at if published_at is not None else (created if published else None),
-        created_by=item.get("created_by") or CLI_AUTHOR, updated_by=item.get("updated_by") or CLI_AUTHOR,
+        created_by=tags.optional_text(item, "created_by", tags.MAX_AUTHOR_LENGTH) or CLI_AUTHOR,
+        updated_by=tags.optional_text(item, "updated_by", tags.MAX_AUTHOR_LENGTH) or CLI_AUTHOR,
         tag_ids=tags.tag_ids_of(item),
     )  # fmt: skip
 

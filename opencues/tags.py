@@ -16,6 +16,10 @@ from opencues.storage import Database
 from opencues.storage.schema import tags
 
 COLUMNS = ("id", "name", "created_at", "updated_at", "created_by", "updated_by")
+# The widths of the id and author columns of flows, tags and experiences (checked on both
+# databases alike: PostgreSQL refuses a longer value, SQLite would keep it).
+MAX_ID_LENGTH = 128
+MAX_AUTHOR_LENGTH = 128
 NOT_FOUND = "tag not found"
 
 
@@ -62,8 +66,8 @@ def row_from_object(account_id: str, item: object, now: int) -> dict:
         "name": name,
         "created_at": created if created is not None else now,
         "updated_at": optional_time(item, "updated_at") or created or now,
-        "created_by": optional_text(item, "created_by"),
-        "updated_by": optional_text(item, "updated_by"),
+        "created_by": optional_text(item, "created_by", MAX_AUTHOR_LENGTH),
+        "updated_by": optional_text(item, "updated_by", MAX_AUTHOR_LENGTH),
     }
 
 
@@ -85,13 +89,17 @@ def object_id(item: dict) -> str:
         return ids.job_id()
     if isinstance(value, bool) or not isinstance(value, (str, int)) or not str(value).strip():
         raise bad_request("`id` must be a non-empty string")
+    if len(str(value)) > MAX_ID_LENGTH:
+        raise bad_request(f"`id` is longer than {MAX_ID_LENGTH} characters")
     return str(value)
 
 
-def optional_text(item: dict, field: str) -> str | None:
+def optional_text(item: dict, field: str, max_length: int | None = None) -> str | None:
     value = item.get(field)
     if value is not None and not isinstance(value, str):
         raise bad_request(f"`{field}` must be a string or null")
+    if value is not None and max_length is not None and len(value) > max_length:
+        raise bad_request(f"`{field}` is longer than {max_length} characters")
     return value
 
 

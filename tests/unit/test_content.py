@@ -119,3 +119,37 @@ def test_a_demo_account_from_before_content_gets_it_at_the_next_start(client, db
     cli_module._print_demo(db, "127.0.0.1", 8000)
     api = AccountClient(client, make_account(db, "demo"))
     assert api.get("tags").json() and api.get("flows-v2").json()
+
+
+def test_values_postgresql_cannot_hold_fail_alike_on_both_databases(db, account):
+    report = content.import_content(
+        db,
+        account.account_id,
+        {
+            "tags": [{"id": "x" * 129}, {"id": "ok", "name": "a\x00b"}, {"id": "ok2", "created_by": "u" * 200}],
+            "pins": [{"id": "p1", "steps": [{"content": {"k\x00": 1}}]}, {"id": "p2", "state": "S" * 40}, {"id": "p3"}],
+        },
+    )
+    details = [e["detail"] for e in report["tags"]["errors"]]
+    assert report["tags"]["failed"] == 3 and report["tags"]["created"] == 0
+    assert "`id` is longer than 128" in details[0] and "`name` must not contain NUL" in details[1]
+    assert "`created_by` is longer than 128" in details[2]
+    assert report["pins"]["created"] == 1 and report["pins"]["failed"] == 2
+    assert "steps[0].content" in report["pins"]["errors"][0]["detail"] and "`state`" in report["pins"]["errors"][1]["detail"]
+
+
+def test_a_row_the_database_refuses_is_reported_and_the_rest_still_land(db, account, monkeypatch):
+    from sqlalchemy import text
+
+    real_replace = tags.replace
+
+    def replace(conn, account_id, row):
+        if row["id"] == "refused":
+            conn.execute(text("SELECT * FROM no_such_table"))  # a real database error, mid-transaction
+        return real_replace(conn, account_id, row)
+
+    monkeypatch.setattr(tags, "replace", replace)
+    report = content.import_content(db, account.account_id, {"tags": [{"id": "a"}, {"id": "refused"}, {"id": "b"}]})
+    assert (report["tags"]["created"], report["tags"]["failed"]) == (2, 1)
+    assert report["tags"]["errors"][0]["id"] == "refused" and "database refused" in report["tags"]["errors"][0]["detail"]
+    assert [t["id"] for t in tags.list_tags(db, account.account_id)] == ["a", "b"]
