@@ -185,6 +185,10 @@ def _checked(item: dict, field: str):
     expected = _FIELD_TYPES.get(field)
     if value is not None and expected is not None and not isinstance(value, _PY_TYPES[expected]):
         raise bad_request(f"`{field}` must be {'an' if expected[0] in 'ao' else 'a'} {expected} or null")
+    if expected == _LIST and value is not None:  # steps and traits are arrays of objects
+        for index, element in enumerate(value):
+            if not isinstance(element, dict):
+                raise bad_request(f"`{field}[{index}]` must be an object")
     return value
 
 

@@ -16,7 +16,7 @@ from typing import Any, Literal
 import orjson
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
-from pydantic import BaseModel, ConfigDict, Field, RootModel
+from pydantic import BaseModel, ConfigDict, Field, RootModel, create_model
 from starlette.responses import Response
 
 from opencues.experiences import TYPES as EXPERIENCE_TYPES
@@ -129,31 +129,18 @@ class Experience(BaseModel):
     url: str = Field(description="The URL of this experience")
 
 
-class ThemedExperience(BaseModel):
-    """A pin or a banner: the experience fields plus ``theme`` and ``preview_url``."""
+def _themed(model: type[BaseModel]) -> type[BaseModel]:
+    """The experience model with ``theme`` and ``preview_url`` after ``traits``: pins and banners."""
+    fields: dict[str, Any] = {}
+    for name, info in model.model_fields.items():
+        fields[name] = (info.annotation, info)
+        if name == "traits":
+            fields["theme"] = (str | None, Field(description="Theme ID"))
+            fields["preview_url"] = (str | None, Field(description="Preview URL"))
+    return create_model("ThemedExperience", __doc__="A pin or a banner.", **fields)
 
-    id: str = Field(description="Experience ID")
-    type: str | None = Field(description="persistent (pins) or banner")
-    account_id: str | None = Field(description="Owning account")
-    app_id: str | None = Field(description="Web app ID")
-    name: str | None = Field(description="Display name")
-    platform: str | None = Field(description="web")
-    published: bool = Field(description="Whether it is live")
-    state: str | None = Field(description="PUBLISHED or DRAFT")
-    frequency: str | None = Field(description="once or every_time")
-    created_at: int | None = Field(description=EPOCH_MS)
-    created_by: str | None = Field(description="Studio user ID of the creator")
-    updated_at: int = Field(description=EPOCH_MS)
-    updated_by: str | None = Field(description="Last updater's user or API key ID")
-    steps: list[dict[str, Any]] | None = Field(description="Step objects (camelCase fields, times in epoch ms)")
-    traits: list[dict[str, Any]] | None = Field(description="Experience-level traits {type, config}")
-    theme: str | None = Field(description="Theme ID")
-    preview_url: str | None = Field(description="Preview URL")
-    locked_for_localization: bool | None = Field(description="Whether localization locked it")
-    contains_localized_blocks: bool | None = Field(description="Whether it has localized blocks")
-    tag_ids: list[str] = Field(description="IDs of its tags")
-    tags: dict[str, bool] = Field(description="The same tags as an object: tag ID → true")
-    url: str = Field(description="The URL of this experience")
+
+ThemedExperience = _themed(Experience)
 
 
 class Checklist(BaseModel):

@@ -141,6 +141,7 @@ def test_published_and_state_follow_each_other_when_loaded(account):
     "item, field",
     [
         ({"steps": {"not": "a list"}}, "steps"),
+        ({"traits": [{"type": "x"}, "loose"]}, "traits[1]"),
         ({"published": "yes"}, "published"),
         ({"name": 7}, "name"),
         ({"frequency": "daily"}, "frequency"),
