@@ -21,12 +21,13 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any, Literal
 
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 from sqlalchemy import select
 
 from opencues import timestamps
-from opencues.errors import bad_request
+from opencues.errors import bad_request, invalid_field
 from opencues.storage import Database
 from opencues.storage.schema import ingestion_rules
 
@@ -77,30 +78,33 @@ class Rules:
 NONE = Rules()
 
 
+Name = Annotated[str, StringConstraints(min_length=1)]
+
+
+class RulesBody(BaseModel):
+    """The rules object: the body of a POST (it validates it) and of both responses."""
+
+    model_config = ConfigDict(extra="forbid")
+    mode: Literal["deny", "allow"] = Field("deny", description="`deny` drops the listed names; `allow` keeps only them")
+    profile_attributes: list[Name] = Field(default_factory=list, max_length=MAX_NAMES, description="User profile attribute names")
+    event_names: list[Name] = Field(default_factory=list, max_length=MAX_NAMES, description="Event names (`appcues:*` events are never filtered)")
+    group_attributes: list[Name] = Field(default_factory=list, max_length=MAX_NAMES, description="Group property names")
+
+
 def validate(body: Any) -> dict:
-    """The rules object to save from a POST body (400 naming the bad field). Missing categories
-    are empty and ``mode`` defaults to ``deny``; the lists keep their order, without repeats."""
+    """The rules object to save from a POST body (400 naming the bad field). Missing (or null)
+    categories are empty and ``mode`` defaults to ``deny``; the lists keep their order, without
+    repeats. An ``account_id`` in the body is ignored."""
     if not isinstance(body, dict):
         raise bad_request("request body must be a JSON object of rules")
-    unknown = sorted(set(body) - {"mode", *CATEGORIES, "account_id"})
-    if unknown:
-        raise bad_request(f"`{unknown[0]}` is not a rules field; expected mode, {', '.join(CATEGORIES)}")
-    mode = body.get("mode", "deny")
-    if mode not in MODES:
-        raise bad_request('`mode` must be "deny" or "allow"')
-    saved: dict = {"mode": mode}
+    fields = {k: v for k, v in body.items() if k != "account_id" and v is not None}
+    try:
+        rules = RulesBody.model_validate(fields, strict=True)
+    except ValidationError as exc:
+        raise invalid_field(exc) from None
+    saved = rules.model_dump()
     for category in CATEGORIES:
-        names = body.get(category)
-        if names is None:
-            names = []
-        if not isinstance(names, list):
-            raise bad_request(f"`{category}` must be an array of strings")
-        if len(names) > MAX_NAMES:
-            raise bad_request(f"`{category}` lists more than {MAX_NAMES} names")
-        for index, name in enumerate(names):
-            if not isinstance(name, str) or not name:
-                raise bad_request(f"`{category}[{index}]` must be a non-empty string")
-        saved[category] = list(dict.fromkeys(names))
+        saved[category] = list(dict.fromkeys(saved[category]))
     return saved
 
 

@@ -70,7 +70,7 @@ from opencues.storage.schema import jobs as jobs_table
 log = logging.getLogger("opencues.worker")
 
 # Modules whose import registers handlers; a missing optional one is skipped.
-HANDLER_MODULES = ("opencues.imports", "opencues.exports")
+HANDLER_MODULES = ("opencues.imports", "opencues.exports", "opencues.segment_exports")
 
 
 class LeaseLost(Exception):
@@ -97,12 +97,19 @@ class Registration:
 
 
 HANDLERS: dict[str, Registration] = {}
+# Kinds whose ``Completed`` event reports ``ingestions_filtered`` (imports under ingestion rules).
+FILTERING_KINDS: set[str] = set()
 
 
-def register(kind: str, display_name: str, handler: Callable, *, start_event: str | None = "Ingesting") -> None:
-    """Make workers run ``handler`` for jobs of ``kind`` (shown to users as ``display_name``)."""
+def register(
+    kind: str, display_name: str, handler: Callable, *, start_event: str | None = "Ingesting", filters: bool = False
+) -> None:
+    """Make workers run ``handler`` for jobs of ``kind`` (shown to users as ``display_name``);
+    ``filters``: it applies the ingestion rules and reports ``ingestions_filtered``."""
     jobs.JOB_NAMES[kind] = display_name
     HANDLERS[kind] = Registration(kind, handler, start_event)
+    if filters:
+        FILTERING_KINDS.add(kind)
 
 
 def load_handlers() -> dict[str, Registration]:
@@ -137,6 +144,7 @@ class JobContext:
         self.ingestions_completed = job.ingestions_completed
         self.ingestions_failed = job.ingestions_failed
         self.requests_failed = job.requests_failed
+        self.ingestions_filtered = job.ingestions_filtered
         self.row_errors: list[dict] = list(job.row_errors or [])
         self._started = time.monotonic()
         self._last_progress_event = self._started
@@ -167,6 +175,7 @@ class JobContext:
         failed: int = 0,
         requests_failed: int = 0,
         errors=(),
+        filtered: int = 0,
     ) -> None:
         """Advance the progress mark by ``consumed`` items in ``conn``'s transaction — the one that
         writes those items' rows — so a crash either keeps both or neither."""
@@ -182,6 +191,7 @@ class JobContext:
             ingestions_failed=self.ingestions_failed + failed,
             requests_failed=self.requests_failed + requests_failed,
             row_errors=row_errors,
+            ingestions_filtered=self.ingestions_filtered + filtered,
             runtime_ms=self.runtime_ms(),
         )
         self._fence(conn, **values)
@@ -198,6 +208,7 @@ class JobContext:
         self.ingestions_completed = values["ingestions_completed"]
         self.ingestions_failed = values["ingestions_failed"]
         self.requests_failed = values["requests_failed"]
+        self.ingestions_filtered = values["ingestions_filtered"]
         self.row_errors = row_errors
 
     def add_event(self, name: str, attributes: dict | None = None, conn: Connection | None = None) -> None:
@@ -228,6 +239,8 @@ class JobContext:
             "requests_failed": self.requests_failed,
             "runtime_ms": self.runtime_ms(),
         }
+        if self.job.kind in FILTERING_KINDS:
+            attributes["ingestions_filtered"] = self.ingestions_filtered
         if self.row_errors:
             attributes["errors"] = self.row_errors
         return attributes

@@ -18,6 +18,8 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel, ConfigDict, Field, RootModel
 
+from opencues import groups, ingestion_rules, segment_exports
+
 SECURITY_SCHEME = "basicAuth"
 ACCOUNT_PREFIX = "/v2/accounts/{account_id}"
 ISO = "ISO 8601 date-time with milliseconds, e.g. 2021-07-16T16:02:50.037Z"
@@ -152,6 +154,21 @@ class EventRow(BaseModel):
     attributes: dict[str, Any] = Field(default_factory=dict, description="Free-form key/value data about the event")
 
 
+class GroupProfile(RootModel[dict[str, Any]]):
+    """A group's properties: `group_id` first, then the stored properties (JSON types kept)."""
+
+
+class GroupProfileUpdate(RootModel[dict[str, Any]]):
+    """Key-value group properties merged into the group (created if missing); a null value removes the key."""
+
+
+class GroupRow(BaseModel):
+    """One imported group: ``group_id`` (or ``groupId``) and the properties to assign."""
+
+    model_config = ConfigDict(extra="allow")
+    group_id: str = Field(description="Required (or `groupId`). Group ID")
+
+
 class ExportRequest(BaseModel):
     email: str | list[str] = Field(description="Required. Address(es) the link to the export is sent to")
     format: Literal["csv", "json"] = Field(description="Required. Output encoding")
@@ -261,6 +278,21 @@ SPEC_DOCS: dict[tuple[str, str], Docs] = {
     ("POST", "/export/events"): Docs(Accepted, 202, json_body(ExportRequest)),
     ("GET", "/jobs"): Docs(list[Job]),
     ("GET", "/jobs/{}"): Docs(JobDetail, description="The CSV form has no `events` column."),
+    ("DELETE", "/users/{}/profile"): Docs(description="Erases the profile and the user's group membership; "
+                                          "the user's events are kept. 404 `user not found` when there is no profile."),
+    ("GET", "/groups/{}/profile"): Docs(GroupProfile, description="404 `group not found` for an unknown group. "
+                                        "CSV: one header row of the keys and one data row."),
+    ("PATCH", "/groups/{}/profile"): Docs(body=json_body(GroupProfileUpdate)),
+    ("POST", "/groups/{}/users"): Docs(body=json_body(groups.GroupUsers), description="Sets each user's current group "
+                                       "(unknown users get an empty profile). Only POST: PATCH is 405."),
+    ("POST", "/import/groups"): Docs(Accepted, 202, upload_bodies(rows_body(GroupRow), "group_id and properties"), IDEMPOTENCY),
+    ("POST", "/segments/{}/segment_membership_export"): Docs(
+        Accepted, 202, json_body(segment_exports.MembershipExportRequest), IDEMPOTENCY,
+        description="Every field is optional (an empty body too). 404 `segment not found`.",
+    ),
+    ("GET", "/ingestion_filtering_rules"): Docs(ingestion_rules.RulesBody),
+    ("POST", "/ingestion_filtering_rules"): Docs(ingestion_rules.RulesBody, body=json_body(ingestion_rules.RulesBody),
+                                                 description="Replaces the whole set (no merge)."),
 }  # fmt: skip
 
 ERRORS = {
@@ -279,6 +311,7 @@ PATH_PARAMS = {
     "segment_id": "Segment ID",
     "flow_id": "Flow ID",
     "job_id": "Job ID",
+    "group_id": "Group ID, percent-encoded like a user ID",
 }
 
 

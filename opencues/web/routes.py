@@ -13,6 +13,8 @@ from opencues.web.views import events as event_views
 from opencues.web.views import imports as import_views
 from opencues.web.views import jobs as job_views
 from opencues.web.views import exports as export_views
+from opencues.web.views import groups as group_views
+from opencues.web.views import ingestion_rules as rules_views
 
 ACCOUNT = "/v2/accounts/{account_id}"
 
@@ -51,6 +53,14 @@ ROUTES: list[Route] = [
     Route("GET", ACCOUNT + "/jobs", job_views.list_jobs, "List jobs", "Offline Jobs"),
     Route("GET", ACCOUNT + "/jobs/{job_id}", job_views.get_job, "Get job status", "Offline Jobs"),
     Route("POST", ACCOUNT + "/export/events", export_views.export_events, "Export bulk event data", "Exporting Data in Bulk", status=202),
+    Route("DELETE", ACCOUNT + "/users/{user_id:path}/profile", profiles.delete_profile, "Delete a user profile", "End Users"),
+    Route("GET", ACCOUNT + "/groups/{group_id:path}/profile", group_views.get_group, "Get group profile", "Groups"),
+    Route("PATCH", ACCOUNT + "/groups/{group_id:path}/profile", group_views.update_group, "Update a group profile", "Groups"),
+    Route("POST", ACCOUNT + "/groups/{group_id:path}/users", group_views.add_users, "Associate users with a group", "Groups"),
+    Route("POST", ACCOUNT + "/import/groups", group_views.import_groups, "Import bulk group data", "Importing Data in Bulk", status=202),
+    Route("POST", ACCOUNT + "/segments/{segment_id}/segment_membership_export", segments.export_membership, "Export segment membership", "Segments", status=202),
+    Route("GET", ACCOUNT + "/ingestion_filtering_rules", rules_views.get_rules, "Get ingestion filtering rules", "Account Configuration"),
+    Route("POST", ACCOUNT + "/ingestion_filtering_rules", rules_views.replace_rules, "Replace ingestion filtering rules", "Account Configuration"),
 ]
 
 
