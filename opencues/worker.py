@@ -30,7 +30,7 @@ Handler contract (the import handlers in ``opencues.imports``; the export regist
   ``JobContext`` gives ``db``, ``file_store``, ``settings``, ``job`` (``opencues.jobs.Job``:
   ``id, account_id, kind, params, payload_key, payload_format, rows_done, attempts …``),
   ``rows_done`` (the progress mark: resume by skipping that many items), ``transaction()``,
-  ``commit_progress(conn, consumed=, completed=, failed=, requests_failed=, errors=)`` (counters
+  ``commit_progress(conn, consumed=, completed=, failed=, requests_failed=, errors=, filtered=)`` (counters
   are deltas; errors are ``(line, reason)`` pairs or objects with ``.line``/``.reason``; it raises
   ``LeaseLost`` — rolling the batch back — when another worker owns the job, and ``Interrupted``
   when this worker is shutting down: let both propagate), ``add_event(name, attributes)``,
@@ -40,8 +40,9 @@ Handler contract (the import handlers in ``opencues.imports``; the export regist
   The worker adds the start event (``Ingesting`` unless ``start_event`` says otherwise) on the
   first attempt, ``Resumed`` on later ones, a ``Progress`` event at most every
   ``job_progress_seconds`` from ``commit_progress``, and ``Completed`` with
-  ``ingestions_completed, ingestions_failed, requests_failed, runtime_ms`` (+ ``errors``, the
-  first ``job_error_samples`` row errors, when there were any). The job's stored payload is
+  ``ingestions_completed, ingestions_failed, requests_failed, runtime_ms`` (+ ``ingestions_filtered``
+  for kinds registered with ``filters=True``: what the account's ingestion rules dropped; + ``errors``,
+  the first ``job_error_samples`` row errors, when there were any). The job's stored payload is
   deleted once it is COMPLETED or FAILED.
 """
 
