@@ -19,6 +19,7 @@ from opencues.storage.schema import groups
 from opencues.storage.schema import profiles as profiles_table
 
 MAX_USER_IDS = 10_000  # per ``POST groups/{id}/users`` request: it is applied in one transaction
+_ROWS_PER_STATEMENT = 1_000
 
 
 def not_found() -> ApiError:
@@ -111,18 +112,21 @@ def add_users(db: Database, account_id: str, group_id: str, body: Any) -> int:
     with db.begin() as conn:
         _ensure(conn, db, account_id, group_id, now)
         # Sorted: concurrent requests lock the profile rows in one order (no deadlock).
-        rows = [
-            {"account_id": account_id, "user_id": u, "attributes": {}, "created_at": now, "updated_at": now, "group_id": group_id}
-            for u in sorted(user_ids)
-        ]
-        conn.execute(
-            db.insert(profiles_table)
-            .values(rows)
-            .on_conflict_do_update(
-                index_elements=[profiles_table.c.account_id, profiles_table.c.user_id],
-                set_={"group_id": group_id, "updated_at": now},
+        ordered = sorted(user_ids)
+        # A statement's rows hold 6 parameters each: SQLite takes at most 32,766 per statement.
+        for start in range(0, len(ordered), _ROWS_PER_STATEMENT):
+            rows = [
+                {"account_id": account_id, "user_id": u, "attributes": {}, "created_at": now, "updated_at": now, "group_id": group_id}
+                for u in ordered[start : start + _ROWS_PER_STATEMENT]
+            ]
+            conn.execute(
+                db.insert(profiles_table)
+                .values(rows)
+                .on_conflict_do_update(
+                    index_elements=[profiles_table.c.account_id, profiles_table.c.user_id],
+                    set_={"group_id": group_id, "updated_at": now},
+                )
             )
-        )
     return len(user_ids)
 
 

@@ -61,6 +61,8 @@ class Event(BaseModel):
     timestamp: str = Field(description=ISO + ", in the requested time zone")
     name: str = Field(description="Event name")
     attributes: dict[str, Any] = Field(description="Free-form key/value data about the event")
+    group_id: str | None = Field(None, description="The event's group, present only when it was tracked with one")
+    context: dict[str, Any] | None = Field(None, description="The event's context, present only when it was tracked with one")
 
 
 class Job(BaseModel):
@@ -131,6 +133,8 @@ class EventTrack(BaseModel):
     name: str = Field(description="Required. Event name")
     timestamp: str = Field(description="Required. Event time in ISO 8601 format")
     attributes: dict[str, Any] = Field(default_factory=dict, description="Free-form key/value data about the event")
+    group_id: str | None = Field(None, description="Optional. The group (account) the event belongs to; kept with the event")
+    context: dict[str, Any] | None = Field(None, description="Optional. Context of the event (page, device, …); kept with the event")
 
 
 class UserIds(BaseModel):

@@ -300,3 +300,10 @@ def test_import_groups_resumes_after_a_crash_writing_each_row_once(api, app, db,
 
 def test_import_groups_job_name():
     assert jobs.JOB_NAMES["import_groups"] == "Import Groups"
+
+
+def test_the_largest_user_list_is_applied_in_one_request(api, db):
+    user_ids = [f"user-{i:05d}" for i in range(groups.MAX_USER_IDS)]
+    assert api.post("groups/big/users", json={"user_ids": user_ids}).status_code == 200
+    assert groups.group_of(db, "acct1", "user-09999") == "big" and groups.group_of(db, "acct1", "user-00000") == "big"
+    assert_problem(api.post("groups/big/users", json={"user_ids": [*user_ids, "one-more"]}), 400, "`user_ids`")
