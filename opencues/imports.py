@@ -295,7 +295,8 @@ def _import_bags(ctx: JobContext, from_record, rule_filter, *, table: str = "pro
         return _Batch(len(chunk), changes, errors, filtered=filtered)
 
     merge = _merge_profiles_postgres if ctx.db.is_postgres else _merge_profiles_sqlite
-    write = lambda conn, batch: merge(_driver(conn), account_id, batch.rows, table=table, key=key)  # noqa: E731
+    where = {} if table == "profiles" else {"table": table, "key": key}
+    write = lambda conn, batch: merge(_driver(conn), account_id, batch.rows, **where)  # noqa: E731
     _run_batches(ctx, readers.read_records, parse, write, overlap=ctx.db.is_postgres)
 
 
