@@ -206,15 +206,17 @@ class _Sql:
             + case((events.c.context.is_not(None), literal(',"context":') + context), else_=empty)
         )
 
+    @staticmethod
+    def extras_probe(account_id: str, request: "ExportRequest", column):
+        """Whether any event of the export's time range has ``column`` set (its partial index)."""
+        return select(literal(1)).where(*_in_time_range(account_id, request), column.is_not(None)).limit(1)
+
     def extra_cells(self, conn, account_id: str, request: "ExportRequest") -> tuple[list[str], list]:
         """The CSV's ``group_id`` and ``context`` columns (names, cells): each only when some
         event of the export's time range carries it — one lookup in its partial index."""
         names, cells = [], []
         for name, column in (("group_id", events.c.group_id), ("context", events.c.context)):
-            probe = select(literal(1)).where(*_in_time_range(account_id, request), column.is_not(None)).limit(1)
-            if not self.pg:
-                probe = probe.with_hint(events, f"INDEXED BY ix_events_{name.removesuffix('_id')}_time", "sqlite")
-            if conn.execute(probe).first() is not None:
+            if conn.execute(self.extras_probe(account_id, request, column)).first() is not None:
                 names.append(name)
                 cells.append(column if name == "group_id" else (cast(column, Text) if self.pg else type_coerce(column, Text)))
         return names, cells

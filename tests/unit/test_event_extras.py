@@ -133,3 +133,25 @@ def test_both_export_paths_render_the_extras_byte_for_byte_alike(db, account, he
     alone = export(db, {"format": fmt})
     assert export(db, {"format": fmt}, helpers=2) == alone
     assert (b"g,3" in alone) and (b"url" in alone)
+
+
+@pytest.mark.parametrize("column", ["group_id", "context"])
+def test_the_csv_columns_probe_is_one_lookup_in_a_partial_index(db, account, column):
+    from sqlalchemy import text
+
+    from opencues.storage.schema import events as events_table
+
+    with db.begin() as conn:
+        conn.execute(events_table.insert(), [{"account_id": "acct1", "user_id": f"u{i % 50}", "name": "e", "timestamp": i,
+                                              "attributes": {}} for i in range(5_000)])  # fmt: skip
+        conn.execute(text("ANALYZE"))
+    request = exports.validate_request({**BASE, "format": "csv"})
+    probe = exports._Sql(db).extras_probe("acct1", request, events_table.c[column])
+    compiled = probe.compile(db.engine, compile_kwargs={"literal_binds": True})
+    index = f"ix_events_{column.removesuffix('_id')}_time"
+    with db.connect() as conn:
+        if db.is_sqlite:
+            plan = " ".join(str(r[-1]) for r in conn.execute(text(f"EXPLAIN QUERY PLAN {compiled}")))
+        else:
+            plan = "\n".join(r[0] for r in conn.execute(text(f"EXPLAIN {compiled}")))
+    assert index in plan, plan
