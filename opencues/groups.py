@@ -29,6 +29,8 @@ def not_found() -> ApiError:
 def check_group_id(group_id: str) -> str:
     if not group_id or group_id.isspace():
         raise bad_request("`group_id` must be a non-empty string")
+    if "\x00" in group_id:  # PostgreSQL text cannot hold NUL: refused on both databases
+        raise bad_request("`group_id` must not contain NUL characters")
     if ids.user_id_too_long(group_id):
         raise bad_request(f"`group_id`: {ids.USER_ID_TOO_LONG.replace('user id', 'group id')}")
     return group_id

@@ -307,3 +307,9 @@ def test_the_largest_user_list_is_applied_in_one_request(api, db):
     assert api.post("groups/big/users", json={"user_ids": user_ids}).status_code == 200
     assert groups.group_of(db, "acct1", "user-09999") == "big" and groups.group_of(db, "acct1", "user-00000") == "big"
     assert_problem(api.post("groups/big/users", json={"user_ids": [*user_ids, "one-more"]}), 400, "`user_ids`")
+
+
+def test_library_refuses_a_nul_in_a_group_id_on_both_databases(db, account):
+    with pytest.raises(Exception) as raised:
+        groups.update_group(db, "acct1", "g\x00", {"a": 1})
+    assert raised.value.status == 400 and "`group_id`" in raised.value.detail
