@@ -12,7 +12,10 @@ so understates the server) on:
 * ``GET /healthz`` — the no-op baseline: what the HTTP stack alone costs;
 * ``POST /users/{id}/events`` — track, spread over many users;
 * ``GET /users/{id}/events`` — the history (default limit) of the user with many events, at
-  ``--history-connections`` (4): its target is latency, which at saturation is only queueing.
+  ``--history-connections`` (4): its target is latency, which at saturation is only queueing;
+* ``track_rules`` — track again once the account has ``--rules`` (50) ingestion filtering rules
+  (deny rules on names the load never sends, so every event is checked and stored): it must keep
+  90% of track's rate (``--only track,track_rules`` compares just those two).
 
 and prints requests/s, p50/p99 latency, errors, the track / no-op ratio and the targets. After the
 track run it counts the stored rows: every 200 must be a committed row.
@@ -40,7 +43,7 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, func, select, text
 
-from opencues import accounts, attribute_keys
+from opencues import accounts, attribute_keys, ingestion_rules
 from opencues.settings import Settings
 from opencues.storage import open_database
 from opencues.storage.schema import events
@@ -48,7 +51,7 @@ from opencues.storage.schema import events
 ACCOUNT = "bench"
 HOT_USER = "hot-user@example.com"
 BASE_MS = 1_600_000_000_000
-TARGETS = {"track_rps": 3000, "track_ratio": 0.40, "history_p99_ms": 10.0}
+TARGETS = {"track_rps": 3000, "track_ratio": 0.40, "history_p99_ms": 10.0, "rules_ratio": 0.90}
 
 
 # --- data -----------------------------------------------------------------------------------
@@ -258,6 +261,7 @@ def main() -> None:
     parser.add_argument("--only", help="comma-separated scenarios to run: noop,track,history")
     parser.add_argument("--profile", type=Path, help="directory for py-spy profiles of the server, one per scenario")
     parser.add_argument("--serve-arg", action="append", default=[], help="extra argument for `opencues serve`")
+    parser.add_argument("--rules", type=int, default=50, help="ingestion filtering rules for track_rules (default 50)")
     args = parser.parse_args()
 
     use_wrk = args.load == "wrk" or (args.load == "auto" and shutil.which("wrk"))
@@ -282,6 +286,7 @@ def main() -> None:
                 # A latency target: measured below saturation, where latency is not just queueing
                 # (at saturation p50 ≈ connections ÷ throughput, whatever the endpoint).
                 {"name": "history", "method": "GET", "path": hot, "auth": auth, "connections": args.history_connections},
+                {"name": "track_rules", "method": "POST", "path_prefix": prefix + "bench-user-", "auth": auth, "rules": args.rules},
             ]
             if args.only:
                 wanted = set(args.only.split(","))
@@ -299,6 +304,9 @@ def main() -> None:
                 body = urllib.request.urlopen(urllib.request.Request(base + hot, headers={"Authorization": auth})).read()
                 assert len(json.loads(body)) == min(100, args.user_events), "history sanity check failed"
                 for scenario in scenarios:
+                    if "rules" in scenario:
+                        ingestion_rules.replace(db, ACCOUNT, {"event_names": [f"bench-denied-{i}" for i in range(scenario["rules"])]})
+                        time.sleep(settings.ingestion_rules_cache_seconds + 0.5)  # the server's cache expires
                     spy = profiler(proc.pid, args.profile, scenario["name"], args.duration)
                     cpu_before = cpu_seconds(proc.pid)
                     connections = scenario.get("connections", args.connections)
@@ -319,10 +327,11 @@ def main() -> None:
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
-    if "track" in results:
-        track = results["track"]
-        print(f"track: {stored:,} rows stored for {track['requests']:,} answered requests "
-              f"({'ok' if stored >= track['requests'] - track['errors'] else 'MISSING ROWS'})")  # fmt: skip
+    tracks = [results[name] for name in ("track", "track_rules") if name in results]
+    if tracks:
+        answered = sum(t["requests"] - t["errors"] for t in tracks)
+        print(f"track: {stored:,} rows stored for {answered:,} answered requests "
+              f"({'ok' if stored >= answered else 'MISSING ROWS'})")  # fmt: skip
     checks = []
     if "track" in results:
         checks.append(("track req/s", results["track"]["rps"], ">=", TARGETS["track_rps"]))
@@ -330,6 +339,9 @@ def main() -> None:
         checks.append(("track / no-op", results["track"]["rps"] / results["noop"]["rps"], ">=", TARGETS["track_ratio"]))
         cpu_ratio = results["noop"]["cpu_us"] / results["track"]["cpu_us"]
         print(f"no-op / track server CPU per request: {cpu_ratio:.2f} (the req/s ratio on an otherwise idle core)")
+    if "track" in results and "track_rules" in results:
+        checks.append(("rules / track", results["track_rules"]["rps"] / results["track"]["rps"], ">=", TARGETS["rules_ratio"]))
+        checks.append(("rules / track CPU", results["track"]["cpu_us"] / results["track_rules"]["cpu_us"], ">=", TARGETS["rules_ratio"]))
     if "history" in results:
         checks.append(("history p99 ms", results["history"]["p99_ms"], "<=", TARGETS["history_p99_ms"]))
     for label, value, op, target in checks:

@@ -41,3 +41,17 @@ def bad_request(detail: str) -> ApiError:
 
 def not_found(what: str) -> ApiError:
     return ApiError(404, f"{what} not found")
+
+
+def invalid_field(exc) -> ApiError:
+    """A 400 naming the first field a pydantic model refused (``exc``: its ``ValidationError``)."""
+    error = exc.errors(include_url=False)[0]
+    where = ""
+    for part in error["loc"]:
+        where += f"[{part}]" if isinstance(part, int) else (f".{part}" if where else str(part))
+    message = error["msg"]
+    if error["type"] == "extra_forbidden":
+        message = "is not a field of this body"
+    elif error["type"] == "missing":
+        message = "is required"
+    return bad_request(f"`{where}` {message[:1].lower()}{message[1:]}" if where else f"request body: {message}")

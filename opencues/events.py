@@ -17,7 +17,7 @@ from typing import Any, Mapping, Sequence
 import orjson
 from sqlalchemy import Connection, bindparam, select
 
-from opencues import attribute_keys, ids, timestamps
+from opencues import attribute_keys, ids, ingestion_rules, timestamps
 from opencues.errors import bad_request
 from opencues.storage import Database
 from opencues.storage.schema import events
@@ -28,7 +28,7 @@ CSV_LEADING = ("user_id", "timestamp", "name")
 
 _LIMIT_RE = re.compile(r"\+?[0-9]{1,9}")
 # Compiled once by ``Database.direct`` (the request hot path).
-_INSERT = events.insert().inline().values({c: bindparam(c) for c in ("account_id", "user_id", "name", "timestamp", "attributes")})  # fmt: skip
+_INSERT = events.insert().inline().values({c: bindparam(c) for c in ("account_id", "user_id", "name", "timestamp", "attributes", "group_id", "context")})  # fmt: skip
 
 
 def check_user_id(user_id: object) -> str:
@@ -63,6 +63,26 @@ def validate(payload: Mapping[str, Any]) -> tuple[str, int, dict]:
     return name, timestamp, attributes
 
 
+def extras(payload: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    """``(group_id, context as JSON text)`` of a track body, each None when absent. Never a 400
+    (clients send these freely): a numeric ``group_id`` becomes its decimal text, and a
+    ``group_id`` that is not a non-empty string or number, or a ``context`` that is not an
+    object, is ignored."""
+    group_id = payload.get("group_id")
+    kind = type(group_id)
+    if kind is int or (kind is float and group_id.is_integer()):
+        group_id = str(int(group_id))
+    elif kind is not str or not group_id or "\x00" in group_id:
+        group_id = None
+    context = payload.get("context")
+    if type(context) is dict:
+        document = orjson.dumps(context)
+        context = None if b"\\u0000" in document else document.decode()
+    else:
+        context = None
+    return group_id, context
+
+
 def event_row(account_id: str, user_id: str, payload: Mapping[str, Any]) -> dict:
     """The ``events`` row for a track body (attributes as JSON text, and their catalogue pairs
     under ``attribute_keys.ROW_PAIRS``), or a 400 naming the field."""
@@ -71,21 +91,26 @@ def event_row(account_id: str, user_id: str, payload: Mapping[str, Any]) -> dict
     document = orjson.dumps(attributes)
     if b"\\u0000" in document:  # PostgreSQL's JSONB cannot hold NUL; refuse it on every backend
         raise bad_request("`attributes` must not contain NUL characters")
+    group_id, context = extras(payload) if "group_id" in payload or "context" in payload else (None, None)
     return {"account_id": account_id, "user_id": user_id, "name": name, "timestamp": timestamp,
-            "attributes": document.decode(), attribute_keys.ROW_PAIRS: attribute_keys.pairs_of(attributes)}  # fmt: skip
+            "attributes": document.decode(), "group_id": group_id, "context": context,
+            attribute_keys.ROW_PAIRS: attribute_keys.pairs_of(attributes)}  # fmt: skip
 
 
 def insert_event(
-    conn: Connection, account_id: str, user_id: str, name: str, timestamp: int, attributes: dict | None = None
+    conn: Connection, account_id: str, user_id: str, name: str, timestamp: int, attributes: dict | None = None,
+    *, group_id: str | None = None, context: dict | None = None,
 ) -> None:
     """Add one already-valid event (and its attribute keys) inside the caller's transaction,
     unchecked (seeding data from library code and tests; bulk imports have their own
     driver-level writers in ``opencues.imports``)."""
     attributes = attributes or {}
-    conn.execute(
-        events.insert(),
-        {"account_id": account_id, "user_id": user_id, "name": name, "timestamp": timestamp, "attributes": attributes},
-    )
+    row = {"account_id": account_id, "user_id": user_id, "name": name, "timestamp": timestamp, "attributes": attributes}
+    if group_id is not None:
+        row["group_id"] = group_id
+    if context is not None:  # (a None value would be stored as JSON null, not as SQL NULL)
+        row["context"] = context
+    conn.execute(events.insert(), row)
     attribute_keys.record(conn, account_id, attribute_keys.pairs_of(attributes))
 
 
@@ -95,15 +120,28 @@ def _insert(db: Database):
     return _INSERT
 
 
-def track(db: Database, account_id: str, user_id: str, payload: Mapping[str, Any]) -> None:
-    """Validate a track body and store the event; committed when this returns."""
-    db.direct.write(_insert(db), [event_row(account_id, user_id, payload)])
+def track(
+    db: Database, account_id: str, user_id: str, payload: Mapping[str, Any], rules: ingestion_rules.Rules | None = None
+) -> bool:
+    """Validate a track body and store the event; committed when this returns. False (nothing
+    stored) when the account's ingestion rules drop its name (``rules``: read now when None)."""
+    row = event_row(account_id, user_id, payload)
+    if not (rules or ingestion_rules.load(db, account_id)).keeps_event(row["name"]):
+        return False
+    db.direct.write(_insert(db), [row])
+    return True
 
 
-async def track_grouped(db: Database, account_id: str, user_id: str, payload: Mapping[str, Any]) -> None:
+async def track_grouped(
+    db: Database, account_id: str, user_id: str, payload: Mapping[str, Any], rules: ingestion_rules.Rules | None = None
+) -> bool:
     """``track`` for the server: the row joins the event loop's next group commit (see
     ``opencues.storage.direct``) and this returns once that commit is done."""
-    await db.direct.write_grouped(_insert(db), event_row(account_id, user_id, payload))
+    row = event_row(account_id, user_id, payload)
+    if not (rules or ingestion_rules.load(db, account_id)).keeps_event(row["name"]):
+        return False
+    await db.direct.write_grouped(_insert(db), row)
+    return True
 
 
 def parse_limit(value: object, default: int, maximum: int) -> int:
@@ -120,7 +158,7 @@ def history_statement(account_id=None, user_id=None, limit=None):
     """A user's events newest first; among equal timestamps the latest stored (higher id) first.
     Parameters left out stay named bind parameters (``account_id``, ``user_id``, ``limit``)."""
     return (
-        select(events.c.user_id, events.c.timestamp, events.c.name, events.c.attributes)
+        select(events.c.user_id, events.c.timestamp, events.c.name, events.c.attributes, events.c.group_id, events.c.context)
         .where(
             events.c.account_id == bindparam("account_id", account_id),
             events.c.user_id == bindparam("user_id", user_id),
@@ -134,21 +172,30 @@ _HISTORY = history_statement()
 
 
 def event_as_dict(row: Sequence, offset_minutes: int = 0) -> dict:
-    """The API's event object from ``(user_id, timestamp, name, attributes)`` — a Row of
-    ``history_statement`` or a raw tuple; attributes a dict or JSON text."""
-    user_id, timestamp, name, attributes = row
+    """The API's event object from ``(user_id, timestamp, name, attributes[, group_id, context])``
+    — a Row of ``history_statement`` or a raw tuple; JSON as dicts or as JSON text. ``group_id``
+    and ``context`` appear only on events that carried them."""
+    user_id, timestamp, name, attributes = row[:4]
     if isinstance(attributes, (str, bytes)):
         attributes = orjson.loads(attributes)
-    return {
+    event = {
         "user_id": user_id,
         "timestamp": timestamps.render(timestamp, offset_minutes),
         "name": name,
         "attributes": attributes,
     }
+    if len(row) > 4:
+        group_id, context = row[4], row[5]
+        if group_id is not None:
+            event["group_id"] = group_id
+        if context is not None:
+            event["context"] = orjson.loads(context) if isinstance(context, (str, bytes)) else context
+    return event
 
 
 def history_rows(db: Database, account_id: str, user_id: str, limit: int) -> list[tuple]:
-    """``(user_id, timestamp_ms, name, attributes_json_text)`` rows, newest first."""
+    """``(user_id, timestamp_ms, name, attributes_json_text, group_id, context_json_text)`` rows,
+    newest first."""
     check_user_id(user_id)
     return db.direct.fetch_all(_HISTORY, {"account_id": account_id, "user_id": user_id, "limit": limit})
 
@@ -162,9 +209,13 @@ def history_json(db: Database, account_id: str, user_id: str, limit: int = 100, 
     """``history`` as the JSON response body, the stored attribute documents passed through
     unparsed (a third less work for a page of events)."""
     rows = history_rows(db, account_id, user_id, limit)
-    return orjson.dumps(
-        [
-            {"user_id": u, "timestamp": timestamps.render(t, offset_minutes), "name": n, "attributes": orjson.Fragment(a)}
-            for u, t, n, a in rows
-        ]
-    )
+    render, fragment = timestamps.render, orjson.Fragment
+    page = []
+    for u, t, n, a, g, c in rows:
+        event = {"user_id": u, "timestamp": render(t, offset_minutes), "name": n, "attributes": fragment(a)}
+        if g is not None:
+            event["group_id"] = g
+        if c is not None:
+            event["context"] = fragment(c)
+        page.append(event)
+    return orjson.dumps(page)

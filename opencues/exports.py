@@ -193,8 +193,33 @@ class _Sql:
             # Outside years 0000-9999 the database renders nothing: fall back to epoch ms.
             + literal(',"timestamp":"') + func.coalesce(self.timestamp_text(offset_minutes), cast(events.c.timestamp, Text))
             + literal('","user_id":') + quote(events.c.user_id)
-            + literal(',"attributes":') + attributes + literal("}")
+            + literal(',"attributes":') + attributes + self.extras_json(quote) + literal("}")
         )  # fmt: skip
+
+    def extras_json(self, quote):
+        """``,"group_id":…,"context":…`` for the events that carry them; nothing for the others
+        (so an export of plain events is what it always was)."""
+        context = cast(events.c.context, Text) if self.pg else type_coerce(events.c.context, Text)
+        empty = literal("", Text)
+        return (
+            case((events.c.group_id.is_not(None), literal(',"group_id":') + quote(events.c.group_id)), else_=empty)
+            + case((events.c.context.is_not(None), literal(',"context":') + context), else_=empty)
+        )
+
+    @staticmethod
+    def extras_probe(account_id: str, request: "ExportRequest", column):
+        """Whether any event of the export's time range has ``column`` set (its partial index)."""
+        return select(literal(1)).where(*_in_time_range(account_id, request), column.is_not(None)).limit(1)
+
+    def extra_cells(self, conn, account_id: str, request: "ExportRequest") -> tuple[list[str], list]:
+        """The CSV's ``group_id`` and ``context`` columns (names, cells): each only when some
+        event of the export's time range carries it — one lookup in its partial index."""
+        names, cells = [], []
+        for name, column in (("group_id", events.c.group_id), ("context", events.c.context)):
+            if conn.execute(self.extras_probe(account_id, request, column)).first() is not None:
+                names.append(name)
+                cells.append(column if name == "group_id" else (cast(column, Text) if self.pg else type_coerce(column, Text)))
+        return names, cells
 
     # -- attribute keys (CSV header) and cells ----------------------------------------
 
@@ -521,8 +546,9 @@ def csv_cells(conn, db: Database, account_id: str, request: ExportRequest) -> tu
         expressions = [sql.cell(path, types) for path, types in paths]
         cell = expressions[0] if len(expressions) == 1 else func.coalesce(*expressions)
         cells.append(type_coerce(cell, Text))  # already text: no result processing
-    leading = [events.c.name, sql.timestamp_text(request.offset_minutes), events.c.user_id]
-    header = [*CSV_LEADING, *(name for name, _ in columns)]
+    extra_names, extra_cells = sql.extra_cells(conn, account_id, request)
+    leading = [events.c.name, sql.timestamp_text(request.offset_minutes), events.c.user_id, *extra_cells]
+    header = [*CSV_LEADING, *extra_names, *(name for name, _ in columns)]
     return leading + cells, header
 
 

@@ -30,7 +30,7 @@ from typing import Callable
 
 import orjson
 
-from opencues import attribute_keys, profiles, readers
+from opencues import attribute_keys, ingestion_rules, profiles, readers
 from opencues.readers import Format, RowError, RowInvalid
 from opencues.timestamps import now_ms
 from opencues.worker import JobContext, JobFailed, register
@@ -59,6 +59,7 @@ class _Batch:
     errors: list
     keys: set = field(default_factory=set)  # events: the rows' distinct attribute-key pairs
     count: int | None = None  # good rows, when ``rows`` does not hold one item per row
+    filtered: int = 0  # events, or attribute values, dropped by the account's ingestion rules
 
     def __post_init__(self) -> None:
         if self.count is None:
@@ -70,6 +71,7 @@ class _Batch:
         self.errors.extend(other.errors)
         self.keys |= other.keys
         self.count += other.count
+        self.filtered += other.filtered
 
 
 def _run_batches(
@@ -87,8 +89,9 @@ def _run_batches(
     def commit(batch: _Batch) -> None:
         with ctx.transaction() as conn:
             ctx.commit_progress(
-                conn, consumed=batch.consumed, completed=batch.count, failed=len(batch.errors), errors=batch.errors
-            )
+                conn, consumed=batch.consumed, completed=batch.count, failed=len(batch.errors), errors=batch.errors,
+                filtered=batch.filtered,
+            )  # fmt: skip
             if batch.count:
                 write(conn, batch)
 
@@ -178,11 +181,14 @@ def import_events(ctx: JobContext) -> None:
     event_from_record = readers.event_from_record
 
     postgres = ctx.db.is_postgres
+    rules = ingestion_rules.load(ctx.db, account_id)
+    keeps = rules.keeps_event if rules.event_names else None  # None: nothing to filter, no check
 
     def parse(chunk) -> _Batch:
         rows, errors = [], []
         append = rows.append
         keys = attribute_keys.KeyWalker()
+        filtered = 0
         for item in chunk:
             if type(item) is RowError:
                 errors.append(item)
@@ -193,16 +199,19 @@ def import_events(ctx: JobContext) -> None:
             except RowInvalid as exc:
                 errors.append(RowError(line, exc.reason))
                 continue
+            if keeps is not None and not keeps(name):
+                filtered += 1
+                continue
             if postgres:
                 append((account_id, user_id, name, timestamp, _dumps(attributes).decode()))
             else:
                 append((user_id, name, timestamp, _dumps(attributes).decode()))
             keys.add(attributes)
         if postgres or not rows:
-            return _Batch(len(chunk), rows, errors, keys.pairs)
+            return _Batch(len(chunk), rows, errors, keys.pairs, filtered=filtered)
         # SQLite: the chunk's rows as one piece of the batch's JSON array (``_insert_events_sqlite``),
         # a third of the memory of the tuples while the batch waits for its turn.
-        return _Batch(len(chunk), [_dumps(rows)[1:-1].decode()], errors, keys.pairs, count=len(rows))
+        return _Batch(len(chunk), [_dumps(rows)[1:-1].decode()], errors, keys.pairs, count=len(rows), filtered=filtered)
 
     def write(conn, batch: _Batch) -> None:
         if postgres:
@@ -248,29 +257,46 @@ def _copy_events(raw, rows) -> None:
 
 
 def import_profiles(ctx: JobContext) -> None:
+    rules = ingestion_rules.load(ctx.db, ctx.job.account_id)
+    _import_bags(ctx, readers.profile_from_record, rules.filter_profile if rules.profile_attributes else None)
+
+
+def import_groups(ctx: JobContext) -> None:
+    """Group properties, merged exactly as profile attributes are (table ``groups``)."""
+    rules = ingestion_rules.load(ctx.db, ctx.job.account_id)
+    _import_bags(ctx, readers.group_from_record, rules.filter_group if rules.group_attributes else None, table="groups", key="group_id")
+
+
+def _import_bags(ctx: JobContext, from_record, rule_filter, *, table: str = "profiles", key: str = "user_id") -> None:
+    """Merge rows of ``(id, attributes)`` (``from_record``) into ``table`` keyed by ``key``, after
+    ``rule_filter`` (None: the account's rules drop nothing of this kind)."""
     account_id = ctx.job.account_id
-    profile_from_record = readers.profile_from_record
 
     def parse(chunk) -> _Batch:
         # Each change is kept as JSON text until it is written: a batch of 50,000 profile dicts
         # costs ~60 MB (~5x their text), and on PostgreSQL three batches can be alive at once.
         changes: list[tuple[str, str]] = []
         errors = []
+        filtered = 0
         for item in chunk:
             if type(item) is RowError:
                 errors.append(item)
                 continue
             line, value = item
             try:
-                user_id, attributes = profile_from_record(value)
+                user_id, attributes = from_record(value)
             except RowInvalid as exc:
                 errors.append(RowError(line, exc.reason))
                 continue
+            if rule_filter is not None:
+                attributes, dropped = rule_filter(attributes)
+                filtered += dropped
             changes.append((user_id, _dumps(attributes).decode()))
-        return _Batch(len(chunk), changes, errors)
+        return _Batch(len(chunk), changes, errors, filtered=filtered)
 
     merge = _merge_profiles_postgres if ctx.db.is_postgres else _merge_profiles_sqlite
-    write = lambda conn, batch: merge(_driver(conn), account_id, batch.rows)  # noqa: E731
+    where = {} if table == "profiles" else {"table": table, "key": key}
+    write = lambda conn, batch: merge(_driver(conn), account_id, batch.rows, **where)  # noqa: E731
     _run_batches(ctx, readers.read_records, parse, write, overlap=ctx.db.is_postgres)
 
 
@@ -286,7 +312,7 @@ def _merged(existing: dict[str, dict], changes: list[tuple[str, str]]) -> dict[s
     return result
 
 
-def _merge_profiles_sqlite(raw, account_id: str, changes) -> None:
+def _merge_profiles_sqlite(raw, account_id: str, changes, *, table: str = "profiles", key: str = "user_id") -> None:
     # The batch transaction already holds SQLite's write lock (commit_progress wrote first), so
     # no other writer can change these profiles between this read and the write below.
     user_ids = list(dict.fromkeys(u for u, _ in changes))
@@ -294,15 +320,15 @@ def _merge_profiles_sqlite(raw, account_id: str, changes) -> None:
     existing = {
         user_id: loads(attributes) if attributes else {}
         for user_id, attributes in raw.execute(
-            "SELECT user_id, attributes FROM profiles WHERE account_id = ? AND user_id IN (SELECT value FROM json_each(?))",
+            f"SELECT {key}, attributes FROM {table} WHERE account_id = ? AND {key} IN (SELECT value FROM json_each(?))",
             (account_id, _dumps(user_ids).decode()),
         )
     }
     now = now_ms()
     merged = _merged(existing, changes)
     raw.executemany(
-        "INSERT INTO profiles (account_id, user_id, attributes, created_at, updated_at) VALUES (?, ?, ?, ?, ?) "
-        "ON CONFLICT (account_id, user_id) DO UPDATE SET attributes = excluded.attributes, updated_at = excluded.updated_at",
+        f"INSERT INTO {table} (account_id, {key}, attributes, created_at, updated_at) VALUES (?, ?, ?, ?, ?) "
+        f"ON CONFLICT (account_id, {key}) DO UPDATE SET attributes = excluded.attributes, updated_at = excluded.updated_at",
         [(account_id, u, _dumps(a).decode(), now, now) for u, a in merged.items()],
     )
 
@@ -346,7 +372,7 @@ def _without_nulls(document: str) -> tuple[str, list[str]]:
     return _dumps({key: value for key, value in changes.items() if value is not None}).decode(), removed
 
 
-def _merge_profiles_postgres(raw, account_id: str, changes) -> None:
+def _merge_profiles_postgres(raw, account_id: str, changes, *, table: str = "profiles", key: str = "user_id") -> None:
     # Merged in the database, set-based: one upsert sets the changed keys (a new profile is its
     # changes; an existing one becomes `existing || changes`), then one UPDATE removes the keys
     # set to null, for the few users whose changes hold any. ON CONFLICT DO UPDATE locks each row
@@ -360,15 +386,15 @@ def _merge_profiles_postgres(raw, account_id: str, changes) -> None:
         # The changes are JSON text already: copied as text (a jsonb dumper would encode them again).
         _copy_into(cursor, "opencues_profile_changes", "user_id, changes, removed", rows, ["text", "text", "text[]"])
         cursor.execute(
-            "INSERT INTO profiles AS p (account_id, user_id, attributes, created_at, updated_at) "
+            f"INSERT INTO {table} AS p (account_id, {key}, attributes, created_at, updated_at) "
             "SELECT %s, c.user_id, c.changes, %s, %s FROM opencues_profile_changes AS c ORDER BY c.user_id "
-            "ON CONFLICT (account_id, user_id) DO UPDATE "
+            f"ON CONFLICT (account_id, {key}) DO UPDATE "
             "SET attributes = p.attributes || excluded.attributes, updated_at = excluded.updated_at",
             (account_id, now, now),
         )
         cursor.execute(
-            "UPDATE profiles AS p SET attributes = p.attributes - c.removed FROM opencues_profile_changes AS c "
-            "WHERE cardinality(c.removed) > 0 AND p.account_id = %s AND p.user_id = c.user_id",
+            f"UPDATE {table} AS p SET attributes = p.attributes - c.removed FROM opencues_profile_changes AS c "
+            f"WHERE cardinality(c.removed) > 0 AND p.account_id = %s AND p.{key} = c.user_id",
             (account_id,),
         )
 
@@ -451,7 +477,8 @@ def remove_user_ids(ctx: JobContext) -> None:
     _membership(ctx, add=False)
 
 
-register("import_profiles", "Import Profiles", import_profiles)
-register("import_events", "Import Events", import_events)
+register("import_profiles", "Import Profiles", import_profiles, filters=True)
+register("import_events", "Import Events", import_events, filters=True)
+register("import_groups", "Import Groups", import_groups, filters=True)
 register("add_user_ids", "Add User IDs to Segment", add_user_ids)
 register("remove_user_ids", "Remove User IDs from Segment", remove_user_ids)

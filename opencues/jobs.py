@@ -71,6 +71,7 @@ class Job:
     lease_owner: str | None = None
     lease_expires_at: int | None = None
     finished_at: int | None = None
+    ingestions_filtered: int = 0
 
     @classmethod
     def from_row(cls, row) -> "Job":

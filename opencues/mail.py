@@ -58,17 +58,20 @@ def parse_smtp_url(url: str) -> SmtpConfig:
     )
 
 
-def build_message(sender: str, recipient: str, *, url: str, expires_at: int, rows: int, fmt: str, job_id: str) -> EmailMessage:
+def build_message(
+    sender: str, recipient: str, *, url: str, expires_at: int, rows: int, fmt: str, job_id: str,
+    title: str = "event export", items: str = "events",
+) -> EmailMessage:
     expiry = datetime.fromtimestamp(expires_at, tz=timezone.utc)
     message = EmailMessage()
-    message["Subject"] = f"Your event export is ready ({rows} events, {fmt.upper()})"
+    message["Subject"] = f"Your {title} is ready ({rows} {items}, {fmt.upper()})"
     message["From"] = sender
     message["To"] = recipient
     message["Date"] = format_datetime(datetime.now(timezone.utc))
     message["Message-ID"] = make_msgid(domain=sender.rpartition("@")[2] or "localhost")
     message["X-Opencues-Job"] = job_id
     message.set_content(
-        f"Your export of {rows} events ({fmt.upper()}) is ready.\n\n"
+        f"Your export of {rows} {items} ({fmt.upper()}) is ready.\n\n"
         f"Download it here:\n{url}\n\n"
         f"This secure link expires on {expiry:%Y-%m-%d %H:%M} UTC. Anyone with the link can download the file.\n"
         f"Job: {job_id}\n"
@@ -77,12 +80,14 @@ def build_message(sender: str, recipient: str, *, url: str, expires_at: int, row
 
 
 def send_export_link(
-    settings, recipients, *, url: str, expires_at: int, rows: int, fmt: str, job_id: str
+    settings, recipients, *, url: str, expires_at: int, rows: int, fmt: str, job_id: str,
+    title: str = "event export", items: str = "events",
 ) -> list[str]:
     """Send the link to each recipient (one message each); return where they went
     (``smtp:<address>`` or the ``.eml`` paths). SMTP failures raise ``smtplib.SMTPException``/``OSError``."""
     messages = [
-        build_message(settings.mail_from, r, url=url, expires_at=expires_at, rows=rows, fmt=fmt, job_id=job_id)
+        build_message(settings.mail_from, r, url=url, expires_at=expires_at, rows=rows, fmt=fmt, job_id=job_id,
+                      title=title, items=items)  # fmt: skip
         for r in recipients
     ]
     if not settings.smtp_url:

@@ -7,10 +7,10 @@ same rule serves the synchronous PATCH and the bulk profile import (``merge``).
 
 from __future__ import annotations
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 
-from opencues import ids, timestamps
-from opencues.errors import bad_request, not_found
+from opencues import ids, ingestion_rules, timestamps
+from opencues.errors import ApiError, bad_request, not_found
 from opencues.storage import Database
 from opencues.storage.schema import profiles
 
@@ -48,15 +48,32 @@ def get_profile(db: Database, account_id: str, user_id: str) -> dict:
     return dict(row.attributes or {})
 
 
-def update_profile(db: Database, account_id: str, user_id: str, changes: dict) -> dict:
+def delete_profile(db: Database, account_id: str, user_id: str) -> None:
+    """Erase the user's profile — every attribute and the user's group membership — keeping the
+    user's events (they stay in the history and in exports). 404 ``user not found`` when there is
+    no profile; a later update creates a new, empty one."""
+    _check_user_id(user_id)
+    with db.begin() as conn:
+        deleted = conn.execute(
+            delete(profiles).where(profiles.c.account_id == account_id, profiles.c.user_id == user_id)
+        ).rowcount
+    if not deleted:
+        raise ApiError(404, "user not found")
+
+
+def update_profile(
+    db: Database, account_id: str, user_id: str, changes: dict, rules: "ingestion_rules.Rules | None" = None
+) -> dict:
     """Merge ``changes`` into the user's profile (creating it), in one transaction, and return
     the new profile. The read-merge-write holds the row (PostgreSQL) or the database's write
-    lock (SQLite), so concurrent updates of the same user both land."""
+    lock (SQLite), so concurrent updates of the same user both land. Attributes the account's
+    ingestion rules drop are left out (``rules``: read now when None)."""
     _check_user_id(user_id)
     if not isinstance(changes, dict):
         raise bad_request("request body must be a JSON object of profile attributes")
     if "" in changes:
         raise bad_request("profile attribute names must be non-empty strings; got `\"\"`")
+    changes, _dropped = (rules or ingestion_rules.load(db, account_id)).filter_profile(changes)
     now = timestamps.now_ms()
     key = (profiles.c.account_id == account_id, profiles.c.user_id == user_id)
     with db.begin() as conn:

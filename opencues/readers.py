@@ -245,7 +245,7 @@ def _json_user_ids(stream: BinaryIO, skip: int):
 # --------------------------------------------------------------------------- CSV
 
 # Columns whose cells are never typed: ids and event names are strings even when they look numeric.
-_STRING_COLUMNS = frozenset({"user_id", "userId", "name"})
+_STRING_COLUMNS = frozenset({"user_id", "userId", "name", "group_id", "groupId"})
 # A cell can only become a number when it starts with one of these and ends with a digit…
 _NUMBER_START = frozenset("-0123456789")
 _DIGITS = frozenset("0123456789")
@@ -586,3 +586,32 @@ def _numeric_timestamp(stamp: object) -> int:
     if stamp is None:
         raise RowInvalid("`timestamp` is required")
     raise RowInvalid("`timestamp` must be an ISO 8601 string or milliseconds since 1970")
+
+
+def group_from_record(value: object) -> tuple[str, dict]:
+    """``(group_id, properties)`` of one group update (``import/groups``). Every field but
+    ``group_id``/``groupId`` is a property; a ``null`` property means "remove this key" when merged."""
+    if type(value) is not dict:
+        raise RowInvalid("a group must be a JSON object with a `group_id`")
+    properties = value.copy()
+    group_id = properties.pop("group_id", None)
+    other = properties.pop("groupId", None)
+    if group_id is None:
+        group_id = other
+    elif other is not None and other != group_id:
+        raise RowInvalid("`group_id` and `groupId` differ; give one of them")
+    kind = type(group_id)
+    if kind is int or (kind is float and group_id.is_integer()):
+        return str(int(group_id)), properties
+    if group_id is None:
+        raise RowInvalid("`group_id` (or `groupId`) is required")
+    if kind is not str or not group_id or group_id.isspace():
+        raise RowInvalid("`group_id` must be a non-empty string")
+    if "\x00" in group_id:
+        raise RowInvalid("`group_id` must not contain NUL characters")
+    if user_id_too_long(group_id):
+        raise RowInvalid(f"`group_id`: {GROUP_ID_TOO_LONG}")
+    return group_id, properties
+
+
+GROUP_ID_TOO_LONG = USER_ID_TOO_LONG.replace("user id", "group id")

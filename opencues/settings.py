@@ -72,6 +72,11 @@ class Settings(BaseSettings):
         ge=0,
         description="Helpers that render a large export's time windows in parallel: processes on SQLite, database connections on PostgreSQL (0: the job worker renders it alone).",
     )
+    ingestion_rules_cache_seconds: float = Field(
+        1.0,
+        ge=0,
+        description="How long a server process keeps an account's ingestion filtering rules: a change applies at once in the process that saved it, within this many seconds in the others.",
+    )
 
     @cached_property
     def resolved_database_url(self) -> str:

@@ -30,7 +30,7 @@ Handler contract (the import handlers in ``opencues.imports``; the export regist
   ``JobContext`` gives ``db``, ``file_store``, ``settings``, ``job`` (``opencues.jobs.Job``:
   ``id, account_id, kind, params, payload_key, payload_format, rows_done, attempts …``),
   ``rows_done`` (the progress mark: resume by skipping that many items), ``transaction()``,
-  ``commit_progress(conn, consumed=, completed=, failed=, requests_failed=, errors=)`` (counters
+  ``commit_progress(conn, consumed=, completed=, failed=, requests_failed=, errors=, filtered=)`` (counters
   are deltas; errors are ``(line, reason)`` pairs or objects with ``.line``/``.reason``; it raises
   ``LeaseLost`` — rolling the batch back — when another worker owns the job, and ``Interrupted``
   when this worker is shutting down: let both propagate), ``add_event(name, attributes)``,
@@ -40,8 +40,9 @@ Handler contract (the import handlers in ``opencues.imports``; the export regist
   The worker adds the start event (``Ingesting`` unless ``start_event`` says otherwise) on the
   first attempt, ``Resumed`` on later ones, a ``Progress`` event at most every
   ``job_progress_seconds`` from ``commit_progress``, and ``Completed`` with
-  ``ingestions_completed, ingestions_failed, requests_failed, runtime_ms`` (+ ``errors``, the
-  first ``job_error_samples`` row errors, when there were any). The job's stored payload is
+  ``ingestions_completed, ingestions_failed, requests_failed, runtime_ms`` (+ ``ingestions_filtered``
+  for kinds registered with ``filters=True``: what the account's ingestion rules dropped; + ``errors``,
+  the first ``job_error_samples`` row errors, when there were any). The job's stored payload is
   deleted once it is COMPLETED or FAILED.
 """
 
@@ -70,7 +71,7 @@ from opencues.storage.schema import jobs as jobs_table
 log = logging.getLogger("opencues.worker")
 
 # Modules whose import registers handlers; a missing optional one is skipped.
-HANDLER_MODULES = ("opencues.imports", "opencues.exports")
+HANDLER_MODULES = ("opencues.imports", "opencues.exports", "opencues.segment_exports")
 
 
 class LeaseLost(Exception):
@@ -97,12 +98,19 @@ class Registration:
 
 
 HANDLERS: dict[str, Registration] = {}
+# Kinds whose ``Completed`` event reports ``ingestions_filtered`` (imports under ingestion rules).
+FILTERING_KINDS: set[str] = set()
 
 
-def register(kind: str, display_name: str, handler: Callable, *, start_event: str | None = "Ingesting") -> None:
-    """Make workers run ``handler`` for jobs of ``kind`` (shown to users as ``display_name``)."""
+def register(
+    kind: str, display_name: str, handler: Callable, *, start_event: str | None = "Ingesting", filters: bool = False
+) -> None:
+    """Make workers run ``handler`` for jobs of ``kind`` (shown to users as ``display_name``);
+    ``filters``: it applies the ingestion rules and reports ``ingestions_filtered``."""
     jobs.JOB_NAMES[kind] = display_name
     HANDLERS[kind] = Registration(kind, handler, start_event)
+    if filters:
+        FILTERING_KINDS.add(kind)
 
 
 def load_handlers() -> dict[str, Registration]:
@@ -137,6 +145,7 @@ class JobContext:
         self.ingestions_completed = job.ingestions_completed
         self.ingestions_failed = job.ingestions_failed
         self.requests_failed = job.requests_failed
+        self.ingestions_filtered = job.ingestions_filtered
         self.row_errors: list[dict] = list(job.row_errors or [])
         self._started = time.monotonic()
         self._last_progress_event = self._started
@@ -167,6 +176,7 @@ class JobContext:
         failed: int = 0,
         requests_failed: int = 0,
         errors=(),
+        filtered: int = 0,
     ) -> None:
         """Advance the progress mark by ``consumed`` items in ``conn``'s transaction — the one that
         writes those items' rows — so a crash either keeps both or neither."""
@@ -182,6 +192,7 @@ class JobContext:
             ingestions_failed=self.ingestions_failed + failed,
             requests_failed=self.requests_failed + requests_failed,
             row_errors=row_errors,
+            ingestions_filtered=self.ingestions_filtered + filtered,
             runtime_ms=self.runtime_ms(),
         )
         self._fence(conn, **values)
@@ -198,6 +209,7 @@ class JobContext:
         self.ingestions_completed = values["ingestions_completed"]
         self.ingestions_failed = values["ingestions_failed"]
         self.requests_failed = values["requests_failed"]
+        self.ingestions_filtered = values["ingestions_filtered"]
         self.row_errors = row_errors
 
     def add_event(self, name: str, attributes: dict | None = None, conn: Connection | None = None) -> None:
@@ -228,6 +240,8 @@ class JobContext:
             "requests_failed": self.requests_failed,
             "runtime_ms": self.runtime_ms(),
         }
+        if self.job.kind in FILTERING_KINDS:
+            attributes["ingestions_filtered"] = self.ingestions_filtered
         if self.row_errors:
             attributes["errors"] = self.row_errors
         return attributes

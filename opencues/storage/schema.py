@@ -20,6 +20,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
@@ -101,7 +102,10 @@ profiles = Table(
     Column("attributes", JsonDocument, nullable=False),
     Column("created_at", BigInteger, nullable=False),
     Column("updated_at", BigInteger, nullable=False),
+    # The group the user currently belongs to (``POST groups/{id}/users``; migration 0004).
+    Column("group_id", Text, nullable=True),
     PrimaryKeyConstraint("account_id", "user_id"),
+    Index("ix_profiles_group", "account_id", "group_id"),
 )
 
 # Tens of millions of rows per account: a user's history is a range scan of
@@ -115,8 +119,17 @@ events = Table(
     Column("name", Text, nullable=False),
     Column("timestamp", BigInteger, nullable=False),
     Column("attributes", JsonDocument, nullable=False),
+    # Optional companions of a tracked event (``opencues.events``; migration 0004).
+    Column("group_id", Text, nullable=True),
+    Column("context", JsonDocument, nullable=True),
     Index("ix_events_user_time", "account_id", "user_id", "timestamp"),
     Index("ix_events_time", "account_id", "timestamp"),
+    # Only the events that carry a group (a context): a CSV export asks whether its time range
+    # holds any, to add that column, with one index lookup; events without one pay nothing.
+    Index("ix_events_group_time", "account_id", "timestamp",
+          sqlite_where=text("group_id IS NOT NULL"), postgresql_where=text("group_id IS NOT NULL")),
+    Index("ix_events_context_time", "account_id", "timestamp",
+          sqlite_where=text("context IS NOT NULL"), postgresql_where=text("context IS NOT NULL")),
 )
 
 # The attribute-key catalogue (``opencues.attribute_keys``): every (path, JSON type) pair that an
@@ -156,6 +169,8 @@ jobs = Table(
     Column("ingestions_completed", BigInteger, nullable=False, default=0),
     Column("ingestions_failed", BigInteger, nullable=False, default=0),
     Column("requests_failed", BigInteger, nullable=False, default=0),
+    # Rows or attribute values dropped by the account's ingestion filtering rules (migration 0004).
+    Column("ingestions_filtered", BigInteger, nullable=False, default=0, server_default=text("0")),
     Column("row_errors", JsonDocument, nullable=False),
     Column("runtime_ms", BigInteger, nullable=False, default=0),
     Column("attempts", Integer, nullable=False, default=0),
@@ -237,4 +252,28 @@ sdk_keys = Table(
     Column("secure_data_ingest", Boolean, nullable=False, default=False),
     Column("created_at", BigInteger, nullable=False),
     PrimaryKeyConstraint("account_id", "id"),
+)
+
+# Groups (accounts/companies of end users): a flat bag of properties per (account, group), merged
+# like profiles. A user's current group is ``profiles.group_id``.
+groups = Table(
+    "groups",
+    metadata,
+    Column("account_id", String(64), nullable=False),
+    Column("group_id", Text, nullable=False),
+    Column("attributes", JsonDocument, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+    PrimaryKeyConstraint("account_id", "group_id"),
+)
+
+# An account's ingestion filtering rules (``opencues.ingestion_rules``): the saved rules object,
+# and a version bumped by every save.
+ingestion_rules = Table(
+    "ingestion_rules",
+    metadata,
+    Column("account_id", String(64), primary_key=True),
+    Column("rules", JsonDocument, nullable=False),
+    Column("version", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
 )

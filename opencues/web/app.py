@@ -10,6 +10,7 @@ from starlette.requests import Request
 
 from opencues import __version__
 from opencues.filestore import open_file_store
+from opencues.ingestion_rules import RulesCache
 from opencues.settings import Settings, load_settings
 from opencues.storage import Database, open_database
 from opencues.web import errors, openapi, routes
@@ -55,6 +56,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None, *, 
     app.state.db = db
     app.state.file_store = open_file_store(settings)
     app.state.rate_limiter = build_rate_limiter(settings)
+    app.state.ingestion_rules = RulesCache(settings.ingestion_rules_cache_seconds)
     app.state.wake_workers = lambda: None  # replaced by the in-process worker pool's, if any
     errors.install(app)
     routes.register(app)

@@ -32,14 +32,16 @@ async def read_body(request: Request, limit: int | None = None) -> bytes:
     return b"".join(chunks)
 
 
-async def read_json(request: Request, *, require_object: bool = True):
+async def read_json(request: Request, *, require_object: bool = True, empty=None):
     """A JSON request body. Only ``application/json`` is accepted (a missing Content-type is
-    read as JSON); anything else is 415."""
+    read as JSON); anything else is 415. ``empty``: what an empty body stands for (default: 400)."""
     kind = media_type(request)
     if kind not in ("", "application/json"):
         raise ApiError(415, f"Content-type {kind!r} is not supported here; send application/json")
     body = await read_body(request)
     if not body.strip():
+        if empty is not None:
+            return empty
         raise bad_request("request body is empty; expected a JSON object")
     try:
         payload = orjson.loads(body)

@@ -23,6 +23,8 @@ from opencues.experiences import TYPES as EXPERIENCE_TYPES
 from opencues.sdk_keys import SWITCHES as SDK_SWITCHES
 from opencues.sdk_keys import SdkKeyCreate, SdkKeyTagField
 
+from opencues import groups, ingestion_rules, segment_exports
+
 SECURITY_SCHEME = "basicAuth"
 ACCOUNT_PREFIX = "/v2/accounts/{account_id}"
 ISO = "ISO 8601 date-time with milliseconds, e.g. 2021-07-16T16:02:50.037Z"
@@ -66,6 +68,8 @@ class Event(BaseModel):
     timestamp: str = Field(description=ISO + ", in the requested time zone")
     name: str = Field(description="Event name")
     attributes: dict[str, Any] = Field(description="Free-form key/value data about the event")
+    group_id: str | None = Field(None, description="The event's group, present only when it was tracked with one")
+    context: dict[str, Any] | None = Field(None, description="The event's context, present only when it was tracked with one")
 
 
 class Job(BaseModel):
@@ -231,6 +235,8 @@ class EventTrack(BaseModel):
     name: str = Field(description="Required. Event name")
     timestamp: str = Field(description="Required. Event time in ISO 8601 format")
     attributes: dict[str, Any] = Field(default_factory=dict, description="Free-form key/value data about the event")
+    group_id: str | None = Field(None, description="Optional. The group (account) the event belongs to; kept with the event")
+    context: dict[str, Any] | None = Field(None, description="Optional. Context of the event (page, device, …); kept with the event")
 
 
 class UserIds(BaseModel):
@@ -252,6 +258,21 @@ class EventRow(BaseModel):
     name: str = Field(description="Required. Event name")
     timestamp: str = Field(description="Required. Event time in ISO 8601 format")
     attributes: dict[str, Any] = Field(default_factory=dict, description="Free-form key/value data about the event")
+
+
+class GroupProfile(RootModel[dict[str, Any]]):
+    """A group's properties: `group_id` first, then the stored properties (JSON types kept)."""
+
+
+class GroupProfileUpdate(RootModel[dict[str, Any]]):
+    """Key-value group properties merged into the group (created if missing); a null value removes the key."""
+
+
+class GroupRow(BaseModel):
+    """One imported group: ``group_id`` (or ``groupId``) and the properties to assign."""
+
+    model_config = ConfigDict(extra="allow")
+    group_id: str = Field(description="Required (or `groupId`). Group ID")
 
 
 class ExportRequest(BaseModel):
@@ -379,6 +400,21 @@ SPEC_DOCS: dict[tuple[str, str], Docs] = {
     ("PATCH", "/sdk_keys/{}"): Docs(SdkKey, body=json_body(SdkKeyTagField)),
     ("PATCH", "/sdk_keys/{}/tag_field"): Docs(SdkKey, body=json_body(SdkKeyTagField)),
     **{("POST", f"/sdk_keys/{{}}/{switch}/{verb}"): Docs() for switch in SDK_SWITCHES for verb in ("enable", "disable")},
+    ("DELETE", "/users/{}/profile"): Docs(description="Erases the profile and the user's group membership; "
+                                          "the user's events are kept. 404 `user not found` when there is no profile."),
+    ("GET", "/groups/{}/profile"): Docs(GroupProfile, description="404 `group not found` for an unknown group. "
+                                        "CSV: one header row of the keys and one data row."),
+    ("PATCH", "/groups/{}/profile"): Docs(body=json_body(GroupProfileUpdate)),
+    ("POST", "/groups/{}/users"): Docs(body=json_body(groups.GroupUsers), description="Sets each user's current group "
+                                       "(unknown users get an empty profile). Only POST: PATCH is 405."),
+    ("POST", "/import/groups"): Docs(Accepted, 202, upload_bodies(rows_body(GroupRow), "group_id and properties"), IDEMPOTENCY),
+    ("POST", "/segments/{}/segment_membership_export"): Docs(
+        Accepted, 202, json_body(segment_exports.MembershipExportRequest), IDEMPOTENCY,
+        description="Every field is optional (an empty body too). 404 `segment not found`.",
+    ),
+    ("GET", "/ingestion_filtering_rules"): Docs(ingestion_rules.RulesBody),
+    ("POST", "/ingestion_filtering_rules"): Docs(ingestion_rules.RulesBody, body=json_body(ingestion_rules.RulesBody),
+                                                 description="Replaces the whole set (no merge)."),
 }  # fmt: skip
 
 # The eight experience types: the same four calls each, checklists with their own object.
@@ -412,6 +448,7 @@ PATH_PARAMS = {
     "experience_id": "ID of the experience (or checklist) of this type",
     "resource_id": "ID of a flow, experience or checklist",
     "sdk_key_id": "SDK key ID",
+    "group_id": "Group ID, percent-encoded like a user ID",
 }
 
 

@@ -17,6 +17,8 @@ from opencues.web.views import tags as tag_views
 from opencues.web.views import screenshots as screenshot_views
 from opencues.web.views import sdk_keys as sdk_key_views
 from opencues.web.views.experiences import VIEWS as EXPERIENCE_VIEWS
+from opencues.web.views import groups as group_views
+from opencues.web.views import ingestion_rules as rules_views
 
 ACCOUNT = "/v2/accounts/{account_id}"
 
@@ -81,6 +83,14 @@ ROUTES += [
     Route("POST", ACCOUNT + "/sdk_keys/{sdk_key_id}/enforcement_mode/disable", sdk_key_views.disable_enforcement_mode, "Turn off enforcement mode", "SDK Keys"),
     Route("POST", ACCOUNT + "/sdk_keys/{sdk_key_id}/secure_data_ingest/enable", sdk_key_views.enable_secure_data_ingest, "Turn on secure data ingest", "SDK Keys"),
     Route("POST", ACCOUNT + "/sdk_keys/{sdk_key_id}/secure_data_ingest/disable", sdk_key_views.disable_secure_data_ingest, "Turn off secure data ingest", "SDK Keys"),
+    Route("DELETE", ACCOUNT + "/users/{user_id:path}/profile", profiles.delete_profile, "Delete a user profile", "End Users"),
+    Route("GET", ACCOUNT + "/groups/{group_id:path}/profile", group_views.get_group, "Get group profile", "Groups"),
+    Route("PATCH", ACCOUNT + "/groups/{group_id:path}/profile", group_views.update_group, "Update a group profile", "Groups"),
+    Route("POST", ACCOUNT + "/groups/{group_id:path}/users", group_views.add_users, "Associate users with a group", "Groups"),
+    Route("POST", ACCOUNT + "/import/groups", group_views.import_groups, "Import bulk group data", "Importing Data in Bulk", status=202),
+    Route("POST", ACCOUNT + "/segments/{segment_id}/segment_membership_export", segments.export_membership, "Export segment membership", "Segments", status=202),
+    Route("GET", ACCOUNT + "/ingestion_filtering_rules", rules_views.get_rules, "Get ingestion filtering rules", "Account Configuration"),
+    Route("POST", ACCOUNT + "/ingestion_filtering_rules", rules_views.replace_rules, "Replace ingestion filtering rules", "Account Configuration"),
 ]
 
 

@@ -12,7 +12,9 @@ from opencues.web.responses import JSON_TYPE, ok, respond, wants_csv
 async def track_event(request: Request, account_id: str, user_id: str):
     authorize(request, account_id, write=True)
     payload = await read_json(request)
-    await events.track_grouped(request.app.state.db, account_id, user_id, payload)
+    db = request.app.state.db
+    rules = request.app.state.ingestion_rules.rules(db, account_id)
+    await events.track_grouped(db, account_id, user_id, payload, rules)
     return ok(request)
 
 

@@ -35,6 +35,11 @@ async def _submit(request: Request, account_id: str, kind: str, *, params: dict 
     return accepted(request, submitted.job_id, account_url(request, account_id, "jobs", submitted.job_id))
 
 
+async def submit_upload(request: Request, account_id: str, kind: str):
+    """Store a bulk upload and submit its job (for the other resources' bulk endpoints)."""
+    return await _submit(request, account_id, kind)
+
+
 async def import_profiles(request: Request, account_id: str):
     authorize(request, account_id, write=True)
     return await _submit(request, account_id, "import_profiles")

@@ -19,5 +19,12 @@ async def get_profile(request: Request, account_id: str, user_id: str):
 async def update_profile(request: Request, account_id: str, user_id: str):
     authorize(request, account_id, write=True)
     changes = await read_json(request)
-    profiles.update_profile(request.app.state.db, account_id, user_id, changes)
+    db = request.app.state.db
+    profiles.update_profile(db, account_id, user_id, changes, request.app.state.ingestion_rules.rules(db, account_id))
+    return ok(request)
+
+
+async def delete_profile(request: Request, account_id: str, user_id: str):
+    authorize(request, account_id, write=True)
+    profiles.delete_profile(request.app.state.db, account_id, user_id)
     return ok(request)

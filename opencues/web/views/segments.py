@@ -1,12 +1,16 @@
 from __future__ import annotations
 
+import hashlib
+
+import orjson
 from starlette.requests import Request
 
-from opencues import segments
+from opencues import idempotency, jobs, segment_exports, segments
 from opencues.web.auth import authorize
 from opencues.web.bodies import read_json
-from opencues.web.responses import ok, respond
-from opencues.web.urls import account_url
+from opencues.web.responses import accepted, ok, respond
+from opencues.web.urls import account_url, base_url
+from opencues.web.views.imports import idempotency_key
 
 CSV_COLUMNS = (*segments.COLUMNS, "url")
 
@@ -45,3 +49,23 @@ async def delete_segment(request: Request, account_id: str, segment_id: str):
     authorize(request, account_id, write=True)
     segments.delete_segment(request.app.state.db, account_id, segment_id)
     return ok(request)
+
+
+async def export_membership(request: Request, account_id: str, segment_id: str):
+    # Exporting reads data: read-only keys may export too (as `export/events`).
+    authorize(request, account_id)
+    key = idempotency_key(request)
+    body = await read_json(request, empty={})
+    db = request.app.state.db
+    segment_exports.check_segment(db, account_id, segment_id)
+    export = segment_exports.validate_request(body)
+    settings = request.app.state.settings
+    body_hash = hashlib.sha256(orjson.dumps([segment_id, export], option=orjson.OPT_SORT_KEYS)).hexdigest()
+    submitted = jobs.submit(
+        db, account_id, segment_exports.JOB_KIND,
+        params=segment_exports.job_params(export, segment_id, base_url(request)),
+        idempotency_key=key, request_hash=idempotency.request_hash(request.method, request.url.path, body_hash),
+        ttl_hours=settings.idempotency_ttl_hours,
+    )  # fmt: skip
+    request.app.state.wake_workers()
+    return accepted(request, submitted.job_id, account_url(request, account_id, "jobs", submitted.job_id))

@@ -29,7 +29,7 @@ def test_reads_see_every_commit_at_once_so_revocation_is_immediate(db, settings,
 def test_prepared_statements_bind_names_on_either_driver(db, account):
     db.direct.write(events.events.insert().inline().values({k: bindparam(k) for k in ROW}), [ROW, {**ROW, "timestamp": 2}])
     rows = db.direct.fetch_all(events.history_statement(), {"account_id": "acct1", "user_id": "u", "limit": 1})
-    assert rows == [("u", 2, "e", "{}")]  # JSON stays text on this path, on both databases
+    assert rows == [("u", 2, "e", "{}", None, None)]  # JSON stays text on this path, on both databases
 
 
 def test_concurrent_single_row_writes_share_one_commit(db, monkeypatch):
