@@ -2,7 +2,9 @@
 
 Library code raises ``ApiError``; the web layer renders every error, including the framework's
 own 404/405 and unexpected exceptions, through ``problem_body`` so clients always see
-``{"error": true, "status": ..., "title": ..., "detail": ...}``.
+``{"type": "about:blank", "error": true, "status": ..., "title": ..., "detail": ...}``.
+``type`` is RFC 9457's problem type: ``about:blank`` says the HTTP status is the whole story, so a
+generic Problem Details client reads these bodies as well as one written for the vendor's API.
 """
 
 from __future__ import annotations
@@ -31,8 +33,11 @@ def status_title(status: int) -> str:
         return "Error"
 
 
+PROBLEM_TYPE = "about:blank"
+
+
 def problem_body(status: int, detail: str) -> dict:
-    return {"error": True, "status": status, "title": status_title(status), "detail": detail}
+    return {"type": PROBLEM_TYPE, "error": True, "status": status, "title": status_title(status), "detail": detail}
 
 
 def bad_request(detail: str) -> ApiError:
