@@ -9,7 +9,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.routing import Match
 
-from opencues.errors import ApiError
+from opencues.errors import ApiError, storage_fault
 from opencues.web.responses import problem_response
 
 log = logging.getLogger("opencues")
@@ -47,13 +47,56 @@ async def validation_error(_request: Request, exc: RequestValidationError):
     return problem_response(400, f"`{location}`: {first.get('msg', 'invalid value')}")
 
 
-async def unexpected_error(request: Request, exc: Exception):
-    log.exception("unhandled error on %s %s", request.method, request.url.path)
+def unexpected_response(method: str, path: str, exc: Exception):
+    """An exception no handler expected: 507/503 when the disk refused a write (a one-line
+    warning: an outage, not a bug), else a 500 with its traceback logged (never sent)."""
+    fault = storage_fault(exc)
+    if fault is not None:
+        log.warning("%s %s: %s (%s: %s)", method, path, fault.detail, type(exc).__name__, exc)
+        return problem_response(fault.status, fault.detail, fault.headers)
+    log.error("unhandled error on %s %s", method, path, exc_info=exc)
     return problem_response(500, "something went wrong on our side; it has been logged")
+
+
+async def unexpected_error(request: Request, exc: Exception):
+    return unexpected_response(request.method, request.url.path, exc)
+
+
+class ContainUnexpectedErrors:
+    """ASGI layer that answers an unexpected exception itself, so the connection stays usable.
+
+    Starlette's outermost layer renders the 500 and then re-raises for the server to log, and
+    uvicorn answers a re-raised exception by closing the connection — after a response sent
+    without ``Connection: close``, so a keep-alive client's next request on it fails. Here the
+    exception ends with the response. One raised after the response started cannot be answered
+    any more: it goes on to the server, which closes the connection (the only honest ending of
+    a half-sent response)."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started = False
+
+        async def send_and_note(message):
+            nonlocal started
+            started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_note)
+        except Exception as exc:
+            if started:
+                raise
+            response = unexpected_response(scope["method"], scope["path"], exc)
+            await response(scope, receive, send)
 
 
 def install(app) -> None:
     app.add_exception_handler(ApiError, api_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(RequestValidationError, validation_error)
-    app.add_exception_handler(Exception, unexpected_error)
+    app.add_exception_handler(Exception, unexpected_error)  # what fails outside the layer below
+    app.add_middleware(ContainUnexpectedErrors)
