@@ -106,6 +106,7 @@ class RateLimiter:
             self.shared = MovingWindowRateLimiter(storage)
         self.active = self.shared or self.local
         self._switch = threading.Lock()
+        self._closed = threading.Event()
 
     @property
     def shared_in_use(self) -> bool:
@@ -136,9 +137,12 @@ class RateLimiter:
         )  # fmt: skip
         threading.Thread(target=self._wait_for_redis, name="opencues-redis-probe", daemon=True).start()
 
+    def close(self) -> None:
+        """Stop waiting for Redis (the app is shutting down)."""
+        self._closed.set()
+
     def _wait_for_redis(self) -> None:
-        while True:
-            time.sleep(self.retry_seconds)
+        while not self._closed.wait(self.retry_seconds):
             if self.shared.storage.check():
                 self.active = self.shared
                 log.warning("rate limiter: Redis is back; counting requests there again")

@@ -130,6 +130,8 @@ def test_redis_stopped_falls_back_to_memory_counting_and_logs_once(settings, db,
     assert elapsed < 5, f"requests took {elapsed:.1f}s with Redis stopped"
     lines = _fallback_lines(caplog)
     assert len(lines) == 1 and "in memory" in lines[0], lines
+    # The app's shutdown ends the wait for Redis.
+    assert _wait_for(lambda: not any(t.name == "opencues-redis-probe" for t in threading.enumerate()), 3)
 
 
 def test_redis_silent_is_bounded_by_the_timeout(settings, db, account, silent_redis, caplog):
