@@ -86,12 +86,14 @@ class RateLimiter:
 
     def __init__(self, rate: str, redis_url: str | None = None, *, timeout: float = 0.5, retry_seconds: float = 5.0):
         from limits import parse
+        from limits.errors import StorageError
         from limits.storage import MemoryStorage, storage_from_string
         from limits.strategies import MovingWindowRateLimiter
         from redis.backoff import NoBackoff
         from redis.retry import Retry
 
         self.rate = parse(rate)
+        self._storage_error = StorageError
         self.retry_seconds = retry_seconds
         self.local = MovingWindowRateLimiter(MemoryStorage())
         self.shared = None
@@ -114,14 +116,12 @@ class RateLimiter:
 
     def hit(self, key: str) -> int | None:
         """Count a request of ``key``: None when allowed, else the seconds to wait."""
-        from limits.errors import StorageError
-
         strategy = self.active
         try:
             if strategy.hit(self.rate, key):
                 return None
             stats = strategy.get_window_stats(self.rate, key)
-        except StorageError as exc:
+        except self._storage_error as exc:
             self._fall_back(strategy, exc.storage_error)
             return self.hit(key)
         return max(1, math.ceil(stats.reset_time - time.time()))
