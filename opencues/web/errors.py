@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -47,12 +48,37 @@ async def validation_error(_request: Request, exc: RequestValidationError):
     return problem_response(400, f"`{location}`: {first.get('msg', 'invalid value')}")
 
 
-def unexpected_response(method: str, path: str, exc: Exception):
-    """An exception no handler expected: 507/503 when the disk refused a write (a one-line
-    warning: an outage, not a bug), else a 500 with its traceback logged (never sent)."""
+class OutageLog:
+    """One warning per outage rather than one per request: while the disk stays full every write
+    fails, and a line for each would flood the log (on that same disk, perhaps). At most one line
+    per ``interval`` seconds, which counts the ones held back."""
+
+    def __init__(self, interval: float = 60.0, clock=time.monotonic):
+        self.interval = interval
+        self.clock = clock
+        self._quiet_until = 0.0
+        self._held = 0
+
+    def warning(self, message: str) -> None:
+        now = self.clock()
+        if now < self._quiet_until:
+            self._held += 1
+            return
+        if self._held:
+            message += f" ({self._held} more like it since the last such line)"
+        self._held, self._quiet_until = 0, now + self.interval
+        log.warning(message)
+
+
+_OUTAGES = OutageLog()  # for errors outside ``ContainUnexpectedErrors`` (each app's layer has its own)
+
+
+def unexpected_response(method: str, path: str, exc: Exception, outages: OutageLog = _OUTAGES):
+    """An exception no handler expected: 507/503 when the disk refused a write (an outage, not a
+    bug: a warning in ``outages``), else a 500 with its traceback logged (never sent)."""
     fault = storage_fault(exc)
     if fault is not None:
-        log.warning("%s %s: %s (%s: %s)", method, path, fault.detail, type(exc).__name__, exc)
+        outages.warning(f"{method} {path}: {fault.detail} ({type(exc).__name__}: {exc})")
         return problem_response(fault.status, fault.detail, fault.headers)
     log.error("unhandled error on %s %s", method, path, exc_info=exc)
     return problem_response(500, "something went wrong on our side; it has been logged")
@@ -74,6 +100,7 @@ class ContainUnexpectedErrors:
 
     def __init__(self, app):
         self.app = app
+        self.outages = OutageLog()
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -90,7 +117,7 @@ class ContainUnexpectedErrors:
         except Exception as exc:
             if started:
                 raise
-            response = unexpected_response(scope["method"], scope["path"], exc)
+            response = unexpected_response(scope["method"], scope["path"], exc, self.outages)
             await response(scope, receive, send)
 
 

@@ -51,6 +51,8 @@ def test_an_upload_to_a_full_or_read_only_disk(api, caplog, code, status):
         assert int(response.headers["retry-after"]) > 0
     assert api.get("flows").status_code == 200  # reads go on
     assert api.get("jobs").json() == []  # and no job was accepted
+    for _ in range(3):  # the outage goes on: still one line in the log
+        assert api.post("import/events", content=EVENT_LINE, headers=NDJSON).status_code == status
     [warning] = _storage_warnings(caplog)
     assert warning.levelno == logging.WARNING and warning.exc_info is None  # an outage, not a bug
     state.file_store = store  # space is back
@@ -80,3 +82,16 @@ def test_a_full_database_is_507_for_writes_and_reads_go_on(api, backend, monkeyp
     monkeypatch.undo()
     assert api.post("segments", json={"name": "s"}).status_code == 201
     assert api.post("users/u1/events", json={"name": "e", "timestamp": "2021-07-20T12:34:00.123Z"}).status_code == 200
+
+
+def test_an_outage_log_holds_back_repeats_and_counts_them(caplog):
+    from opencues.web import errors
+
+    clock = [100.0]
+    outages = errors.OutageLog(interval=60, clock=lambda: clock[0])
+    for _ in range(5):
+        outages.warning("storage is full")
+    clock[0] += 61
+    outages.warning("storage is full")
+    lines = [r.getMessage() for r in caplog.records if r.name == "opencues"]
+    assert lines == ["storage is full", "storage is full (4 more like it since the last such line)"]
