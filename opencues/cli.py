@@ -92,6 +92,8 @@ def serve(ctx, host: str, port: int, workers: int, demo: bool):
     """Run the API server."""
     import uvicorn
 
+    from opencues.web.server import uvicorn_options
+
     db = _db(ctx)  # migrate once, before any server process starts
     if demo:
         _print_demo(db, host, port)
@@ -102,8 +104,7 @@ def serve(ctx, host: str, port: int, workers: int, demo: bool):
         host=host,
         port=port,
         workers=workers,
-        log_level="info",
-        access_log=False,
+        **uvicorn_options(None),  # each server process reads its limits from the environment
     )
 
 

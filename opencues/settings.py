@@ -77,6 +77,11 @@ class Settings(BaseSettings):
         ge=0,
         description="How long a server process keeps an account's ingestion filtering rules: a change applies at once in the process that saved it, within this many seconds in the others.",
     )
+    max_url_bytes: int = Field(8192, ge=256, description="Longest request URL (path and query string), in bytes (HTTP 414 above).")
+    max_header_bytes: int = Field(65536, ge=1024, description="Largest request head (request line and headers together), in bytes (HTTP 431 above; checked per socket read, so up to one read (≤ 256 KiB) more may be buffered first).")
+    max_header_count: int = Field(100, ge=10, description="Most headers in one request (HTTP 431 above).")
+    redis_timeout_seconds: float = Field(0.5, gt=0, description="Longest wait for Redis (connecting, or any one command) before the rate limiter counts in memory instead.")
+    redis_retry_seconds: float = Field(5.0, gt=0, description="How often the rate limiter, counting in memory while Redis is unreachable, checks whether it is back.")
 
     @cached_property
     def resolved_database_url(self) -> str:

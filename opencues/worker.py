@@ -35,7 +35,8 @@ Handler contract (the import handlers in ``opencues.imports``; the export regist
   ``LeaseLost`` — rolling the batch back — when another worker owns the job, and ``Interrupted``
   when this worker is shutting down: let both propagate), ``add_event(name, attributes)``,
   ``heartbeat()``. Raise ``JobFailed(reason)`` to end the job FAILED with a ``Failed`` event.
-  Any other exception is retried (the job is released) up to ``job_max_attempts`` times.
+  Any other exception is retried (the job is released) up to ``job_max_attempts`` times; a full
+  or read-only disk (``errors.storage_fault``) also records a ``Retrying`` event saying so.
 
   The worker adds the start event (``Ingesting`` unless ``start_event`` says otherwise) on the
   first attempt, ``Resumed`` on later ones, a ``Progress`` event at most every
@@ -63,6 +64,7 @@ from typing import Callable, Iterator
 from sqlalchemy import Connection, and_, or_, select, update
 
 from opencues import jobs, timestamps
+from opencues.errors import storage_fault
 from opencues.jobs import Job, JobStatus
 from opencues.storage import Database
 from opencues.storage.schema import job_events
@@ -80,6 +82,11 @@ class LeaseLost(Exception):
 
 class Interrupted(Exception):
     """This worker is shutting down: release the job so another worker resumes it."""
+
+
+def _storage_reason(fault) -> str:
+    what = "full" if fault.status == 507 else "read-only"
+    return f"the server's storage is {what}"
 
 
 class JobFailed(Exception):
@@ -411,10 +418,22 @@ class Worker:
             except LeaseLost:
                 return
         except Exception as exc:  # noqa: BLE001 - a handler bug or a database outage: retry later
-            log.exception("job %s failed on attempt %d", job.id, job.attempts)
+            fault = storage_fault(exc)
+            if fault is None:
+                log.exception("job %s failed on attempt %d", job.id, job.attempts)
+            else:  # an outage, not a bug: one line, and the reason in the job's own history
+                log.warning("job %s, attempt %d: %s (%s: %s)", job.id, job.attempts, fault.detail, type(exc).__name__, exc)
+            if fault is not None and job.attempts < self.settings.job_max_attempts:
+                delay_s = min(60, 2**job.attempts)
+                try:  # best effort: a full SQLite database cannot take this event either
+                    ctx.add_event("Retrying", {"attempt": job.attempts, "reason": f"{_storage_reason(fault)}; retrying in {delay_s}s"})
+                except Exception:  # noqa: BLE001
+                    log.warning("job %s: could not record the retry (%s)", job.id, fault.detail)
             if job.attempts >= self.settings.job_max_attempts:
                 try:
                     reason = f"internal error after {job.attempts} attempts: {type(exc).__name__}: {exc}"
+                    if fault is not None:
+                        reason = f"{_storage_reason(fault)} (after {job.attempts} attempts)"
                     ctx._finish(JobStatus.FAILED, "Failed", {"reason": reason[:500], **ctx.completed_attributes()})
                 except Exception:  # noqa: BLE001
                     log.exception("job %s: could not record the failure", job.id)

@@ -216,8 +216,9 @@ def assert_problem(response, status: int, mentions: str | None = None) -> dict:
     assert response.status_code == status, response.text
     assert response.headers["content-type"].startswith("application/json")
     body = response.json()
-    assert set(body) == {"error", "status", "title", "detail"}, body
+    assert set(body) == {"type", "error", "status", "title", "detail"}, body
     assert body["error"] is True and body["status"] == status
+    assert body["type"] == "about:blank", body  # RFC 9457: the status code says it all
     if mentions:
         assert mentions in body["detail"], body["detail"]
     return body

@@ -41,6 +41,8 @@ def create_app(settings: Settings | None = None, db: Database | None = None, *, 
         finally:
             if pool is not None:
                 pool.stop()
+            if app.state.rate_limiter is not None:
+                app.state.rate_limiter.close()
             if owns_db:
                 app.state.db.dispose()
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import logging
 import math
+import threading
 import time
 
 from starlette.requests import Request
@@ -12,6 +14,8 @@ from starlette.requests import Request
 from opencues import accounts
 from opencues.accounts import Principal
 from opencues.errors import ApiError, bad_request
+
+log = logging.getLogger("opencues")
 
 _CHALLENGE = {"WWW-Authenticate": 'Basic realm="opencues", charset="UTF-8"'}
 
@@ -61,25 +65,97 @@ def throttle(request: Request, principal: Principal) -> None:
     limiter = request.app.state.rate_limiter
     if limiter is None:
         return
-    rate, strategy = limiter
-    if not strategy.hit(rate, principal.key_id):
-        stats = strategy.get_window_stats(rate, principal.key_id)
-        retry_after = max(1, math.ceil(stats.reset_time - time.time()))
+    retry_after = limiter.hit(principal.key_id)
+    if retry_after is not None:
         raise ApiError(
             429,
-            f"rate limit of {rate} exceeded for this API key; retry after {retry_after}s",
+            f"rate limit of {limiter.rate} exceeded for this API key; retry after {retry_after}s",
             {"Retry-After": str(retry_after)},
         )
 
 
-def build_rate_limiter(settings):
-    """(rate, strategy) from OPENCUES_RATE_LIMIT, or None when unlimited. Counters live in
-    memory, or in Redis (OPENCUES_REDIS_URL) so several server processes share one budget."""
+class RateLimiter:
+    """Per-key counters in memory, or in Redis (OPENCUES_REDIS_URL) so that several server
+    processes share one budget.
+
+    A Redis outage must not become the API's: every Redis call is bounded by
+    ``redis_timeout_seconds`` (no retries), and when one fails the limiter counts in this
+    process's memory instead — the limit then holds per process, as without Redis — logging one
+    warning. A background thread checks every ``redis_retry_seconds`` whether Redis is back and,
+    when it is, returns to it (one more line), so requests never wait on a Redis that is down."""
+
+    def __init__(self, rate: str, redis_url: str | None = None, *, timeout: float = 0.5, retry_seconds: float = 5.0):
+        from limits import parse
+        from limits.errors import StorageError
+        from limits.storage import MemoryStorage, storage_from_string
+        from limits.strategies import MovingWindowRateLimiter
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
+
+        self.rate = parse(rate)
+        self._storage_error = StorageError
+        self.retry_seconds = retry_seconds
+        self.local = MovingWindowRateLimiter(MemoryStorage())
+        self.shared = None
+        if redis_url:
+            storage = storage_from_string(
+                redis_url,
+                wrap_exceptions=True,  # every Redis failure as limits' StorageError
+                socket_connect_timeout=timeout,
+                socket_timeout=timeout,
+                retry=Retry(NoBackoff(), 0),  # redis-py otherwise retries with backoff: seconds per call
+            )
+            self.shared = MovingWindowRateLimiter(storage)
+        self.active = self.shared or self.local
+        self._switch = threading.Lock()
+        self._closed = threading.Event()
+
+    @property
+    def shared_in_use(self) -> bool:
+        return self.shared is not None and self.active is self.shared
+
+    def hit(self, key: str) -> int | None:
+        """Count a request of ``key``: None when allowed, else the seconds to wait."""
+        strategy = self.active
+        try:
+            if strategy.hit(self.rate, key):
+                return None
+            stats = strategy.get_window_stats(self.rate, key)
+        except self._storage_error as exc:
+            self._fall_back(strategy, exc.storage_error)
+            return self.hit(key)
+        return max(1, math.ceil(stats.reset_time - time.time()))
+
+    def _fall_back(self, failed, error: Exception) -> None:
+        with self._switch:
+            if self.active is not failed:  # another request got here first
+                return
+            self.active = self.local
+        log.warning(
+            "rate limiter: Redis is unreachable (%s: %s); counting requests in memory, per server process, until it is back",
+            type(error).__name__, error,
+        )  # fmt: skip
+        threading.Thread(target=self._wait_for_redis, name="opencues-redis-probe", daemon=True).start()
+
+    def close(self) -> None:
+        """Stop waiting for Redis (the app is shutting down)."""
+        self._closed.set()
+
+    def _wait_for_redis(self) -> None:
+        while not self._closed.wait(self.retry_seconds):
+            if self.shared.storage.check():
+                self.active = self.shared
+                log.warning("rate limiter: Redis is back; counting requests there again")
+                return
+
+
+def build_rate_limiter(settings) -> RateLimiter | None:
+    """The limiter of OPENCUES_RATE_LIMIT, or None when unlimited (an invalid rate: ValueError)."""
     if not settings.rate_limit:
         return None
-    from limits import parse
-    from limits.storage import storage_from_string
-    from limits.strategies import MovingWindowRateLimiter
-
-    storage = storage_from_string(settings.redis_url or "memory://")
-    return parse(settings.rate_limit), MovingWindowRateLimiter(storage)
+    return RateLimiter(
+        settings.rate_limit,
+        settings.redis_url,
+        timeout=settings.redis_timeout_seconds,
+        retry_seconds=settings.redis_retry_seconds,
+    )

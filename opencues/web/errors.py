@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
+import time
 
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.routing import Match
 
-from opencues.errors import ApiError
+from opencues.errors import ApiError, storage_fault
 from opencues.web.auth import authorize
 from opencues.web.responses import problem_response
 
@@ -74,13 +75,82 @@ async def validation_error(_request: Request, exc: RequestValidationError):
     return problem_response(400, f"`{location}`: {first.get('msg', 'invalid value')}")
 
 
-async def unexpected_error(request: Request, exc: Exception):
-    log.exception("unhandled error on %s %s", request.method, request.url.path)
+class OutageLog:
+    """One warning per outage rather than one per request: while the disk stays full every write
+    fails, and a line for each would flood the log (on that same disk, perhaps). At most one line
+    per ``interval`` seconds, which counts the ones held back."""
+
+    def __init__(self, interval: float = 60.0, clock=time.monotonic):
+        self.interval = interval
+        self.clock = clock
+        self._quiet_until = 0.0
+        self._held = 0
+
+    def warning(self, message: str) -> None:
+        now = self.clock()
+        if now < self._quiet_until:
+            self._held += 1
+            return
+        if self._held:
+            message += f" ({self._held} more like it since the last such line)"
+        self._held, self._quiet_until = 0, now + self.interval
+        log.warning(message)
+
+
+_OUTAGES = OutageLog()  # for errors outside ``ContainUnexpectedErrors`` (each app's layer has its own)
+
+
+def unexpected_response(method: str, path: str, exc: Exception, outages: OutageLog = _OUTAGES):
+    """An exception no handler expected: 507/503 when the disk refused a write (an outage, not a
+    bug: a warning in ``outages``), else a 500 with its traceback logged (never sent)."""
+    fault = storage_fault(exc)
+    if fault is not None:
+        outages.warning(f"{method} {path}: {fault.detail} ({type(exc).__name__}: {exc})")
+        return problem_response(fault.status, fault.detail, fault.headers)
+    log.error("unhandled error on %s %s", method, path, exc_info=exc)
     return problem_response(500, "something went wrong on our side; it has been logged")
+
+
+async def unexpected_error(request: Request, exc: Exception):
+    return unexpected_response(request.method, request.url.path, exc)
+
+
+class ContainUnexpectedErrors:
+    """ASGI layer that answers an unexpected exception itself, so the connection stays usable.
+
+    Starlette's outermost layer renders the 500 and then re-raises for the server to log, and
+    uvicorn answers a re-raised exception by closing the connection — after a response sent
+    without ``Connection: close``, so a keep-alive client's next request on it fails. Here the
+    exception ends with the response. One raised after the response started cannot be answered
+    any more: it goes on to the server, which closes the connection (the only honest ending of
+    a half-sent response)."""
+
+    def __init__(self, app):
+        self.app = app
+        self.outages = OutageLog()
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started = False
+
+        async def send_and_note(message):
+            nonlocal started
+            started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_note)
+        except Exception as exc:
+            if started:
+                raise
+            response = unexpected_response(scope["method"], scope["path"], exc, self.outages)
+            await response(scope, receive, send)
 
 
 def install(app) -> None:
     app.add_exception_handler(ApiError, api_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(RequestValidationError, validation_error)
-    app.add_exception_handler(Exception, unexpected_error)
+    app.add_exception_handler(Exception, unexpected_error)  # what fails outside the layer below
+    app.add_middleware(ContainUnexpectedErrors)

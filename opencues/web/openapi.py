@@ -205,6 +205,7 @@ class Accepted(BaseModel):
 class Problem(BaseModel):
     """Problem Details: the shape of every error response."""
 
+    type: str = Field("about:blank", description="The problem type (RFC 9457); always `about:blank`: the status says it all")
     error: bool = Field(True, description="Always true")
     status: int = Field(description="The HTTP status")
     title: str = Field(description="The status phrase, e.g. Bad Request")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import threading
 import time
@@ -336,3 +337,43 @@ def test_a_process_running_workers_hands_the_gil_over_within_a_millisecond(db, s
     finally:
         pool.stop()
         sys.setswitchinterval(previous)
+
+
+def test_a_full_disk_is_retried_with_its_reason_in_the_job_history(db, store, settings, kind, caplog):
+    settings.job_max_attempts = 2
+    job_id = new_job(db)
+
+    def full(ctx):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    kind.handler = full
+    worker.run_pending_jobs(db, store, settings)
+    row = job_row(db, job_id)
+    assert row.status == "IN_PROGRESS" and row.lease_owner is None  # released for a later attempt
+    retrying = jobs.job_events_of(db, job_id)[-1]
+    assert retrying["name"] == "Retrying" and "storage is full" in retrying["attributes"]["reason"]
+    expire_lease(db, job_id)
+    worker.run_pending_jobs(db, store, settings)
+    detail = jobs.get_job(db, "acct1", job_id)
+    assert detail["status"] == "FAILED"
+    assert detail["events"][-1]["attributes"]["reason"] == "the server's storage is full (after 2 attempts)"
+    logged = [r for r in caplog.records if job_id in r.getMessage()]
+    assert logged and all(r.exc_info is None for r in logged)  # an outage: no tracebacks
+
+
+def test_a_job_goes_on_once_space_is_back(db, store, settings, kind):
+    job_id = new_job(db)
+    attempts = []
+
+    def full_once(ctx):
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise OSError(errno.EROFS, "Read-only file system")
+
+    kind.handler = full_once
+    worker.run_pending_jobs(db, store, settings)
+    expire_lease(db, job_id)
+    worker.run_pending_jobs(db, store, settings)
+    assert job_row(db, job_id).status == "COMPLETED"
+    assert names(db, job_id) == ["Ingesting", "Retrying", "Resumed", "Completed"]
+    assert "read-only" in jobs.job_events_of(db, job_id)[1]["attributes"]["reason"]

@@ -81,7 +81,7 @@ def test_segment_bodies_and_responses(document):
     assert listing["schema"]["items"] == {"$ref": "#/components/schemas/Segment"}
     delete = paths["/v2/accounts/{account_id}/segments/{segment_id}"]["delete"]["responses"]["200"]
     assert delete["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/StatusOK"}
-    assert set(schemas["Problem"]["properties"]) == {"error", "status", "title", "detail"}
+    assert set(schemas["Problem"]["properties"]) == {"type", "error", "status", "title", "detail"}
 
 
 def test_profile_path_documents_user_id(document):
