@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -72,6 +73,15 @@ class Settings(BaseSettings):
         ge=0,
         description="Helpers that render a large export's time windows in parallel: processes on SQLite, database connections on PostgreSQL (0: the job worker renders it alone).",
     )
+    admin_token: str | None = Field(
+        None,
+        description="Bearer token of the control API under `/-/` (accounts, resets, snapshots, faults, job modes, the request journal, the outbox). Unset: the control API is off (404); `opencues serve --test` sets one.",
+    )
+    journal: Literal["on", "off"] = Field(
+        "off",
+        description="`on`: record API requests in the request journal (`GET /-/requests`); always on under `opencues serve --test`.",
+    )
+    journal_max_requests: int = Field(10_000, ge=1, description="Requests the journal keeps (the oldest are dropped).")
 
     @cached_property
     def resolved_database_url(self) -> str:
