@@ -236,14 +236,15 @@ def _job_account(db: Database, job_id: str) -> str:
 
 
 def _claim_job(db: Database, job_id: str, owner: str, lease_ms: int):
-    """Take this one job if nobody holds it (it is waiting, or its worker's lease ran out)."""
+    """Take this one job if nobody holds it: it is waiting (a retry's back-off delay included —
+    "now" means now), or its worker's lease ran out."""
     now = timestamps.now_ms()
     statement = (
         update(jobs_table)
         .where(
             jobs_table.c.id == job_id,
             jobs_table.c.status == JobStatus.IN_PROGRESS.value,
-            or_(jobs_table.c.lease_expires_at.is_(None), jobs_table.c.lease_expires_at < now),
+            or_(jobs_table.c.lease_owner.is_(None), jobs_table.c.lease_expires_at < now),
         )
         .values(lease_owner=owner, lease_expires_at=now + lease_ms, attempts=jobs_table.c.attempts + 1, updated_at=now)
         .returning(*jobs_table.c)
@@ -259,18 +260,21 @@ def run_job(db: Database, file_store, settings, job_id: str, *, timeout: float =
     from opencues.worker import Worker
 
     account_id = _job_account(db, job_id)
-    owner = f"control:{os.getpid()}:{threading.get_ident()}/{uuid.uuid4().hex[:12]}"
-    job = _claim_job(db, job_id, owner, int(settings.job_lease_seconds * 1000))
-    if job is not None:
-        Worker(db, file_store, settings, name=owner).run(job, owner)
     deadline = time.monotonic() + timeout
     while True:
+        # A failed attempt is released for a retry: claim it again at once, until it ends (a job
+        # that keeps failing ends FAILED after OPENCUES_JOB_MAX_ATTEMPTS attempts).
+        owner = f"control:{os.getpid()}:{threading.get_ident()}/{uuid.uuid4().hex[:12]}"
+        job = _claim_job(db, job_id, owner, int(settings.job_lease_seconds * 1000))
+        if job is not None:
+            Worker(db, file_store, settings, name=owner).run(job, owner)
         resource = jobs.get_job(db, account_id, job_id)
         if resource["status"] != JobStatus.IN_PROGRESS.value:
             return resource
         if time.monotonic() > deadline:
             raise ApiError(504, f"job {job_id!r} is still running after {timeout:.0f}s")
-        time.sleep(0.02)
+        if job is None:
+            time.sleep(0.02)  # a worker holds it: wait for it to end
 
 
 def fail_job(db: Database, job_id: str, reason) -> dict:
