@@ -14,7 +14,10 @@ so understates the server) on:
 * ``GET /users/{id}/events`` — the history (default limit) of the user with many events, at
   ``--history-connections`` (4): its target is latency, which at saturation is only queueing.
 
-and prints requests/s, p50/p99 latency, errors, the track / no-op ratio and the targets. After the
+and prints requests/s, p50/p99 latency, errors, the track / no-op ratio and the targets. With
+``--control-compare`` it runs them three times — control API off, on (every request checked for
+faults), on with the request journal — and prints each one's req/s and server CPU per request
+against the first (the journal's target: track keeps at least 70 % of its rate). After the
 track run it counts the stored rows: every 200 must be a committed row.
 """
 
@@ -258,6 +261,8 @@ def main() -> None:
     parser.add_argument("--only", help="comma-separated scenarios to run: noop,track,history")
     parser.add_argument("--profile", type=Path, help="directory for py-spy profiles of the server, one per scenario")
     parser.add_argument("--serve-arg", action="append", default=[], help="extra argument for `opencues serve`")
+    parser.add_argument("--control-compare", action="store_true",
+                        help="run the scenarios three times: control API off, on (faults checked), on with the journal")  # fmt: skip
     args = parser.parse_args()
 
     use_wrk = args.load == "wrk" or (args.load == "auto" and shutil.which("wrk"))
@@ -292,33 +297,56 @@ def main() -> None:
                 env["OPENCUES_DATABASE_URL"] = database_url
             else:
                 env.pop("OPENCUES_DATABASE_URL", None)
-            port = free_port()
-            results = {}
-            with server(env, port, args.serve_arg) as proc:
-                base = f"http://127.0.0.1:{port}"
-                body = urllib.request.urlopen(urllib.request.Request(base + hot, headers={"Authorization": auth})).read()
-                assert len(json.loads(body)) == min(100, args.user_events), "history sanity check failed"
-                for scenario in scenarios:
-                    spy = profiler(proc.pid, args.profile, scenario["name"], args.duration)
-                    cpu_before = cpu_seconds(proc.pid)
-                    connections = scenario.get("connections", args.connections)
-                    if use_wrk:
-                        result = run_wrk(base, scenario, args.duration, connections, args.threads, workdir)
-                    else:
-                        result = asyncio.run(_python_load(base, scenario, args.duration, connections))
-                    # Server CPU per request: steadier than req/s when other work shares the machine.
-                    result["cpu_us"] = (cpu_seconds(proc.pid) - cpu_before) / max(1, result["requests"]) * 1e6
-                    results[scenario["name"]] = result
-                    if spy:
-                        spy.wait()
-                    print(f"{scenario['name']:>8} (c={connections:>2}): {result['rps']:8.0f} req/s   p50 {result['p50_ms']:6.2f} ms   "
-                          f"p99 {result['p99_ms']:6.2f} ms   server CPU {result['cpu_us']:5.0f} us/req   "
-                          f"errors {result['errors']}", flush=True)  # fmt: skip
+            configs = [("off", {})]
+            if args.control_compare:
+                configs += [("faults", {"OPENCUES_ADMIN_TOKEN": "bench"}),
+                            ("journal", {"OPENCUES_ADMIN_TOKEN": "bench", "OPENCUES_JOURNAL": "on"})]  # fmt: skip
+            by_config = {}
+            for config, extra_env in configs:
+                if args.control_compare:
+                    print(f"-- control API: {config}")
+                results = by_config[config] = run_scenarios(args, {**env, **extra_env}, scenarios, hot, auth, use_wrk, workdir)
             stored = count_events(db) - before
             db.dispose()
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
+    if args.control_compare:
+        for config in ("faults", "journal"):
+            for name, result in by_config[config].items():
+                base = by_config["off"][name]
+                print(f"{config:>8} {name:>8}: {result['rps'] / base['rps']:5.2f}x the req/s of control off, "
+                      f"{result['cpu_us'] / base['cpu_us']:5.2f}x its server CPU per request")  # fmt: skip
+    report(results, stored)
+
+
+def run_scenarios(args, env, scenarios, hot, auth, use_wrk, workdir) -> dict:
+    port = free_port()
+    results = {}
+    with server(env, port, args.serve_arg) as proc:
+        base = f"http://127.0.0.1:{port}"
+        body = urllib.request.urlopen(urllib.request.Request(base + hot, headers={"Authorization": auth})).read()
+        assert len(json.loads(body)) == min(100, args.user_events), "history sanity check failed"
+        for scenario in scenarios:
+            spy = profiler(proc.pid, args.profile, scenario["name"], args.duration)
+            cpu_before = cpu_seconds(proc.pid)
+            connections = scenario.get("connections", args.connections)
+            if use_wrk:
+                result = run_wrk(base, scenario, args.duration, connections, args.threads, workdir)
+            else:
+                result = asyncio.run(_python_load(base, scenario, args.duration, connections))
+            # Server CPU per request: steadier than req/s when other work shares the machine.
+            result["cpu_us"] = (cpu_seconds(proc.pid) - cpu_before) / max(1, result["requests"]) * 1e6
+            results[scenario["name"]] = result
+            if spy:
+                spy.wait()
+            print(f"{scenario['name']:>8} (c={connections:>2}): {result['rps']:8.0f} req/s   p50 {result['p50_ms']:6.2f} ms   "
+                  f"p99 {result['p99_ms']:6.2f} ms   server CPU {result['cpu_us']:5.0f} us/req   "
+                  f"errors {result['errors']}", flush=True)  # fmt: skip
+    return results
+
+
+def report(results: dict, stored: int) -> None:
     if "track" in results:
         track = results["track"]
         print(f"track: {stored:,} rows stored for {track['requests']:,} answered requests "

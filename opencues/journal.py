@@ -1,9 +1,11 @@
 """The request journal: what clients sent and what they got, newest first (``GET /-/requests``).
 
 On with ``OPENCUES_JOURNAL=on`` (always under ``opencues serve --test``). Each API request (not
-the control API's own) is one row, written by the group commit of the request hot path before the
-response's last byte leaves, so a test that has its answer finds the request in the journal —
-from any server process. Headers never carry a secret: the API secret of Basic credentials and
+the control API's own) is one row, queued for the group commit of the request hot path as the
+response leaves (waiting for that commit would add a commit to every request's latency). A read
+of the journal first waits for its own process's queued rows, so a client that got its answer
+from that process finds its request listed; rows of other server processes follow within a
+commit (milliseconds). Headers never carry a secret: the API secret of Basic credentials and
 any bearer token are replaced by ``[redacted]``. Bodies are kept up to ``BODY_BYTES``. The
 journal keeps the last ``OPENCUES_JOURNAL_MAX_REQUESTS`` requests; older ones are trimmed every
 ``TRIM_EVERY`` writes of a process.

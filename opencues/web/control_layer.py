@@ -10,7 +10,7 @@ For every other request, in order:
    and/or answers its status instead of the API;
 2. the request runs (its body is copied, up to ``journal.BODY_BYTES``, as it is read);
 3. a 202 of an account in ``instant`` job mode holds its answer until the job has ended;
-4. journal on: the entry is committed before the response's last byte is sent.
+4. journal on: the entry is queued for the group commit (``settle`` waits for it).
 """
 
 from __future__ import annotations
@@ -99,7 +99,7 @@ class ControlLayer:
                     message = held[-1]
                     held.clear()
                 if not message.get("more_body") and self.journal_on:
-                    await self._record(db, scope, bytes(body), status, started, account_id, fault is not None)
+                    self._record(db, scope, bytes(body), status, started, account_id, fault is not None)
             await send(message)
 
         if fault is not None and fault.status is not None:
@@ -129,7 +129,10 @@ class ControlLayer:
         except Exception:  # noqa: BLE001 - the 202 stands; the job stays for a worker or /-/jobs/{id}/run
             log.exception("instant job %s could not be run", job_id)
 
-    async def _record(self, db, scope, body: bytes, status: int, started: float, account_id, faulted: bool) -> None:
+    def _record(self, db, scope, body: bytes, status: int, started: float, account_id, faulted: bool) -> None:
+        """Queue the entry for the next group commit; the response does not wait for it (that
+        would add a whole commit to every request's latency). ``settle`` waits for this
+        process's queued entries."""
         row = journal.entry(
             method=scope["method"],
             path=scope["path"],
@@ -141,11 +144,9 @@ class ControlLayer:
             account_id=account_id,
             faulted=faulted,
         )
-        try:
-            await journal.record(db, row)
-        except Exception:  # noqa: BLE001 - the journal never fails a request
-            log.exception("could not record %s %s in the journal", scope["method"], scope["path"])
-            return
+        task = asyncio.ensure_future(journal.record(db, row))
+        _PENDING.add(task)
+        task.add_done_callback(_settled)
         self._written += 1
         if self._written % journal.TRIM_EVERY == 0:
             asyncio.get_running_loop().run_in_executor(None, self._trim, db)
@@ -155,6 +156,22 @@ class ControlLayer:
             journal.trim(db, self.journal_keep)
         except Exception:  # noqa: BLE001 - the next trim tries again
             log.exception("could not trim the request journal")
+
+
+_PENDING: set = set()  # this process's journal entries not yet committed
+
+
+def _settled(task) -> None:
+    _PENDING.discard(task)
+    if not task.cancelled() and task.exception() is not None:  # the journal never fails a request
+        log.error("could not record a request in the journal: %s", task.exception())
+
+
+async def settle() -> None:
+    """Wait until this process's journal entries are committed (``GET /-/requests`` first does
+    this, so a client that got its answer from this process finds its request listed)."""
+    if _PENDING:
+        await asyncio.wait(list(_PENDING))
 
 
 def _fault_headers(fault) -> dict:

@@ -180,6 +180,9 @@ async def fail_job(request: Request, job_id: str):
 
 async def list_requests(request: Request):
     require_admin(request)
+    from opencues.web.control_layer import settle
+
+    await settle()
     query = request.query_params
     entries = await run_in_threadpool(
         journal.list_requests, _db(request), path=query.get("path"), account_id=query.get("account_id"), limit=query.get("limit")
