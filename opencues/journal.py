@@ -1,20 +1,23 @@
 """The request journal: what clients sent and what they got, newest first (``GET /-/requests``).
 
 On with ``OPENCUES_JOURNAL=on`` (always under ``opencues serve --test``). Each API request (not
-the control API's own) is one row, queued for the group commit of the request hot path as the
-response leaves (waiting for that commit would add a commit to every request's latency). A read
-of the journal first waits for its own process's queued rows, so a client that got its answer
-from that process finds its request listed; rows of other server processes follow within a
-commit (milliseconds). Headers never carry a secret: the API secret of Basic credentials and
+the control API's own) is one row, handed to the process's ``Writer`` as the response leaves and
+committed by it a few milliseconds later with the others of that moment. A read of the journal
+(``GET /-/requests``) first flushes its own process's writer, so a client that got its answer from
+that process finds its request listed; rows of other server processes follow within
+milliseconds. Headers never carry a secret: the API secret of Basic credentials and
 any bearer token are replaced by ``[redacted]``. Bodies are kept up to ``BODY_BYTES``. The
 journal keeps the last ``OPENCUES_JOURNAL_MAX_REQUESTS`` requests; older ones are trimmed every
-``TRIM_EVERY`` writes of a process.
+``TRIM_EVERY`` entries a process writes.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import logging
+import threading
+import time
 
 import orjson
 from sqlalchemy import bindparam, delete, func, select
@@ -23,6 +26,8 @@ from opencues import timestamps
 from opencues.errors import bad_request
 from opencues.storage import Database
 from opencues.storage.schema import control_requests
+
+log = logging.getLogger("opencues")
 
 BODY_BYTES = 64 * 1024
 TRIM_EVERY = 500
@@ -74,9 +79,64 @@ def entry(*, method, path, query, headers, body: bytes, status, duration_ms, acc
     }
 
 
-async def record(db: Database, row: dict) -> None:
-    """Write one entry in the next group commit; returns once it is committed."""
-    await db.direct.write_grouped(INSERT, row)
+class Writer:
+    """Writes the entries a server process records, many to a transaction, from a thread of its
+    own: the request path only appends to a list (a few microseconds), where awaiting a commit per
+    request cost more than the request itself. ``flush`` commits everything added before it."""
+
+    FLUSH_DELAY = 0.002  # seconds a flush waits for more entries to join it
+
+    def __init__(self, database, keep: int):
+        self._database = database  # a Database, or a callable giving it (the app's is set at startup)
+        self.keep = keep
+        self._rows: list[dict] = []
+        self._lock = threading.Lock()
+        self._flushing = threading.Lock()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._written = 0
+        self._closed = False
+
+    @property
+    def db(self) -> Database:
+        return self._database() if callable(self._database) else self._database
+
+    def add(self, row: dict) -> None:
+        with self._lock:
+            self._rows.append(row)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="opencues-journal", daemon=True)
+                self._thread.start()
+        self._wake.set()
+
+    def _run(self) -> None:
+        while not self._closed:
+            self._wake.wait()
+            time.sleep(self.FLUSH_DELAY)
+            self._wake.clear()
+            try:
+                self.flush()
+            except Exception:  # noqa: BLE001 - the journal never fails a request; these entries are lost
+                log.exception("could not write the request journal")
+
+    def close(self) -> None:
+        """Write what is pending and stop the thread (before the database is disposed)."""
+        self._closed = True
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(10)
+        self.flush()
+
+    def flush(self) -> None:
+        with self._flushing:
+            with self._lock:
+                rows, self._rows = self._rows, []
+            if not rows:
+                return
+            self.db.direct.write(INSERT, rows)
+            before, self._written = self._written, self._written + len(rows)
+            if before // TRIM_EVERY != self._written // TRIM_EVERY:
+                trim(self.db, self.keep)
 
 
 def trim(db: Database, keep: int) -> int:

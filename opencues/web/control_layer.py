@@ -10,7 +10,7 @@ For every other request, in order:
    and/or answers its status instead of the API;
 2. the request runs (its body is copied, up to ``journal.BODY_BYTES``, as it is read);
 3. a 202 of an account in ``instant`` job mode holds its answer until the job has ended;
-4. journal on: the entry is queued for the group commit (``settle`` waits for it).
+4. journal on: the entry goes to the process's ``journal.Writer``.
 """
 
 from __future__ import annotations
@@ -55,10 +55,13 @@ class ControlLayer:
         self.state = state  # the app's state: ``db`` is set when the lifespan starts
         self.control_on = bool(settings.admin_token)
         self.journal_on = settings.journal == "on"
-        self.journal_keep = settings.journal_max_requests
-        self._written = 0
+        if self.journal_on:
+            state.journal_writer = journal.Writer(lambda: state.db, settings.journal_max_requests)
 
     async def __call__(self, scope, receive, send):
+        if scope["type"] == "lifespan" and self.journal_on:
+            await self.app(scope, self._closing_journal(receive), send)
+            return
         if scope["type"] != "http" or scope["path"].startswith("/-/"):
             await self.app(scope, receive, send)
             return
@@ -99,7 +102,7 @@ class ControlLayer:
                     message = held[-1]
                     held.clear()
                 if not message.get("more_body") and self.journal_on:
-                    self._record(db, scope, bytes(body), status, started, account_id, fault is not None)
+                    self._record(scope, bytes(body), status, started, account_id, fault is not None)
             await send(message)
 
         if fault is not None and fault.status is not None:
@@ -108,6 +111,18 @@ class ControlLayer:
             await response(scope, copying_receive, watching_send)
         else:
             await self.app(scope, copying_receive, watching_send)
+
+    def _closing_journal(self, receive):
+        """The lifespan's ``receive``: at shutdown, the journal's writer stops before the app
+        disposes of the database."""
+
+        async def closing_receive():
+            message = await receive()
+            if message["type"] == "lifespan.shutdown":
+                await run_in_threadpool(self.state.journal_writer.close)
+            return message
+
+        return closing_receive
 
     @staticmethod
     async def _drain(receive) -> None:
@@ -129,11 +144,8 @@ class ControlLayer:
         except Exception:  # noqa: BLE001 - the 202 stands; the job stays for a worker or /-/jobs/{id}/run
             log.exception("instant job %s could not be run", job_id)
 
-    def _record(self, db, scope, body: bytes, status: int, started: float, account_id, faulted: bool) -> None:
-        """Queue the entry for the next group commit; the response does not wait for it (that
-        would add a whole commit to every request's latency). ``settle`` waits for this
-        process's queued entries."""
-        row = journal.entry(
+    def _record(self, scope, body: bytes, status: int, started: float, account_id, faulted: bool) -> None:
+        self.state.journal_writer.add(journal.entry(
             method=scope["method"],
             path=scope["path"],
             query=scope.get("query_string", b"").decode("latin-1"),
@@ -143,35 +155,7 @@ class ControlLayer:
             duration_ms=(time.perf_counter() - started) * 1000,
             account_id=account_id,
             faulted=faulted,
-        )
-        task = asyncio.ensure_future(journal.record(db, row))
-        _PENDING.add(task)
-        task.add_done_callback(_settled)
-        self._written += 1
-        if self._written % journal.TRIM_EVERY == 0:
-            asyncio.get_running_loop().run_in_executor(None, self._trim, db)
-
-    def _trim(self, db) -> None:
-        try:
-            journal.trim(db, self.journal_keep)
-        except Exception:  # noqa: BLE001 - the next trim tries again
-            log.exception("could not trim the request journal")
-
-
-_PENDING: set = set()  # this process's journal entries not yet committed
-
-
-def _settled(task) -> None:
-    _PENDING.discard(task)
-    if not task.cancelled() and task.exception() is not None:  # the journal never fails a request
-        log.error("could not record a request in the journal: %s", task.exception())
-
-
-async def settle() -> None:
-    """Wait until this process's journal entries are committed (``GET /-/requests`` first does
-    this, so a client that got its answer from this process finds its request listed)."""
-    if _PENDING:
-        await asyncio.wait(list(_PENDING))
+        ))  # fmt: skip
 
 
 def _fault_headers(fault) -> dict:

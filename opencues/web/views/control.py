@@ -178,11 +178,16 @@ async def fail_job(request: Request, job_id: str):
 # -- journal and outbox ------------------------------------------------------------------------
 
 
+async def _flush_journal(request: Request) -> None:
+    """This process's pending journal entries first: a client's last request is listed (and cleared)."""
+    writer = getattr(request.app.state, "journal_writer", None)
+    if writer is not None:
+        await run_in_threadpool(writer.flush)
+
+
 async def list_requests(request: Request):
     require_admin(request)
-    from opencues.web.control_layer import settle
-
-    await settle()
+    await _flush_journal(request)
     query = request.query_params
     entries = await run_in_threadpool(
         journal.list_requests, _db(request), path=query.get("path"), account_id=query.get("account_id"), limit=query.get("limit")
@@ -192,6 +197,7 @@ async def list_requests(request: Request):
 
 async def clear_requests(request: Request):
     require_admin(request)
+    await _flush_journal(request)
     return _done("journal cleared", removed=journal.clear(_db(request)))
 
 
