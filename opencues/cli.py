@@ -278,6 +278,11 @@ def flows_import(ctx, account_id, file, as_json):
         click.echo(f"imported {len(imported)} flows")
 
 
+from opencues.api_commands import api_group  # noqa: E402 - `opencues api …`, through opencues.client
+
+main.add_command(api_group)
+
+
 # -- the control API's operations, without HTTP (the same library as /-/) ---------------------
 
 
