@@ -148,19 +148,25 @@ def clear_faults(db: Database) -> int:
         return conn.execute(delete(control_faults)).rowcount
 
 
+def candidates(db: Database, method: str, path: str, account_id: str | None) -> list[Fault]:
+    """The faults that would fire on this request, in order (``probability`` drawn; ``times``
+    not yet spent: the first one that ``spend`` grants applies)."""
+    return [
+        fault
+        for fault in active_faults(db)
+        if fault.matches(method, path, account_id) and (fault.probability is None or random.random() < fault.probability)
+    ]
+
+
 def fire(db: Database, method: str, path: str, account_id: str | None) -> Fault | None:
     """The fault that applies to this request, if any — spending one of its ``times``."""
-    for fault in active_faults(db):
-        if not fault.matches(method, path, account_id):
-            continue
-        if fault.probability is not None and random.random() >= fault.probability:
-            continue
-        if fault.times_left is None or _spend(db, fault.id):
+    for fault in candidates(db, method, path, account_id):
+        if fault.times_left is None or spend(db, fault.id):
             return fault
     return None
 
 
-def _spend(db: Database, fault_id: str) -> bool:
+def spend(db: Database, fault_id: str) -> bool:
     """Take one of the fault's remaining uses (atomically: several processes may race); the last
     use removes it."""
     with db.begin() as conn:

@@ -69,7 +69,7 @@ class ControlLayer:
         db = self.state.db
         method, path = scope["method"], scope["path"]
         account_id = account_of(path)
-        fault = faults.fire(db, method, path, account_id) if self.control_on else None
+        fault = await self._fault(db, method, path, account_id) if self.control_on else None
         if fault is not None and fault.delay_ms:
             await asyncio.sleep(fault.delay_ms / 1000)
 
@@ -109,8 +109,22 @@ class ControlLayer:
             await self._drain(copying_receive)
             response = problem_response(fault.status, fault.detail or f"injected fault {fault.id}", _fault_headers(fault))
             await response(scope, copying_receive, watching_send)
-        else:
+            return
+        try:
             await self.app(scope, copying_receive, watching_send)
+        except Exception:
+            # The server's error layer, outside this one, answers 500: journal it here.
+            if self.journal_on and status == 0:
+                self._record(scope, bytes(body), 500, started, account_id, fault is not None)
+            raise
+
+    @staticmethod
+    async def _fault(db, method: str, path: str, account_id: str | None):
+        for fault in faults.candidates(db, method, path, account_id):
+            # Spending one of its `times` writes: in a thread, not on the event loop.
+            if fault.times_left is None or await run_in_threadpool(faults.spend, db, fault.id):
+                return fault
+        return None
 
     def _closing_journal(self, receive):
         """The lifespan's ``receive``: at shutdown, the journal's writer stops before the app

@@ -434,3 +434,17 @@ def test_outbox_shows_the_export_email_and_its_link(web):
     assert web.delete("/-/outbox", headers=ADMIN).status_code == 200
     assert web.get("/-/outbox", headers=ADMIN).json() == []
     assert_problem(web.get(f"/-/outbox/{message['id']}", headers=ADMIN), 404)
+
+
+def test_journal_records_a_request_that_crashed(control_settings, db, monkeypatch):
+    from opencues import flows
+
+    def crash(db, account_id):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(flows, "list_flows", crash)
+    with TestClient(create_app(control_settings, db), raise_server_exceptions=False) as web:
+        account = make(web)
+        assert web.get(f"/v2/accounts/{account['id']}/flows", auth=auth(account)).status_code == 500
+        entry = web.get("/-/requests", headers=ADMIN).json()[0]
+        assert entry["status"] == 500 and entry["path"].endswith("/flows")
