@@ -2,8 +2,8 @@
 
 On with ``OPENCUES_JOURNAL=on`` (always under ``opencues serve --test``). Each API request (not
 the control API's own) is one row, handed to the process's ``Writer`` as the response leaves and
-committed by it a few milliseconds later with the others of that moment. A read of the journal
-(``GET /-/requests``) first flushes its own process's writer, so a client that got its answer from
+committed by it within ``Writer.FLUSH_DELAY`` (10 ms) with the others of that moment. A read of
+the journal (``GET /-/requests``) first flushes its own process's writer, so a client that got its answer from
 that process finds its request listed; rows of other server processes follow within
 milliseconds. Headers never carry a secret: the API secret of Basic credentials and
 any bearer token are replaced by ``[redacted]``. Bodies are kept up to ``BODY_BYTES``. The
@@ -84,7 +84,9 @@ class Writer:
     own: the request path only appends to a list (a few microseconds), where awaiting a commit per
     request cost more than the request itself. ``flush`` commits everything added before it."""
 
-    FLUSH_DELAY = 0.002  # seconds a flush waits for more entries to join it
+    # Seconds a flush waits for more entries to join it: a commit per few requests, not per
+    # request (reads of the journal flush first, so they never wait for it).
+    FLUSH_DELAY = 0.01
 
     def __init__(self, database, keep: int):
         self._database = database  # a Database, or a callable giving it (the app's is set at startup)
@@ -107,7 +109,8 @@ class Writer:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="opencues-journal", daemon=True)
                 self._thread.start()
-        self._wake.set()
+        if not self._wake.is_set():
+            self._wake.set()
 
     def _run(self) -> None:
         while not self._closed:
