@@ -38,7 +38,7 @@ import tempfile
 import time
 import urllib.request
 import uuid
-from contextlib import contextmanager
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
 from sqlalchemy import create_engine, func, select, text
@@ -263,7 +263,13 @@ def main() -> None:
     parser.add_argument("--serve-arg", action="append", default=[], help="extra argument for `opencues serve`")
     parser.add_argument("--control-compare", action="store_true",
                         help="run the scenarios three times: control API off, on (faults checked), on with the journal")  # fmt: skip
+    parser.add_argument("--in-process", type=int, metavar="N",
+                        help="with --control-compare: instead of a server, send N tracks through the app in this "
+                             "process and compare its CPU time per request (steadier on a busy machine)")  # fmt: skip
     args = parser.parse_args()
+    if args.in_process:
+        compare_control_in_process(args.in_process)
+        return
 
     use_wrk = args.load == "wrk" or (args.load == "auto" and shutil.which("wrk"))
     print(f"load generator: {'wrk' if use_wrk else 'python asyncio+httpx (wrk not found; understates the server)'}")
@@ -318,6 +324,76 @@ def main() -> None:
                 print(f"{config:>8} {name:>8}: {result['rps'] / base['rps']:5.2f}x the req/s of control off, "
                       f"{result['cpu_us'] / base['cpu_us']:5.2f}x its server CPU per request")  # fmt: skip
     report(results, stored)
+
+
+@asynccontextmanager
+async def lifespan(app):
+    async with app.router.lifespan_context(app):
+        yield
+
+
+def compare_control_in_process(count: int, connections: int = 16, rounds: int = 3) -> None:
+    """CPU time per track request of the app itself (no HTTP server, no load generator), with the
+    control API off, on, and on with the journal; the configurations alternate ``rounds`` times
+    and the best (least disturbed) round of each counts."""
+    import httpx
+
+    from opencues.web.app import create_app
+
+    configs = {"off": {}, "faults": {"admin_token": "bench"}, "journal": {"admin_token": "bench", "journal": "on"}}
+    best: dict[str, float] = {}
+    workdir = Path(tempfile.mkdtemp(prefix="opencues-bench-control-"))
+    try:
+        settings = Settings(data_dir=workdir / "data", job_workers=0)
+        db = open_database(settings)
+        accounts.create_account(db, ACCOUNT)
+        key = accounts.create_key(db, ACCOUNT)
+        auth = (key["key"], key["secret"])
+
+        headers = [(b"host", b"bench"), (b"content-type", b"application/json"), (b"user-agent", b"bench"),
+                   (b"authorization", b"Basic " + base64.b64encode(f"{auth[0]}:{auth[1]}".encode()))]  # fmt: skip
+
+        async def request(app, n: int) -> None:
+            body = json.dumps({"name": "Clicked button", "timestamp": "2021-08-10T09:41:00.000-04:00",
+                               "attributes": {"button": "Go Home", "n": n}}).encode()  # fmt: skip
+            path = f"/v2/accounts/{ACCOUNT}/users/u{n % 5000}/events"
+            scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+                     "scheme": "http", "path": path, "raw_path": path.encode(), "root_path": "", "query_string": b"",
+                     "headers": [*headers, (b"content-length", str(len(body)).encode())],
+                     "client": ("127.0.0.1", 1), "server": ("bench", 80)}  # fmt: skip
+            sent = []
+
+            async def receive():
+                return {"type": "http.request", "body": body, "more_body": False}
+
+            async def send(message):
+                sent.append(message)
+
+            await app(scope, receive, send)
+            assert sent[0]["status"] == 200, sent
+
+        async def run(app) -> float:
+            # The app called directly (no HTTP server, no client): the CPU is the app's own.
+            async with lifespan(app):
+                started = time.process_time()
+                for first in range(0, count, connections):
+                    await asyncio.gather(*(request(app, n) for n in range(first, min(count, first + connections))))
+                if getattr(app.state, "journal_writer", None):
+                    app.state.journal_writer.flush()  # its cost counts
+                return (time.process_time() - started) / count * 1e6
+
+        for _ in range(rounds):
+            for name, overrides in configs.items():
+                app = create_app(settings.model_copy(update=overrides), db)
+                cpu_us = asyncio.run(run(app))
+                best[name] = min(best.get(name, cpu_us), cpu_us)
+                print(f"{name:>8}: {cpu_us:6.1f} us CPU per track", flush=True)
+        db.dispose()
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    for name in ("faults", "journal"):
+        print(f"best of {rounds}: {name} {best[name]:.1f} us vs off {best['off']:.1f} us per track = "
+              f"{best['off'] / best[name]:.2f}x the rate a CPU-bound server keeps")  # fmt: skip
 
 
 def run_scenarios(args, env, scenarios, hot, auth, use_wrk, workdir) -> dict:
