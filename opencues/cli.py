@@ -99,6 +99,12 @@ def serve(ctx, host: str, port: int, workers: int, demo: bool, test_mode: bool, 
     import uvicorn
 
     ephemeral = _enter_test_mode(ctx) if test_mode else None
+    if ephemeral:
+        import signal
+
+        # uvicorn re-raises the SIGTERM it stopped on, once it has restored the handler it found:
+        # with this one, the process unwinds (removing the temporary data dir) instead of dying.
+        signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         db = _db(ctx)  # migrate once, before any server process starts
         if seed_file:
@@ -124,6 +130,10 @@ def serve(ctx, host: str, port: int, workers: int, demo: bool, test_mode: bool, 
             import shutil
 
             shutil.rmtree(ephemeral, ignore_errors=True)
+
+
+def _exit_on_sigterm(_signum, _frame):
+    raise SystemExit(0)
 
 
 def _enter_test_mode(ctx) -> str | None:
