@@ -10,7 +10,8 @@ Registered through the ``pytest11`` entry point: ``pip install opencues`` is all
 ``appcues``: a ``opencues.client.Client`` for a fresh account (``.account_id``), deleted with its
 data after the test.
 
-Both are lazy: nothing starts unless a test asks for one of them.
+Both are lazy: nothing starts unless a test that will run asks for one of them — and then the
+server is launched as soon as the tests are collected, so it starts while the session gets going.
 """
 
 from __future__ import annotations
@@ -60,6 +61,8 @@ class OpencuesServer:
             self.process.wait(5)
         except ProcessLookupError:
             pass
+        if self.log is not None:
+            self.log.unlink(missing_ok=True)
 
 
 def _free_port() -> int:
@@ -68,11 +71,9 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_server(timeout: float = STARTUP_TIMEOUT_SECONDS) -> OpencuesServer:
-    """``opencues serve --test`` on a free port, once ``/-/ready`` answers."""
+def launch() -> OpencuesServer:
+    """Start ``opencues serve --test`` on a free port, without waiting for it (``wait_ready``)."""
     import secrets
-
-    import httpx
 
     token = secrets.token_urlsafe(24)
     port = _free_port()
@@ -85,27 +86,64 @@ def start_server(timeout: float = STARTUP_TIMEOUT_SECONDS) -> OpencuesServer:
             [sys.executable, "-m", "opencues", "serve", "--test", "--host", "127.0.0.1", "--port", str(port)],
             env=env, stdin=subprocess.DEVNULL, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
-    server = OpencuesServer(f"http://127.0.0.1:{port}", token, process, log)
+    return OpencuesServer(f"http://127.0.0.1:{port}", token, process, log)
+
+
+def wait_ready(server: OpencuesServer, timeout: float = STARTUP_TIMEOUT_SECONDS) -> OpencuesServer:
+    """Return once ``/-/ready`` answers 200 (the process died or timed out: RuntimeError)."""
+    import httpx
+
     deadline = time.monotonic() + timeout
     while True:
-        if process.poll() is not None:
-            raise RuntimeError(f"opencues serve --test exited with {process.returncode}:\n{server.output()}")
+        if server.process.poll() is not None:
+            raise RuntimeError(f"opencues serve --test exited with {server.process.returncode}:\n{server.output()}")
         try:
             if httpx.get(server.url + "/-/ready", timeout=1).status_code == 200:
                 return server
         except httpx.HTTPError:
             pass
         if time.monotonic() > deadline:
+            output = server.output()
             server.stop()
-            raise RuntimeError(f"opencues serve --test not ready after {timeout:.0f}s:\n{server.output()}")
+            raise RuntimeError(f"opencues serve --test not ready after {timeout:.0f}s:\n{output}")
         time.sleep(0.01)
+
+
+def start_server(timeout: float = STARTUP_TIMEOUT_SECONDS) -> OpencuesServer:
+    """``opencues serve --test`` on a free port, once ``/-/ready`` answers."""
+    return wait_ready(launch(), timeout)
+
+
+_FIXTURES = ("opencues_server", "appcues")
+_early: list[OpencuesServer] = []  # a server launched at collection, not yet claimed by the fixture
+
+
+def _external() -> tuple[str, str] | None:
+    url, token = os.environ.get("OPENCUES_TEST_URL"), os.environ.get("OPENCUES_ADMIN_TOKEN")
+    return (url, token) if url and token else None
+
+
+@pytest.hookimpl(trylast=True)  # after -k/-m deselection: only the tests that will run count
+def pytest_collection_modifyitems(session, config, items):
+    """When a test that will run uses the fixtures, launch the server now, so that it starts while
+    the session gets going rather than when the first such test asks for it."""
+    if _external() is None and not _early and any(name in getattr(item, "fixturenames", ()) for item in items for name in _FIXTURES):
+        _early.append(launch())
+
+
+def pytest_sessionfinish(session, exitstatus):
+    while _early:  # launched, never used (e.g. the session was interrupted)
+        _early.pop().stop()
 
 
 @pytest.fixture(scope="session")
 def opencues_server():
     """An opencues server for the session (see the module docstring)."""
-    url, token = os.environ.get("OPENCUES_TEST_URL"), os.environ.get("OPENCUES_ADMIN_TOKEN")
-    server = OpencuesServer(url, token) if url and token else start_server()
+    external = _external()
+    if external is not None:
+        server = OpencuesServer(*external)
+    else:
+        server = wait_ready(_early.pop() if _early else launch())
     try:
         yield server
     finally:

@@ -56,10 +56,15 @@ def test_one_server_per_session_fresh_accounts_per_test_removed_after(pytester):
     result.assert_outcomes(passed=5)
 
 
-def test_tests_without_the_fixtures_start_no_server(pytester):
-    pytester.makepyfile(test_plain="def test_plain():\n    import sys\n    assert 'httpx' not in sys.modules\n")
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
-    result.assert_outcomes(passed=1)
+def test_tests_without_the_fixtures_start_no_server(pytester, monkeypatch, tmp_path):
+    pytester.makepyfile(
+        test_plain="def test_plain():\n    import sys\n    assert 'httpx' not in sys.modules\n",
+        test_deselected="def test_uses_it(appcues):\n    assert False\n",
+    )
+    monkeypatch.setenv("TMPDIR", str(tmp_path))  # where a launched server's log would appear
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-k", "not uses_it")
+    result.assert_outcomes(passed=1, deselected=1)
+    assert list(tmp_path.glob("opencues-test-server-*")) == []
 
 
 def test_an_external_server_is_used_when_configured(pytester, live_server, monkeypatch):
