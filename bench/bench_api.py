@@ -17,7 +17,9 @@ so understates the server) on:
 and prints requests/s, p50/p99 latency, errors, the track / no-op ratio and the targets. With
 ``--control-compare`` it runs them three times — control API off, on (every request checked for
 faults), on with the request journal — and prints each one's req/s and server CPU per request
-against the first (the journal's target: track keeps at least 70 % of its rate). After the
+against the first (the journal's target: track keeps at least 70 % of its rate). On a busy
+machine ``--control-compare --in-process N`` is steadier: it calls the app directly and compares
+CPU time per track, then times the control layer alone. After the
 track run it counts the stored rows: every 200 must be a committed row.
 """
 
@@ -394,6 +396,51 @@ def compare_control_in_process(count: int, connections: int = 16, rounds: int = 
     for name in ("faults", "journal"):
         print(f"best of {rounds}: {name} {best[name]:.1f} us vs off {best['off']:.1f} us per track = "
               f"{best['off'] / best[name]:.2f}x the rate a CPU-bound server keeps")  # fmt: skip
+    layer_alone(count)
+
+
+def layer_alone(count: int) -> None:
+    """The control layer's own CPU per request, around an app that does nothing (the difference
+    the whole-app figures above measure, without the noise of the track beneath it)."""
+    from types import SimpleNamespace
+
+    from opencues.web.control_layer import ControlLayer
+
+    async def noop_app(scope, receive, send):
+        await receive()
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": b'{"status":200,"title":"OK"}'})
+
+    scope = {"type": "http", "method": "POST", "path": f"/v2/accounts/{ACCOUNT}/users/u/events", "query_string": b"",
+             "headers": [(b"host", b"bench"), (b"content-type", b"application/json"),
+                         (b"authorization", b"Basic a2V5OnNlY3JldA==")]}  # fmt: skip
+
+    async def receive():
+        return {"type": "http.request", "body": b'{"name":"Clicked button","timestamp":1}', "more_body": False}
+
+    async def send(_message):
+        pass
+
+    workdir = Path(tempfile.mkdtemp(prefix="opencues-bench-layer-"))
+    try:
+        settings = Settings(data_dir=workdir / "data")
+        db = open_database(settings)
+        for name, overrides in {"faults": {"admin_token": "bench"}, "journal": {"admin_token": "bench", "journal": "on"}}.items():
+            state = SimpleNamespace(db=db)
+            layer = ControlLayer(noop_app, state=state, settings=settings.model_copy(update=overrides))
+
+            async def run() -> float:
+                started = time.process_time()
+                for _ in range(count):
+                    await layer(scope, receive, send)
+                if getattr(state, "journal_writer", None):
+                    state.journal_writer.flush()
+                return (time.process_time() - started) / count * 1e6
+
+            print(f"the layer alone, {name}: {asyncio.run(run()):.1f} us CPU per request")
+        db.dispose()
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def run_scenarios(args, env, scenarios, hot, auth, use_wrk, workdir) -> dict:
