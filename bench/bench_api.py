@@ -334,7 +334,7 @@ async def lifespan(app):
         yield
 
 
-def compare_control_in_process(count: int, connections: int = 16, rounds: int = 3) -> None:
+def compare_control_in_process(count: int, connections: int = 16, rounds: int = 5) -> None:
     """CPU time per track request of the app itself (no HTTP server, no load generator), with the
     control API off, on, and on with the journal; the configurations alternate ``rounds`` times
     and the best (least disturbed) round of each counts."""
