@@ -23,6 +23,7 @@ Adding a table that holds account data is one line in ``PARTS``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import orjson
 from sqlalchemy import Connection, Table, delete, select
@@ -81,7 +82,7 @@ PARTS: list[Part] = [
 NOT_ACCOUNT_DATA = {"control_faults", "control_requests", "control_job_modes", "control_snapshots"}
 
 # version → a function turning a document of that version into one of the next version.
-UPGRADES: dict[int, callable] = {}
+UPGRADES: dict[int, Callable[[dict], dict]] = {}
 
 
 def dump(conn: Connection, account_id: str | None = None) -> dict:
