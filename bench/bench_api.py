@@ -17,7 +17,12 @@ so understates the server) on:
   (deny rules on names the load never sends, so every event is checked and stored): it must keep
   90% of track's rate (``--only track,track_rules`` compares just those two).
 
-and prints requests/s, p50/p99 latency, errors, the track / no-op ratio and the targets. After the
+and prints requests/s, p50/p99 latency, errors, the track / no-op ratio and the targets. With
+``--control-compare`` it runs them three times — control API off, on (every request checked for
+faults), on with the request journal — and prints each one's req/s and server CPU per request
+against the first (the journal's target: track keeps at least 70 % of its rate). On a busy
+machine ``--control-compare --in-process N`` is steadier: it calls the app directly and compares
+CPU time per track, then times the control layer alone. After the
 track run it counts the stored rows: every 200 must be a committed row.
 """
 
@@ -38,7 +43,7 @@ import tempfile
 import time
 import urllib.request
 import uuid
-from contextlib import contextmanager
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
 from sqlalchemy import create_engine, func, select, text
@@ -262,7 +267,15 @@ def main() -> None:
     parser.add_argument("--profile", type=Path, help="directory for py-spy profiles of the server, one per scenario")
     parser.add_argument("--serve-arg", action="append", default=[], help="extra argument for `opencues serve`")
     parser.add_argument("--rules", type=int, default=50, help="ingestion filtering rules for track_rules (default 50)")
+    parser.add_argument("--control-compare", action="store_true",
+                        help="run the scenarios three times: control API off, on (faults checked), on with the journal")  # fmt: skip
+    parser.add_argument("--in-process", type=int, metavar="N",
+                        help="with --control-compare: instead of a server, send N tracks through the app in this "
+                             "process and compare its CPU time per request (steadier on a busy machine)")  # fmt: skip
     args = parser.parse_args()
+    if args.in_process:
+        compare_control_in_process(args.in_process)
+        return
 
     use_wrk = args.load == "wrk" or (args.load == "auto" and shutil.which("wrk"))
     print(f"load generator: {'wrk' if use_wrk else 'python asyncio+httpx (wrk not found; understates the server)'}")
@@ -297,36 +310,175 @@ def main() -> None:
                 env["OPENCUES_DATABASE_URL"] = database_url
             else:
                 env.pop("OPENCUES_DATABASE_URL", None)
-            port = free_port()
-            results = {}
-            with server(env, port, args.serve_arg) as proc:
-                base = f"http://127.0.0.1:{port}"
-                body = urllib.request.urlopen(urllib.request.Request(base + hot, headers={"Authorization": auth})).read()
-                assert len(json.loads(body)) == min(100, args.user_events), "history sanity check failed"
-                for scenario in scenarios:
-                    if "rules" in scenario:
-                        ingestion_rules.replace(db, ACCOUNT, {"event_names": [f"bench-denied-{i}" for i in range(scenario["rules"])]})
-                        time.sleep(settings.ingestion_rules_cache_seconds + 0.5)  # the server's cache expires
-                    spy = profiler(proc.pid, args.profile, scenario["name"], args.duration)
-                    cpu_before = cpu_seconds(proc.pid)
-                    connections = scenario.get("connections", args.connections)
-                    if use_wrk:
-                        result = run_wrk(base, scenario, args.duration, connections, args.threads, workdir)
-                    else:
-                        result = asyncio.run(_python_load(base, scenario, args.duration, connections))
-                    # Server CPU per request: steadier than req/s when other work shares the machine.
-                    result["cpu_us"] = (cpu_seconds(proc.pid) - cpu_before) / max(1, result["requests"]) * 1e6
-                    results[scenario["name"]] = result
-                    if spy:
-                        spy.wait()
-                    print(f"{scenario['name']:>8} (c={connections:>2}): {result['rps']:8.0f} req/s   p50 {result['p50_ms']:6.2f} ms   "
-                          f"p99 {result['p99_ms']:6.2f} ms   server CPU {result['cpu_us']:5.0f} us/req   "
-                          f"errors {result['errors']}", flush=True)  # fmt: skip
+            configs = [("off", {})]
+            if args.control_compare:
+                configs += [("faults", {"OPENCUES_ADMIN_TOKEN": "bench"}),
+                            ("journal", {"OPENCUES_ADMIN_TOKEN": "bench", "OPENCUES_JOURNAL": "on"})]  # fmt: skip
+            by_config = {}
+            for config, extra_env in configs:
+                if args.control_compare:
+                    print(f"-- control API: {config}")
+                results = by_config[config] = run_scenarios(args, {**env, **extra_env}, scenarios, hot, auth, use_wrk, workdir, db, settings)
             stored = count_events(db) - before
             db.dispose()
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
+    if args.control_compare:
+        for config in ("faults", "journal"):
+            for name, result in by_config[config].items():
+                base = by_config["off"][name]
+                print(f"{config:>8} {name:>8}: {result['rps'] / base['rps']:5.2f}x the req/s of control off, "
+                      f"{result['cpu_us'] / base['cpu_us']:5.2f}x its server CPU per request")  # fmt: skip
+    report(results, stored)
+
+
+@asynccontextmanager
+async def lifespan(app):
+    async with app.router.lifespan_context(app):
+        yield
+
+
+def compare_control_in_process(count: int, connections: int = 16, rounds: int = 5) -> None:
+    """CPU time per track request of the app itself (no HTTP server, no load generator), with the
+    control API off, on, and on with the journal; the configurations alternate ``rounds`` times
+    and each one's median counts (on a busy machine single rounds scatter by ±25 %)."""
+    import httpx
+
+    from opencues.web.app import create_app
+
+    configs = {"off": {}, "faults": {"admin_token": "bench"}, "journal": {"admin_token": "bench", "journal": "on"}}
+    samples: dict[str, list[float]] = {name: [] for name in configs}
+    workdir = Path(tempfile.mkdtemp(prefix="opencues-bench-control-"))
+    try:
+        settings = Settings(data_dir=workdir / "data", job_workers=0)
+        db = open_database(settings)
+        accounts.create_account(db, ACCOUNT)
+        key = accounts.create_key(db, ACCOUNT)
+        auth = (key["key"], key["secret"])
+
+        headers = [(b"host", b"bench"), (b"content-type", b"application/json"), (b"user-agent", b"bench"),
+                   (b"authorization", b"Basic " + base64.b64encode(f"{auth[0]}:{auth[1]}".encode()))]  # fmt: skip
+
+        async def request(app, n: int) -> None:
+            body = json.dumps({"name": "Clicked button", "timestamp": "2021-08-10T09:41:00.000-04:00",
+                               "attributes": {"button": "Go Home", "n": n}}).encode()  # fmt: skip
+            path = f"/v2/accounts/{ACCOUNT}/users/u{n % 5000}/events"
+            scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+                     "scheme": "http", "path": path, "raw_path": path.encode(), "root_path": "", "query_string": b"",
+                     "headers": [*headers, (b"content-length", str(len(body)).encode())],
+                     "client": ("127.0.0.1", 1), "server": ("bench", 80)}  # fmt: skip
+            sent = []
+
+            async def receive():
+                return {"type": "http.request", "body": body, "more_body": False}
+
+            async def send(message):
+                sent.append(message)
+
+            await app(scope, receive, send)
+            assert sent[0]["status"] == 200, sent
+
+        async def run(app) -> float:
+            # The app called directly (no HTTP server, no client): the CPU is the app's own.
+            async with lifespan(app):
+                started = time.process_time()
+                for first in range(0, count, connections):
+                    await asyncio.gather(*(request(app, n) for n in range(first, min(count, first + connections))))
+                if getattr(app.state, "journal_writer", None):
+                    app.state.journal_writer.flush()  # its cost counts
+                return (time.process_time() - started) / count * 1e6
+
+        for _ in range(rounds):
+            for name, overrides in configs.items():
+                app = create_app(settings.model_copy(update=overrides), db)
+                cpu_us = asyncio.run(run(app))
+                samples[name].append(cpu_us)
+                print(f"{name:>8}: {cpu_us:6.1f} us CPU per track", flush=True)
+        db.dispose()
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    median = {name: sorted(values)[len(values) // 2] for name, values in samples.items()}
+    for name in ("faults", "journal"):
+        print(f"median of {rounds}: {name} {median[name]:.1f} us vs off {median['off']:.1f} us per track = "
+              f"{median['off'] / median[name]:.2f}x the rate a CPU-bound server keeps")  # fmt: skip
+    layer_alone(count)
+
+
+def layer_alone(count: int) -> None:
+    """The control layer's own CPU per request, around an app that does nothing (the difference
+    the whole-app figures above measure, without the noise of the track beneath it)."""
+    from types import SimpleNamespace
+
+    from opencues.web.control_layer import ControlLayer
+
+    async def noop_app(scope, receive, send):
+        await receive()
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": b'{"status":200,"title":"OK"}'})
+
+    scope = {"type": "http", "method": "POST", "path": f"/v2/accounts/{ACCOUNT}/users/u/events", "query_string": b"",
+             "headers": [(b"host", b"bench"), (b"content-type", b"application/json"),
+                         (b"authorization", b"Basic a2V5OnNlY3JldA==")]}  # fmt: skip
+
+    async def receive():
+        return {"type": "http.request", "body": b'{"name":"Clicked button","timestamp":1}', "more_body": False}
+
+    async def send(_message):
+        pass
+
+    workdir = Path(tempfile.mkdtemp(prefix="opencues-bench-layer-"))
+    try:
+        settings = Settings(data_dir=workdir / "data")
+        db = open_database(settings)
+        for name, overrides in {"faults": {"admin_token": "bench"}, "journal": {"admin_token": "bench", "journal": "on"}}.items():
+            state = SimpleNamespace(db=db)
+            layer = ControlLayer(noop_app, state=state, settings=settings.model_copy(update=overrides))
+
+            async def run() -> float:
+                started = time.process_time()
+                for _ in range(count):
+                    await layer(scope, receive, send)
+                if getattr(state, "journal_writer", None):
+                    state.journal_writer.flush()
+                return (time.process_time() - started) / count * 1e6
+
+            print(f"the layer alone, {name}: {asyncio.run(run()):.1f} us CPU per request")
+        db.dispose()
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def run_scenarios(args, env, scenarios, hot, auth, use_wrk, workdir, db, settings) -> dict:
+    port = free_port()
+    results = {}
+    with server(env, port, args.serve_arg) as proc:
+        base = f"http://127.0.0.1:{port}"
+        body = urllib.request.urlopen(urllib.request.Request(base + hot, headers={"Authorization": auth})).read()
+        assert len(json.loads(body)) == min(100, args.user_events), "history sanity check failed"
+        for scenario in scenarios:
+            if "rules" in scenario:
+                ingestion_rules.replace(db, ACCOUNT, {"event_names": [f"bench-denied-{i}" for i in range(scenario["rules"])]})
+                time.sleep(settings.ingestion_rules_cache_seconds + 0.5)  # the server's cache expires
+            spy = profiler(proc.pid, args.profile, scenario["name"], args.duration)
+            cpu_before = cpu_seconds(proc.pid)
+            connections = scenario.get("connections", args.connections)
+            if use_wrk:
+                result = run_wrk(base, scenario, args.duration, connections, args.threads, workdir)
+            else:
+                result = asyncio.run(_python_load(base, scenario, args.duration, connections))
+            # Server CPU per request: steadier than req/s when other work shares the machine.
+            result["cpu_us"] = (cpu_seconds(proc.pid) - cpu_before) / max(1, result["requests"]) * 1e6
+            results[scenario["name"]] = result
+            if spy:
+                spy.wait()
+            print(f"{scenario['name']:>8} (c={connections:>2}): {result['rps']:8.0f} req/s   p50 {result['p50_ms']:6.2f} ms   "
+                  f"p99 {result['p99_ms']:6.2f} ms   server CPU {result['cpu_us']:5.0f} us/req   "
+                  f"errors {result['errors']}", flush=True)  # fmt: skip
+    return results
+
+
+def report(results: dict, stored: int) -> None:
     tracks = [results[name] for name in ("track", "track_rules") if name in results]
     if tracks:
         answered = sum(t["requests"] - t["errors"] for t in tracks)

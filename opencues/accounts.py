@@ -51,9 +51,12 @@ def _digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def create_key(db: Database, account_id: str, read_only: bool = False) -> dict:
+def create_key(
+    db: Database, account_id: str, read_only: bool = False, *, key: str | None = None, secret: str | None = None
+) -> dict:
+    """A new key (``key`` and ``secret`` generated unless given: test harnesses pick fixed ones)."""
     get_account(db, account_id)
-    key, secret = ids.api_key_id(), ids.api_secret()
+    key, secret = key or ids.api_key_id(), secret or ids.api_secret()
     with db.begin() as conn:
         conn.execute(
             api_keys.insert().values(

@@ -87,25 +87,74 @@ def migrate(ctx):
 @click.option("--port", default=8000, show_default=True, type=int)
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1), help="Server processes.")
 @click.option("--demo", is_flag=True, help="Create a demo account with sample content and print a working key.")
+@click.option("--test", "test_mode", is_flag=True, help="Test harness: control API and journal on, ephemeral data dir.")
+@click.option("--seed", "seed_file", type=click.Path(exists=True, dir_okay=False), help="Load a snapshot file on start.")
 @click.pass_context
-def serve(ctx, host: str, port: int, workers: int, demo: bool):
-    """Run the API server."""
+def serve(ctx, host: str, port: int, workers: int, demo: bool, test_mode: bool, seed_file: str | None):
+    """Run the API server.
+
+    ``--test`` turns the control API on (with OPENCUES_ADMIN_TOKEN, or a generated token printed
+    as ``admin token: …``), records the request journal, and keeps data in a temporary directory
+    removed on exit unless a data dir is given.
+    """
     import uvicorn
 
     from opencues.web.server import uvicorn_options
 
-    db = _db(ctx)  # migrate once, before any server process starts
-    if demo:
-        _print_demo(db, host, port)
-    db.dispose()
-    uvicorn.run(
-        "opencues.web.app:app_factory",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        **uvicorn_options(None),  # each server process reads its limits from the environment
-    )
+    ephemeral = _enter_test_mode(ctx) if test_mode else None
+    if ephemeral:
+        import signal
+
+        # uvicorn re-raises the SIGTERM it stopped on, once it has restored the handler it found:
+        # with this one, the process unwinds (removing the temporary data dir) instead of dying.
+        signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    try:
+        db = _db(ctx)  # migrate once, before any server process starts
+        if seed_file:
+            from opencues import control
+
+            loaded = control.seed(db, open(seed_file, "rb").read())
+            click.echo(f"seeded {loaded['rows']} rows of {len(loaded['accounts'])} account(s) from {seed_file}")
+        if demo:
+            _print_demo(db, host, port)
+        db.dispose()
+        sys.stdout.flush()
+        uvicorn.run(
+            "opencues.web.app:app_factory",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            # each server process reads its limits from the environment
+            **{**uvicorn_options(None), **({"log_level": "warning"} if test_mode else {})},
+        )
+    finally:
+        if ephemeral:
+            import shutil
+
+            shutil.rmtree(ephemeral, ignore_errors=True)
+
+
+def _exit_on_sigterm(_signum, _frame):
+    raise SystemExit(0)
+
+
+def _enter_test_mode(ctx) -> str | None:
+    """Configure ``serve --test`` through the environment (server processes read it); returns
+    the temporary data dir to remove at exit, if one was made."""
+    import secrets
+    import tempfile
+
+    ephemeral = None
+    if not os.environ.get("OPENCUES_DATA_DIR"):
+        ephemeral = tempfile.mkdtemp(prefix="opencues-test-")
+        os.environ["OPENCUES_DATA_DIR"] = ephemeral
+    if not os.environ.get("OPENCUES_ADMIN_TOKEN"):
+        os.environ["OPENCUES_ADMIN_TOKEN"] = secrets.token_urlsafe(24)
+        click.echo(f"admin token: {os.environ['OPENCUES_ADMIN_TOKEN']}")
+    os.environ["OPENCUES_JOURNAL"] = "on"
+    ctx.obj["settings"] = load_settings()
+    return ephemeral
 
 
 def _print_demo(db, host: str, port: int) -> None:
@@ -271,3 +320,232 @@ def content_import(ctx, account_id, file, as_json):
                 click.echo(f"  [{error['index']}] {error['id'] or '(no id)'}: {error['detail']}")
     if any(outcome["failed"] for outcome in report.values()):
         ctx.exit(1)
+
+
+from opencues.api_commands import api_group  # noqa: E402 - `opencues api …`, through opencues.client
+
+main.add_command(api_group)
+
+
+# -- the control API's operations, without HTTP (the same library as /-/) ---------------------
+
+
+@main.group("control")
+def control_group():
+    """Test-harness operations of the control API (/-/), run directly on the database."""
+
+
+def _print_json(payload) -> None:
+    click.echo(json.dumps(payload, indent=2))
+
+
+@control_group.command("accounts-create")
+@click.option("--id", "account_id", help="Account id (default: generated).")
+@click.option("--name", help="Display name.")
+@click.option("--key", help="API key (default: generated).")
+@click.option("--secret", help="API secret (default: generated).")
+@click.option("--read-only", is_flag=True, help="The key may only read.")
+@click.pass_context
+def control_accounts_create(ctx, account_id, name, key, secret, read_only):
+    """Create an account with an API key; prints {"id", "name", "key", "secret"}."""
+    from opencues import control
+
+    body = {k: v for k, v in {"id": account_id, "name": name, "key": key, "secret": secret}.items() if v is not None}
+    _print_json(control.create_account(_db(ctx), {**body, "read_only": read_only}))
+
+
+@control_group.command("accounts-delete")
+@click.argument("account_id")
+@click.pass_context
+def control_accounts_delete(ctx, account_id):
+    """Delete an account, its keys and all its data."""
+    from opencues import control
+
+    control.delete_account(_db(ctx), account_id)
+    click.echo(f"deleted account {account_id}")
+
+
+@control_group.command("reset")
+@click.option("--account", "account_id", help="Only this account's data (its keys are kept).")
+@click.pass_context
+def control_reset(ctx, account_id):
+    """Delete every account and its data (or one account's data)."""
+    from opencues import control
+
+    if account_id:
+        control.reset_account(_db(ctx), account_id)
+        click.echo(f"reset account {account_id}")
+    else:
+        control.reset(_db(ctx))
+        click.echo("reset: every account and its data deleted")
+
+
+@control_group.command("snapshot")
+@click.argument("name")
+@click.option("--account", "account_id", help="Only this account's data.")
+@click.pass_context
+def control_snapshot(ctx, name, account_id):
+    """Save all data (or one account's) as snapshot NAME."""
+    from opencues import control
+
+    _print_json(control.create_snapshot(_db(ctx), name, account_id))
+
+
+@control_group.command("snapshots")
+@click.pass_context
+def control_snapshots(ctx):
+    """List snapshots."""
+    from opencues import control
+
+    _print_json(control.list_snapshots(_db(ctx)))
+
+
+@control_group.command("snapshot-export")
+@click.argument("name")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True), help="File to write (default: stdout).")
+@click.pass_context
+def control_snapshot_export(ctx, name, output):
+    """Write snapshot NAME's file (the format `seed` and `serve --seed` read)."""
+    from opencues import control
+
+    raw = control.get_snapshot(_db(ctx), name)
+    if output:
+        with open(output, "wb") as handle:
+            handle.write(raw)
+    else:
+        click.echo(raw.decode())
+
+
+@control_group.command("restore")
+@click.argument("name")
+@click.pass_context
+def control_restore(ctx, name):
+    """Restore snapshot NAME exactly."""
+    from opencues import control
+
+    _print_json(control.restore_snapshot(_db(ctx), name))
+
+
+@control_group.command("snapshot-delete")
+@click.argument("name")
+@click.pass_context
+def control_snapshot_delete(ctx, name):
+    """Delete snapshot NAME."""
+    from opencues import control
+
+    control.delete_snapshot(_db(ctx), name)
+    click.echo(f"deleted snapshot {name}")
+
+
+@control_group.command("seed")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.pass_context
+def control_seed(ctx, file):
+    """Load a snapshot FILE (the accounts in it are replaced by their content in it)."""
+    from opencues import control
+
+    with open(file, "rb") as handle:
+        _print_json(control.seed(_db(ctx), handle.read()))
+
+
+@control_group.command("fault")
+@click.option("--path", required=True, help="Glob on the request path, e.g. '*/segments*'.")
+@click.option("--method", help="Only this HTTP method.")
+@click.option("--account", "account_id", help="Only this account's requests.")
+@click.option("--status", type=int, help="Answer this status (Problem Details).")
+@click.option("--detail", help="The error's detail.")
+@click.option("--retry-after", type=int, help="Retry-After seconds (429).")
+@click.option("--delay-ms", type=int, help="Wait this long first.")
+@click.option("--times", type=int, help="Only the next N matching requests.")
+@click.option("--probability", type=float, help="Fire with this probability (0-1).")
+@click.pass_context
+def control_fault(ctx, **options):
+    """Inject a fault into matching API requests."""
+    from opencues import faults
+
+    body = {("account_id" if k == "account_id" else k): v for k, v in options.items() if v is not None}
+    _print_json(faults.add_fault(_db(ctx), body))
+
+
+@control_group.command("faults")
+@click.option("--clear", is_flag=True, help="Remove every fault.")
+@click.option("--remove", "fault_id", help="Remove this fault.")
+@click.pass_context
+def control_faults(ctx, clear, fault_id):
+    """List faults (or remove them)."""
+    from opencues import faults
+
+    if clear:
+        click.echo(f"removed {faults.clear_faults(_db(ctx))} fault(s)")
+    elif fault_id:
+        faults.remove_fault(_db(ctx), fault_id)
+        click.echo(f"removed fault {fault_id}")
+    else:
+        _print_json(faults.list_faults(_db(ctx)))
+
+
+@control_group.command("job-mode")
+@click.argument("account_id")
+@click.argument("mode", type=click.Choice(["auto", "instant", "manual"]))
+@click.pass_context
+def control_job_mode(ctx, account_id, mode):
+    """Set how ACCOUNT_ID's jobs run: auto, instant or manual."""
+    from opencues import control
+
+    _print_json(control.set_job_mode(_db(ctx), account_id, mode))
+
+
+@control_group.command("run-job")
+@click.argument("job_id")
+@click.pass_context
+def control_run_job(ctx, job_id):
+    """Run a waiting job now, to its end; prints the job."""
+    from opencues import control
+    from opencues.filestore import open_file_store
+
+    settings = ctx.obj["settings"]
+    _print_json(control.run_job(_db(ctx), open_file_store(settings), settings, job_id))
+
+
+@control_group.command("fail-job")
+@click.argument("job_id")
+@click.option("--reason", required=True, help="The Failed event's reason.")
+@click.pass_context
+def control_fail_job(ctx, job_id, reason):
+    """End a job FAILED with a Failed event."""
+    from opencues import control
+
+    _print_json(control.fail_job(_db(ctx), job_id, reason))
+
+
+@control_group.command("requests")
+@click.option("--path", help="Glob on the request path.")
+@click.option("--account", "account_id", help="Only this account's requests.")
+@click.option("--limit", type=int, default=100, show_default=True)
+@click.option("--clear", is_flag=True, help="Clear the journal instead.")
+@click.pass_context
+def control_requests(ctx, path, account_id, limit, clear):
+    """The request journal, newest first (or clear it)."""
+    from opencues import journal
+
+    if clear:
+        click.echo(f"removed {journal.clear(_db(ctx))} request(s)")
+    else:
+        _print_json(journal.list_requests(_db(ctx), path=path, account_id=account_id, limit=limit))
+
+
+@control_group.command("outbox")
+@click.option("--show", "message_id", help="Print this message, raw.")
+@click.option("--clear", is_flag=True, help="Clear the outbox instead.")
+@click.pass_context
+def control_outbox(ctx, message_id, clear):
+    """Export emails sent or written, newest first."""
+    from opencues import control
+
+    settings = ctx.obj["settings"]
+    if clear:
+        click.echo(f"removed {control.clear_outbox(settings)} message(s)")
+    elif message_id:
+        click.echo(control.outbox_message(settings, message_id).decode(errors="replace"))
+    else:
+        _print_json(control.list_outbox(settings))

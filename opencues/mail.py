@@ -97,6 +97,9 @@ def send_export_link(
         for message in messages:
             client.send_message(message)
     log.info("export %s: link emailed to %s", job_id, ", ".join(recipients))
+    if getattr(settings, "admin_token", None):  # the control API's outbox shows sent messages too
+        for index, message in enumerate(messages):
+            _store(settings.data_dir, message, job_id, index)
     return [f"smtp:{r}" for r in recipients]
 
 
@@ -123,11 +126,16 @@ def _connect(config: SmtpConfig) -> smtplib.SMTP:
 
 
 def write_eml(data_dir, message: EmailMessage, job_id: str, index: int) -> Path:
+    path = _store(data_dir, message, job_id, index)
+    log.warning("no OPENCUES_SMTP_URL: export email for %s written to %s (link: %s)", message["To"], path, _link_of(message))
+    return path
+
+
+def _store(data_dir, message: EmailMessage, job_id: str, index: int) -> Path:
     outbox = Path(data_dir) / "outbox"
     outbox.mkdir(parents=True, exist_ok=True)
     path = outbox / f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{job_id}-{index}.eml"
     path.write_bytes(bytes(message))
-    log.warning("no OPENCUES_SMTP_URL: export email for %s written to %s (link: %s)", message["To"], path, _link_of(message))
     return path
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -82,6 +83,15 @@ class Settings(BaseSettings):
     max_header_count: int = Field(100, ge=10, description="Most headers in one request (HTTP 431 above).")
     redis_timeout_seconds: float = Field(0.5, gt=0, description="Longest wait for Redis (connecting, or any one command) before the rate limiter counts in memory instead.")
     redis_retry_seconds: float = Field(5.0, gt=0, description="How often the rate limiter, counting in memory while Redis is unreachable, checks whether it is back.")
+    admin_token: str | None = Field(
+        None,
+        description="Bearer token of the control API under `/-/` (accounts, resets, snapshots, faults, job modes, the request journal, the outbox). Unset: the control API is off (404); `opencues serve --test` sets one.",
+    )
+    journal: Literal["on", "off"] = Field(
+        "off",
+        description="`on`: record API requests in the request journal (`GET /-/requests`); always on under `opencues serve --test`.",
+    )
+    journal_max_requests: int = Field(10_000, ge=1, description="Requests the journal keeps (the oldest are dropped).")
 
     @cached_property
     def resolved_database_url(self) -> str:

@@ -67,7 +67,7 @@ from opencues import jobs, timestamps
 from opencues.errors import storage_fault
 from opencues.jobs import Job, JobStatus
 from opencues.storage import Database
-from opencues.storage.schema import job_events
+from opencues.storage.schema import control_job_modes, job_events
 from opencues.storage.schema import jobs as jobs_table
 
 log = logging.getLogger("opencues.worker")
@@ -266,6 +266,8 @@ def claim(db: Database, owner: str, kinds, lease_ms: int) -> Job | None:
             jobs_table.c.status == JobStatus.IN_PROGRESS.value,
             jobs_table.c.kind.in_(kinds),
             or_(jobs_table.c.lease_expires_at.is_(None), jobs_table.c.lease_expires_at < now),
+            # Accounts in the control API's "instant" or "manual" job mode run their jobs on demand.
+            jobs_table.c.account_id.not_in(select(control_job_modes.c.account_id)),
         )
         .order_by(jobs_table.c.started_at, jobs_table.c.id)
         .limit(1)

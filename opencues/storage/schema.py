@@ -12,6 +12,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    Float,
     ForeignKeyConstraint,
     Index,
     Integer,
@@ -276,4 +277,60 @@ ingestion_rules = Table(
     Column("rules", JsonDocument, nullable=False),
     Column("version", BigInteger, nullable=False),
     Column("updated_at", BigInteger, nullable=False),
+)
+
+# The control API (``opencues.control``, under ``/-/``): test-harness state kept in the database so
+# every server process sees it. Faults injected into matching requests (``opencues.faults``):
+# ``path`` is a glob on the request path; ``times_left`` NULL means "until removed".
+control_faults = Table(
+    "control_faults",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("method", String(16), nullable=True),
+    Column("path", Text, nullable=False),
+    Column("account_id", String(64), nullable=True),
+    Column("status", Integer, nullable=True),
+    Column("detail", Text, nullable=True),
+    Column("retry_after", Integer, nullable=True),
+    Column("delay_ms", Integer, nullable=True),
+    Column("times_left", Integer, nullable=True),
+    Column("probability", Float, nullable=True),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+# The request journal (``opencues.journal``): the last requests, newest = highest id.
+control_requests = Table(
+    "control_requests",
+    metadata,
+    Column("id", AutoId, primary_key=True, autoincrement=True),
+    Column("time", BigInteger, nullable=False),
+    Column("method", String(16), nullable=False),
+    Column("path", Text, nullable=False),
+    Column("query", Text, nullable=False),
+    Column("headers", JsonDocument, nullable=False),
+    Column("body", Text, nullable=False),
+    Column("status", Integer, nullable=False),
+    Column("duration_ms", Float, nullable=False),
+    Column("account_id", String(64), nullable=True),
+    Column("faulted", Boolean, nullable=False),
+    Index("ix_control_requests_account", "account_id", "id"),
+)
+
+# Accounts whose jobs do not run the usual way: "instant" (run inside the request that submits
+# them) or "manual" (held until ``POST /-/jobs/{id}/run``). No row: "auto".
+control_job_modes = Table(
+    "control_job_modes",
+    metadata,
+    Column("account_id", String(64), primary_key=True),
+    Column("mode", String(16), nullable=False),
+)
+
+# Saved snapshots (``opencues.snapshots``): the snapshot document itself, as JSON text.
+control_snapshots = Table(
+    "control_snapshots",
+    metadata,
+    Column("name", String(128), primary_key=True),
+    Column("account_id", String(64), nullable=True),
+    Column("created_at", BigInteger, nullable=False),
+    Column("document", Text, nullable=False),
 )

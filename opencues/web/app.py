@@ -13,7 +13,7 @@ from opencues.filestore import open_file_store
 from opencues.ingestion_rules import RulesCache
 from opencues.settings import Settings, load_settings
 from opencues.storage import Database, open_database
-from opencues.web import errors, openapi, routes
+from opencues.web import control_routes, errors, openapi, routes
 from opencues.web.auth import build_rate_limiter
 from opencues.web.dispatch import LeanRoute
 from opencues.web.responses import json_response
@@ -62,6 +62,11 @@ def create_app(settings: Settings | None = None, db: Database | None = None, *, 
     app.state.wake_workers = lambda: None  # replaced by the in-process worker pool's, if any
     errors.install(app)
     routes.register(app)
+    control_routes.register(app)  # /-/: health and readiness always; the rest needs OPENCUES_ADMIN_TOKEN
+    if settings.admin_token or settings.journal == "on":
+        from opencues.web.control_layer import ControlLayer
+
+        app.add_middleware(ControlLayer, state=app.state, settings=settings)
     openapi.install(app)
 
     @app.get("/healthz", include_in_schema=False)

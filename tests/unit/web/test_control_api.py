@@ -1,0 +1,450 @@
+"""The control API under /-/, in-process, on both databases."""
+
+from __future__ import annotations
+
+import base64
+import time
+
+import orjson
+import pytest
+from sqlalchemy import func, select
+from starlette.testclient import TestClient
+
+from opencues import snapshots
+from opencues.storage.schema import events
+from opencues.web.app import create_app
+from tests.conftest import assert_problem
+
+TOKEN = "test-admin-token"
+ADMIN = {"Authorization": f"Bearer {TOKEN}"}
+NDJSON = {"content-type": "application/ndjson"}
+
+
+@pytest.fixture
+def control_settings(settings):
+    return settings.model_copy(update={"admin_token": TOKEN, "journal": "on"})
+
+
+@pytest.fixture
+def web(control_settings, db):
+    with TestClient(create_app(control_settings, db), base_url="http://testserver") as client:
+        yield client
+
+
+def make(web, **body) -> dict:
+    response = web.post("/-/accounts", json=body, headers=ADMIN)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def auth(account) -> tuple[str, str]:
+    return (account["key"], account["secret"])
+
+
+def track(web, account, user="u1", name="Clicked", ts="2024-01-01T00:00:00Z"):
+    response = web.post(f"/v2/accounts/{account['id']}/users/{user}/events", json={"name": name, "timestamp": ts}, auth=auth(account))
+    assert response.status_code == 200, response.text
+
+
+def history(web, account, user="u1") -> list:
+    response = web.get(f"/v2/accounts/{account['id']}/users/{user}/events", auth=auth(account))
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def import_events(web, account, lines: str):
+    return web.post(f"/v2/accounts/{account['id']}/import/events", content=lines, headers=NDJSON, auth=auth(account))
+
+
+# -- always on / off / auth ---------------------------------------------------------------------
+
+
+def test_health_and_ready_need_no_token_and_are_always_on(settings, db):
+    with TestClient(create_app(settings, db)) as plain:
+        assert plain.get("/-/health").json()["status"] == 200
+        ready = plain.get("/-/ready")
+        assert ready.status_code == 200 and ready.json()["schema"]
+
+
+def test_ready_is_503_with_a_reason_when_the_schema_is_behind(settings, db, monkeypatch):
+    from opencues import control
+
+    monkeypatch.setattr(control, "schema_head", lambda: "9999")
+    with TestClient(create_app(settings, db)) as plain:
+        body = assert_problem(plain.get("/-/ready"), 503, "9999")
+        assert "opencues migrate" in body["detail"]
+
+
+def test_control_api_is_404_without_an_admin_token(settings, db):
+    with TestClient(create_app(settings, db)) as plain:
+        assert_problem(plain.post("/-/accounts", json={}, headers=ADMIN), 404)
+        assert_problem(plain.get("/-/requests", headers=ADMIN), 404)
+
+
+@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"}, {"Authorization": f"Basic {TOKEN}"}])
+def test_a_wrong_or_missing_token_is_401(web, headers):
+    response = web.post("/-/reset", headers=headers)
+    assert_problem(response, 401)
+    assert response.headers["www-authenticate"].startswith("Bearer")
+
+
+# -- accounts and resets ------------------------------------------------------------------------
+
+
+def test_create_account_with_chosen_credentials_and_use_them(web):
+    account = make(web, id="acme", name="Acme", key="key-1", secret="s3cret")
+    assert account == {"id": "acme", "name": "Acme", "key": "key-1", "secret": "s3cret"}
+    assert web.get("/v2/accounts/acme/flows", auth=("key-1", "s3cret")).status_code == 200
+    assert_problem(web.post("/-/accounts", json={"id": "acme"}, headers=ADMIN), 409)
+    assert_problem(web.post("/-/accounts", json={"key": "key-1"}, headers=ADMIN), 409)
+
+
+def test_create_account_generates_what_is_not_given(web):
+    first, second = make(web), make(web)
+    assert first["id"] != second["id"] and first["key"] and len(first["secret"]) >= 32
+    assert web.get(f"/v2/accounts/{first['id']}/segments", auth=auth(first)).status_code == 200
+
+
+def test_read_only_account_key(web):
+    account = make(web, read_only=True)
+    response = web.post(f"/v2/accounts/{account['id']}/segments", json={"name": "x"}, auth=auth(account))
+    assert_problem(response, 403)
+
+
+@pytest.mark.parametrize("body, field", [({"id": 5}, "id"), ({"color": "red"}, "color"), ({"read_only": "yes"}, "read_only"), ({"key": "a:b"}, "key")])
+def test_create_account_bad_fields_are_400_naming_them(web, body, field):
+    assert_problem(web.post("/-/accounts", json=body, headers=ADMIN), 400, f"`{field}`")
+
+
+def test_delete_account_removes_it_with_its_data_and_keys(web, db):
+    account, other = make(web), make(web)
+    track(web, account)
+    track(web, other)
+    assert web.delete(f"/-/accounts/{account['id']}", headers=ADMIN).status_code == 200
+    assert_problem(web.get(f"/v2/accounts/{account['id']}/flows", auth=auth(account)), 401)
+    assert len(history(web, other)) == 1
+    assert_problem(web.delete(f"/-/accounts/{account['id']}", headers=ADMIN), 404)
+
+
+def test_reset_removes_every_account_and_its_keys(web):
+    account = make(web)
+    track(web, account)
+    assert web.post("/-/reset", headers=ADMIN).status_code == 200
+    assert_problem(web.get(f"/v2/accounts/{account['id']}/flows", auth=auth(account)), 401)
+
+
+def test_account_reset_keeps_keys_and_other_accounts(web):
+    account, other = make(web), make(web)
+    track(web, account)
+    track(web, other)
+    web.post(f"/v2/accounts/{account['id']}/segments", json={"name": "s"}, auth=auth(account))
+    assert web.post(f"/-/accounts/{account['id']}/reset", headers=ADMIN).status_code == 200
+    assert history(web, account) == []
+    assert web.get(f"/v2/accounts/{account['id']}/segments", auth=auth(account)).json() == []
+    assert len(history(web, other)) == 1
+    assert_problem(web.post("/-/accounts/nobody/reset", headers=ADMIN), 404)
+
+
+def test_account_reset_of_100k_events_takes_under_a_second(web, db):
+    account = make(web)
+    rows = [{"account_id": account["id"], "user_id": f"u{i % 500}", "name": "e", "timestamp": i, "attributes": {}} for i in range(100_000)]
+    with db.begin() as conn:
+        conn.execute(events.insert(), rows)
+    started = time.perf_counter()
+    assert web.post(f"/-/accounts/{account['id']}/reset", headers=ADMIN).status_code == 200
+    elapsed = time.perf_counter() - started
+    with db.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(events)).scalar() == 0
+    assert elapsed < 1.0, f"account reset took {elapsed:.2f}s"
+
+
+# -- snapshots ---------------------------------------------------------------------------------
+
+
+def test_snapshot_restore_is_exact(web):
+    account = make(web)
+    track(web, account, name="before")
+    web.patch(f"/v2/accounts/{account['id']}/users/u1/profile", json={"plan": "pro"}, auth=auth(account))
+    created = web.post("/-/snapshots", json={"name": "base"}, headers=ADMIN)
+    assert created.status_code == 201 and created.json()["name"] == "base"
+    saved_history = history(web, account)
+    track(web, account, name="after")
+    later = make(web)
+    assert web.post("/-/snapshots/base/restore", headers=ADMIN).status_code == 200
+    assert history(web, account) == saved_history
+    profile = web.get(f"/v2/accounts/{account['id']}/users/u1/profile", auth=auth(account)).json()
+    assert profile["plan"] == "pro"
+    assert_problem(web.get(f"/v2/accounts/{later['id']}/flows", auth=auth(later)), 401)  # made after: gone
+
+
+def test_account_snapshot_restores_only_that_account(web):
+    account, other = make(web), make(web)
+    track(web, account, name="mine")
+    assert web.post("/-/snapshots", json={"name": "one", "account_id": account["id"]}, headers=ADMIN).status_code == 201
+    track(web, account, name="later")
+    track(web, other, name="theirs")
+    web.post("/-/snapshots/one/restore", headers=ADMIN)
+    assert [e["name"] for e in history(web, account)] == ["mine"]
+    assert [e["name"] for e in history(web, other)] == ["theirs"]
+
+
+def test_snapshot_list_get_delete(web):
+    make(web)
+    web.post("/-/snapshots", json={"name": "s1"}, headers=ADMIN)
+    assert [s["name"] for s in web.get("/-/snapshots", headers=ADMIN).json()] == ["s1"]
+    document = web.get("/-/snapshots/s1", headers=ADMIN).json()
+    assert document["format"] == snapshots.FORMAT and document["version"] == snapshots.VERSION
+    assert set(document["tables"]) == {part.name for part in snapshots.PARTS}
+    assert web.delete("/-/snapshots/s1", headers=ADMIN).status_code == 200
+    assert_problem(web.get("/-/snapshots/s1", headers=ADMIN), 404)
+    assert_problem(web.post("/-/snapshots", json={"name": "../x"}, headers=ADMIN), 400, "`name`")
+
+
+def test_seed_loads_a_snapshot_file_beside_other_accounts(web):
+    account = make(web, id="seeded", key="seed-key", secret="seed-secret")
+    track(web, account, name="from-file")
+    web.post("/-/snapshots", json={"name": "file", "account_id": "seeded"}, headers=ADMIN)
+    raw = web.get("/-/snapshots/file", headers=ADMIN).content
+    web.delete("/-/accounts/seeded", headers=ADMIN)
+    other = make(web)
+    track(web, other)
+    response = web.post("/-/seed", content=raw, headers={**ADMIN, "content-type": "application/json"})
+    assert response.status_code == 200 and response.json()["accounts"] == ["seeded"]
+    assert [e["name"] for e in history(web, account)] == ["from-file"]
+    assert len(history(web, other)) == 1
+
+
+@pytest.mark.parametrize(
+    "document, mentions",
+    [
+        (b"not json", "not valid JSON"),
+        (b'{"format": "other"}', "not a snapshot"),
+        (b'{"format": "opencues-snapshot", "version": 99, "tables": {}}', "newer"),
+        (b'{"format": "opencues-snapshot", "version": 0, "tables": {}}', "no longer supported"),
+        (b'{"format": "opencues-snapshot", "version": 1, "tables": {"nope": {"columns": [], "rows": []}}}', "tables.nope"),
+        (b'{"format": "opencues-snapshot", "version": 1, "tables": {"accounts": {"columns": ["id", "zzz"], "rows": []}}}', "zzz"),
+    ],
+)
+def test_seed_refuses_bad_files_clearly(web, document, mentions):
+    assert_problem(web.post("/-/seed", content=document, headers=ADMIN), 400, mentions)
+
+
+def test_every_table_is_either_snapshotted_or_declared_not_account_data():
+    from opencues.storage.schema import metadata
+
+    listed = {part.name for part in snapshots.PARTS}
+    assert set(metadata.tables) - listed - snapshots.NOT_ACCOUNT_DATA == set(), "add the new table to snapshots.PARTS"
+
+
+# -- faults ------------------------------------------------------------------------------------
+
+
+def test_fault_answers_its_status_for_the_next_n_matching_requests(web):
+    account = make(web)
+    fault = web.post("/-/faults", json={"path": "*/segments*", "status": 503, "detail": "down", "times": 2}, headers=ADMIN)
+    assert fault.status_code == 201 and fault.json()["id"] and fault.json()["times"] == 2
+    url = f"/v2/accounts/{account['id']}/segments"
+    assert web.get(f"/v2/accounts/{account['id']}/flows", auth=auth(account)).status_code == 200
+    for _ in range(2):
+        assert_problem(web.get(url, auth=auth(account)), 503, "down")
+    assert web.get(url, auth=auth(account)).status_code == 200
+    assert web.get("/-/faults", headers=ADMIN).json() == []
+
+
+def test_429_fault_carries_retry_after(web):
+    account = make(web)
+    web.post("/-/faults", json={"path": "*", "method": "post", "status": 429, "retry_after": 7}, headers=ADMIN)
+    response = web.post(f"/v2/accounts/{account['id']}/segments", json={"name": "x"}, auth=auth(account))
+    assert_problem(response, 429)
+    assert response.headers["retry-after"] == "7"
+    assert web.get(f"/v2/accounts/{account['id']}/segments", auth=auth(account)).status_code == 200  # GET not matched
+
+
+def test_fault_scoped_to_an_account(web):
+    account, other = make(web), make(web)
+    web.post("/-/faults", json={"path": "*", "account_id": account["id"], "status": 500}, headers=ADMIN)
+    assert_problem(web.get(f"/v2/accounts/{account['id']}/flows", auth=auth(account)), 500)
+    assert web.get(f"/v2/accounts/{other['id']}/flows", auth=auth(other)).status_code == 200
+
+
+def test_delay_only_fault_adds_latency_and_the_request_still_runs(web):
+    account = make(web)
+    web.post("/-/faults", json={"path": "*/flows", "delay_ms": 300}, headers=ADMIN)
+    started = time.perf_counter()
+    assert web.get(f"/v2/accounts/{account['id']}/flows", auth=auth(account)).status_code == 200
+    assert time.perf_counter() - started >= 0.3
+
+
+def test_probability_zero_never_fires(web):
+    account = make(web)
+    web.post("/-/faults", json={"path": "*", "status": 500, "probability": 0}, headers=ADMIN)
+    assert web.get(f"/v2/accounts/{account['id']}/flows", auth=auth(account)).status_code == 200
+
+
+def test_remove_and_clear_faults(web):
+    ids = [web.post("/-/faults", json={"path": f"/p{i}", "status": 500}, headers=ADMIN).json()["id"] for i in range(3)]
+    assert web.delete(f"/-/faults/{ids[0]}", headers=ADMIN).status_code == 200
+    assert [f["id"] for f in web.get("/-/faults", headers=ADMIN).json()] == ids[1:]
+    assert_problem(web.delete(f"/-/faults/{ids[0]}", headers=ADMIN), 404)
+    assert web.delete("/-/faults", headers=ADMIN).status_code == 200
+    assert web.get("/-/faults", headers=ADMIN).json() == []
+
+
+@pytest.mark.parametrize(
+    "body, field",
+    [({}, "path"), ({"path": "*"}, "status"), ({"path": "*", "status": 200}, "status"),
+     ({"path": "*", "status": 500, "probability": 2}, "probability"), ({"path": "*", "status": 500, "x": 1}, "x")],
+)  # fmt: skip
+def test_bad_faults_are_400_naming_the_field(web, body, field):
+    assert_problem(web.post("/-/faults", json=body, headers=ADMIN), 400, f"`{field}`")
+
+
+def test_faults_never_touch_the_control_api(web):
+    web.post("/-/faults", json={"path": "*", "status": 500}, headers=ADMIN)
+    assert web.get("/-/faults", headers=ADMIN).status_code == 200
+
+
+# -- job modes ---------------------------------------------------------------------------------
+
+
+def test_instant_job_mode_finishes_the_job_before_the_202(web):
+    account = make(web)
+    assert web.put(f"/-/accounts/{account['id']}/job-mode", json={"mode": "instant"}, headers=ADMIN).json()["mode"] == "instant"
+    accepted = import_events(web, account, '{"user_id":"u1","name":"imported","timestamp":1700000000000}\n')
+    assert accepted.status_code == 202
+    job = web.get(f"/v2/accounts/{account['id']}/jobs/{accepted.json()['job_id']}", auth=auth(account)).json()
+    assert job["status"] == "COMPLETED"
+    assert [e["name"] for e in history(web, account)] == ["imported"]
+
+
+def test_manual_job_mode_holds_jobs_until_run(web):
+    account = make(web)
+    web.put(f"/-/accounts/{account['id']}/job-mode", json={"mode": "manual"}, headers=ADMIN)
+    job_id = import_events(web, account, '{"user_id":"u1","name":"held","timestamp":1700000000000}\n').json()["job_id"]
+    time.sleep(0.8)  # longer than a worker's poll: it must not have claimed the job
+    job_url = f"/v2/accounts/{account['id']}/jobs/{job_id}"
+    assert web.get(job_url, auth=auth(account)).json()["status"] == "IN_PROGRESS"
+    ran = web.post(f"/-/jobs/{job_id}/run", headers=ADMIN)
+    assert ran.status_code == 200 and ran.json()["status"] == "COMPLETED"
+    assert [e["name"] for e in history(web, account)] == ["held"]
+
+
+def test_fail_job_gives_the_failed_event(web):
+    account = make(web)
+    web.put(f"/-/accounts/{account['id']}/job-mode", json={"mode": "manual"}, headers=ADMIN)
+    job_id = import_events(web, account, '{"user_id":"u1","name":"x","timestamp":1700000000000}\n').json()["job_id"]
+    failed = web.post(f"/-/jobs/{job_id}/fail", json={"reason": "disk on fire"}, headers=ADMIN)
+    assert failed.status_code == 200 and failed.json()["status"] == "FAILED"
+    job = web.get(f"/v2/accounts/{account['id']}/jobs/{job_id}", auth=auth(account)).json()
+    assert job["events"][-1]["name"] == "Failed" and job["events"][-1]["attributes"]["reason"] == "disk on fire"
+    assert_problem(web.post(f"/-/jobs/{job_id}/fail", json={"reason": "again"}, headers=ADMIN), 409)
+    assert_problem(web.post(f"/-/jobs/{job_id}/fail", json={}, headers=ADMIN), 400, "`reason`")
+    assert_problem(web.post("/-/jobs/nope/run", headers=ADMIN), 404)
+
+
+def test_bad_job_mode_is_400(web):
+    account = make(web)
+    assert_problem(web.put(f"/-/accounts/{account['id']}/job-mode", json={"mode": "fast"}, headers=ADMIN), 400, "`mode`")
+    assert_problem(web.put("/-/accounts/nobody/job-mode", json={"mode": "auto"}, headers=ADMIN), 404)
+
+
+# -- journal -----------------------------------------------------------------------------------
+
+
+def test_journal_records_requests_newest_first_without_secrets(web):
+    account = make(web)
+    track(web, account, name="journaled")
+    assert_problem(web.get(f"/v2/accounts/{account['id']}/flows/missing", auth=auth(account)), 404)
+    entries = web.get("/-/requests", headers=ADMIN).json()
+    assert [e["path"] for e in entries[:2]] == [f"/v2/accounts/{account['id']}/flows/missing", f"/v2/accounts/{account['id']}/users/u1/events"]
+    newest, tracked = entries[0], entries[1]
+    assert newest["status"] == 404 and newest["method"] == "GET" and newest["account_id"] == account["id"]
+    assert tracked["status"] == 200 and "journaled" in tracked["body"] and tracked["faulted"] is False
+    assert set(tracked) == {"id", "time", "method", "path", "query", "headers", "body", "status", "duration_ms", "account_id", "faulted"}
+    assert account["secret"] not in orjson.dumps(entries).decode()
+    assert base64.b64encode(f"{account['key']}:{account['secret']}".encode()).decode() not in orjson.dumps(entries).decode()
+    assert tracked["headers"]["authorization"] == f"Basic {account['key']}:[redacted]"
+
+
+def test_journal_filters_and_limit_and_clear(web):
+    account, other = make(web), make(web)
+    track(web, account)
+    web.get(f"/v2/accounts/{other['id']}/flows?x=1", auth=auth(other))
+    only = web.get("/-/requests", params={"account_id": other["id"]}, headers=ADMIN).json()
+    assert [(e["path"], e["query"]) for e in only] == [(f"/v2/accounts/{other['id']}/flows", "x=1")]
+    assert len(web.get("/-/requests", params={"path": "*/events"}, headers=ADMIN).json()) == 1
+    assert len(web.get("/-/requests", params={"limit": 1}, headers=ADMIN).json()) == 1
+    assert_problem(web.get("/-/requests", params={"limit": "lots"}, headers=ADMIN), 400, "`limit`")
+    assert web.delete("/-/requests", headers=ADMIN).status_code == 200
+    assert web.get("/-/requests", headers=ADMIN).json() == []
+
+
+def test_journal_marks_faulted_requests_and_keeps_their_body(web):
+    account = make(web)
+    web.post("/-/faults", json={"path": "*/segments", "status": 500}, headers=ADMIN)
+    web.post(f"/v2/accounts/{account['id']}/segments", json={"name": "kept body"}, auth=auth(account))
+    entry = web.get("/-/requests", headers=ADMIN).json()[0]
+    assert entry["faulted"] is True and entry["status"] == 500 and "kept body" in entry["body"]
+
+
+def test_journal_body_is_cut_at_64_kib(web):
+    account = make(web)
+    big = '{"user_id":"u","name":"' + "x" * 100_000 + '","timestamp":1}\n'
+    import_events(web, account, big)
+    entry = web.get("/-/requests", params={"path": "*/import/events"}, headers=ADMIN).json()[0]
+    assert len(entry["body"].encode()) == 64 * 1024
+
+
+def test_journal_keeps_only_the_configured_number(db, settings):
+    from opencues import journal
+
+    for i in range(30):
+        db.direct.write(journal.INSERT, [journal.entry(method="GET", path=f"/p{i}", query="", headers={}, body=b"", status=200, duration_ms=1, account_id=None, faulted=False)])
+    journal.trim(db, 10)
+    kept = journal.list_requests(db, limit=100)
+    assert [e["path"] for e in kept] == [f"/p{i}" for i in range(29, 19, -1)]
+
+
+def test_journal_off_records_nothing(settings, db):
+    with TestClient(create_app(settings.model_copy(update={"admin_token": TOKEN}), db)) as web:
+        account = make(web)
+        track(web, account)
+        assert web.get("/-/requests", headers=ADMIN).json() == []
+
+
+# -- outbox ------------------------------------------------------------------------------------
+
+
+def test_outbox_shows_the_export_email_and_its_link(web):
+    account = make(web)
+    web.put(f"/-/accounts/{account['id']}/job-mode", json={"mode": "instant"}, headers=ADMIN)
+    track(web, account)
+    body = {"conditions": [], "email": "me@example.com", "format": "csv", "start_time": "2023-01-01T00:00:00Z", "end_time": "2025-01-01T00:00:00Z"}
+    accepted = web.post(f"/v2/accounts/{account['id']}/export/events", json=body, auth=auth(account))
+    assert accepted.status_code == 202, accepted.text
+    messages = web.get("/-/outbox", headers=ADMIN).json()
+    assert len(messages) == 1
+    message = messages[0]
+    assert message["to"] == "me@example.com" and "export" in message["subject"].lower()
+    assert len(message["links"]) == 1 and "/downloads/" in message["links"][0]
+    download = web.get(message["links"][0].replace("http://testserver", ""))
+    assert download.status_code == 200 and "Clicked" in download.text
+    raw = web.get(f"/-/outbox/{message['id']}", headers=ADMIN)
+    assert raw.headers["content-type"].startswith("message/rfc822") and b"me@example.com" in raw.content
+    assert web.delete("/-/outbox", headers=ADMIN).status_code == 200
+    assert web.get("/-/outbox", headers=ADMIN).json() == []
+    assert_problem(web.get(f"/-/outbox/{message['id']}", headers=ADMIN), 404)
+
+
+def test_journal_records_a_request_that_crashed(control_settings, db, monkeypatch):
+    from opencues import flows
+
+    def crash(db, account_id):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(flows, "list_flows", crash)
+    with TestClient(create_app(control_settings, db), raise_server_exceptions=False) as web:
+        account = make(web)
+        assert web.get(f"/v2/accounts/{account['id']}/flows", auth=auth(account)).status_code == 500
+        entry = web.get("/-/requests", headers=ADMIN).json()[0]
+        assert entry["status"] == 500 and entry["path"].endswith("/flows")
