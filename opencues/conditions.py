@@ -22,6 +22,7 @@ Semantics, the same on both databases:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import timezone
 from typing import Any, Union
@@ -39,6 +40,9 @@ MAX_DEPTH = 32
 MAX_NODES = 10_000
 MAX_IN_VALUES = 10_000
 _INT64 = 2**63
+# Every number compared with a column or bound to a statement fits both databases' BIGINT (and
+# Python's sqlite3/psycopg, which raise OverflowError beyond): epoch ms and integers.
+INT64_MIN, INT64_MAX = -_INT64, _INT64 - 1
 
 COMPARISON_OPS = ("==", "!=", "<", "<=", ">", ">=", "like", "not like", "ilike", "not ilike", "in", "not in")
 UNARY_OPS = ("is null", "is not null")
@@ -192,9 +196,9 @@ def _parse_scalar(field: Field, op: str, value: Any, where: str, tz: timezone) -
         raise _fail(where, "must be a single value (string, number or boolean), not an array or object")
     if value is None:
         raise _fail(where, 'null matches nothing; use "is null" or "is not null"')
-    if isinstance(value, float) and value != value:  # NaN
+    if isinstance(value, float) and not math.isfinite(value):
         raise _fail(where, "must be a finite number")
-    if isinstance(value, int) and not isinstance(value, bool) and not -_INT64 <= value < _INT64:
+    if isinstance(value, int) and not isinstance(value, bool) and not INT64_MIN <= value <= INT64_MAX:
         raise _fail(where, "number is out of range (64-bit integers)")
     if op in LIKE_OPS:
         if not isinstance(value, str):
@@ -208,14 +212,26 @@ def _parse_scalar(field: Field, op: str, value: Any, where: str, tz: timezone) -
         if isinstance(value, bool):
             raise _fail(where, "must be an ISO 8601 string or milliseconds since 1970")
         try:
-            return timestamps.parse_time(value, field=where, default_tz=tz)
+            return epoch_ms(value, field=where, tz=tz)
         except ApiError as exc:
-            raise _fail(where, f"not a valid time: {_show(value)}") from exc
+            raise _fail(where, f"not a valid time: {_show(value)} ({exc.detail})") from exc
     if field.kind == "segment" and not isinstance(value, str):
         raise _fail(where, "segment ids are strings")
     if op in ORDERING_OPS and isinstance(value, bool):
         raise _fail(where, f'"{op}" compares numbers or strings, not booleans')
     return value
+
+
+def epoch_ms(value: Any, *, field: str, tz: timezone = timezone.utc) -> int:
+    """``timestamps.parse_time`` (an ISO 8601 string or epoch ms) within what a 64-bit integer
+    holds: a 400 naming ``field`` for anything else, e.g. ``1e300`` or ``-inf``. A fractional
+    number of milliseconds is cut to its integer part, as ``parse_time`` does."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise bad_request(f"`{field}` must be a finite number of milliseconds since 1970")
+    ms = timestamps.parse_time(value, field=field, default_tz=tz)
+    if not INT64_MIN <= ms <= INT64_MAX:
+        raise bad_request(f"`{field}` is out of range: epoch milliseconds from {INT64_MIN} to {INT64_MAX}")
+    return ms
 
 
 def _ends_with_lone_escape(pattern: str) -> bool:

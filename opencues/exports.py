@@ -110,15 +110,15 @@ def validate_request(body: Any, *, max_rows: int = 10_000_000, now_ms: int | Non
     conditions_lang.parse(body["conditions"], tz=tz)
     if body.get("start_time") is None:
         raise bad_request("`start_time` is required: an ISO 8601 string or milliseconds since 1970")
-    start_ms = timestamps.parse_time(body["start_time"], field="start_time", default_tz=tz)
+    start_ms = _time(body["start_time"], "start_time", tz)
     if body.get("end_time") is None:
         end_ms = timestamps.now_ms() if now_ms is None else now_ms
     else:
-        end_ms = timestamps.parse_time(body["end_time"], field="end_time", default_tz=tz)
+        end_ms = _time(body["end_time"], "end_time", tz)
     if start_ms >= end_ms:
         raise bad_request("`start_time` must be before `end_time` (the range includes its start and excludes its end)")
     limit = _integer(body, "limit", 1, max_rows, max_rows)
-    offset = _integer(body, "offset", 0, None, 0)
+    offset = _integer(body, "offset", 0, conditions_lang.INT64_MAX, 0)
     compression = body.get("compression")
     if compression not in (None, "none", "gzip"):
         raise bad_request('`compression` must be "gzip" or "none"')
@@ -145,16 +145,21 @@ def _emails(value: Any) -> tuple[str, ...]:
     return tuple(seen)
 
 
-def _integer(body: dict, name: str, low: int, high: int | None, default: int) -> int:
+def _integer(body: dict, name: str, low: int, high: int, default: int) -> int:
     value = body.get(name)
     if value is None:
         return default
-    if isinstance(value, float) and value.is_integer():
+    if isinstance(value, float) and value.is_integer():  # never inf or nan
         value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
-        bound = f"from {low} to {high}" if high is not None else f"of at least {low}"
-        raise bad_request(f"`{name}` must be an integer {bound}")
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise bad_request(f"`{name}` must be an integer from {low} to {high}")
     return value
+
+
+def _time(value: Any, name: str, tz) -> int:
+    """An ISO 8601 time or epoch milliseconds that a 64-bit integer holds (as every timestamp
+    the databases compare with must)."""
+    return conditions_lang.epoch_ms(value, field=name, tz=tz)
 
 
 # --- the query -----------------------------------------------------------------------------

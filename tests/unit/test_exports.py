@@ -133,6 +133,77 @@ def test_end_time_defaults_to_now():
     assert exports.validate_request(BASE, now_ms=12345).end_ms == 12345
 
 
+# Every number of the request must fit what both databases hold (64-bit integers): found by
+# hostile input, these answered 500 at submission or 202 and then a `Failed` job (OverflowError).
+OUT_OF_RANGE_BODIES = [
+    (b'"offset": 1e30', "`offset`"),
+    (b'"offset": 9223372036854775808', "`offset`"),
+    (b'"offset": 1e400', None),  # not even valid JSON for the parser (infinity): a 400 all the same
+    (b'"limit": 1e30', "`limit`"),
+    (b'"limit": -9223372036854775809', "`limit`"),
+    (b'"start_time": -1e308', "`start_time`"),
+    (b'"start_time": -9.3e18', "`start_time`"),
+    (b'"end_time": 1000000000000000000000000000000', "`end_time`"),
+    (b'"end_time": 9223372036854775808', "`end_time`"),
+    (b'"time_zone": 1e30', "`time_zone`"),
+    (b'"conditions": [["timestamp", ">", 1e300]]', "conditions[0][2]"),
+    (b'"conditions": [["timestamp", "<", -9.3e18]]', "conditions[0][2]"),
+    (b'"conditions": [["or", ["name", "==", "a"], ["not", ["timestamp", "in", [1, 9.3e18]]]]]', "conditions[0][2][1][2][1]"),
+    (b'"conditions": [["attributes.n", ">", 18446744073709551615]]', "conditions[0][2]"),
+    (b'"conditions": [["and", ["attributes.n", "in", [1, NaN]]]]', None),  # not JSON either
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("field, mentions", OUT_OF_RANGE_BODIES)
+def test_numbers_out_of_range_are_a_400_naming_the_field(api, field, mentions):
+    body = b'{"email": "harriet@example.com", "format": "csv", "start_time": 0, "conditions": [], ' + field + b"}"
+    body = body.replace(b'"conditions": [], "conditions"', b'"conditions"').replace(b'"start_time": 0, "start_time"', b'"start_time"')
+    response = api.post("export/events", content=body, headers={"Content-Type": "application/json"})
+    assert_problem(response, 400, mentions)
+
+
+@pytest.mark.parametrize("change, mentions", [
+    ({"offset": float("inf")}, "`offset`"),
+    ({"offset": float("nan")}, "`offset`"),
+    ({"offset": 2**63}, "`offset`"),
+    ({"limit": float("inf")}, "`limit`"),
+    ({"start_time": float("nan")}, "`start_time`"),
+    ({"start_time": float("-inf")}, "`start_time`"),
+    ({"end_time": float("inf")}, "`end_time`"),
+    ({"end_time": 10**30}, "`end_time`"),
+    ({"time_zone": float("nan")}, "`time_zone`"),
+    ({"conditions": [["attributes.n", ">", float("inf")]]}, "conditions[0][2]"),
+    ({"conditions": [["attributes.n", "==", float("nan")]]}, "conditions[0][2]"),
+    ({"conditions": [["timestamp", ">", float("-inf")]]}, "conditions[0][2]"),
+    ({"conditions": [["not", ["timestamp", "==", 2**63]]]}, "conditions[0][1][2]"),
+])  # fmt: skip
+def test_numbers_json_cannot_spell_are_refused_by_the_library_too(change, mentions):
+    with pytest.raises(ApiError) as info:
+        exports.validate_request({**BASE, **change})
+    assert info.value.status == 400
+    assert mentions in info.value.detail, info.value.detail
+
+
+@pytest.mark.parametrize("helpers", [0, 2])
+def test_the_extremes_of_every_accepted_range_export(db, helpers, monkeypatch):
+    monkeypatch.setattr(exports.export_windows, "PARALLEL_MIN_ROWS", 0)
+    insert(db, [{"timestamp": T0, "attributes": {"n": 1}}, {"timestamp": T0 + 1, "attributes": {"n": 2}}])
+    bodies = [
+        ({"start_time": -(2**63), "end_time": 2**63 - 1}, 2),
+        ({"start_time": -1e18, "end_time": 9.2e18, "limit": 10_000_000}, 2),
+        ({"offset": 2**63 - 1}, 0),
+        ({"offset": 1, "limit": 1}, 1),
+        ({"conditions": [["timestamp", ">", -(2**63)], ["timestamp", "<", 2**63 - 1], ["timestamp", "<", 9e18]]}, 2),
+        ({"conditions": [["attributes.n", "<", 1e300], ["attributes.n", ">", -(2**63)], ["attributes.n", "<", 2**63 - 1]]}, 2),
+        ({"conditions": [["or", ["attributes.n", "in", [2, 1e308, -(2**63)]], ["timestamp", "in", [2**63 - 1]]]]}, 1),
+    ]
+    for body, rows in bodies:
+        for fmt in ("json", "csv"):
+            request = exports.validate_request({**BASE, "format": fmt, **body})
+            count = exports.write_export(db, "acct1", request, io.BytesIO(), helpers=helpers)
+            assert count == rows, body
+
+
 # --- the file ------------------------------------------------------------------------------
 
 
