@@ -337,8 +337,13 @@ class _Compiler:
         return func.json_extract(events.c.attributes, _sqlite_path(field.path))
 
     def _json(self, field: Field):
-        """PostgreSQL: the attribute as jsonb (type-aware comparisons)."""
-        return self.attributes[field.path] if len(field.path) > 1 else self.attributes[field.path[0]]
+        """PostgreSQL: the attribute as jsonb (type-aware comparisons), looked up one key a step
+        (``->``): ``#>`` takes an array literal, which SQLAlchemy writes without quoting, so a
+        key holding ``,``, ``{`` or ``}`` was split or refused."""
+        value = self.attributes
+        for part in field.path:
+            value = value[part]
+        return value
 
     def _type_is(self, field: Field, *types: str) -> ColumnElement[bool]:
         """SQLite ``json_type`` names: text, integer, real, true, false, null, object, array."""

@@ -210,7 +210,7 @@ class _Sql:
         lookup instead of three."""
         strings, others = "string" in types, bool(types - {"string", "null"})
         if self.pg:
-            value = self.attributes[path] if len(path) > 1 else self.attributes[path[0]]
+            value = _pg_lookup(self.attributes, path)
             text = value.astext
             as_json = cast(value, Text)
             typeof = func.jsonb_typeof(value)
@@ -233,6 +233,16 @@ class _Sql:
 
 def _sqlite_path(path: tuple[str, ...]) -> str:
     return "$" + "".join(f'."{part}"' for part in path)
+
+
+def _pg_lookup(attributes, path: tuple[str, ...]):
+    """``attributes -> 'a' -> 'b'``: one text key a step. (``#>`` takes the path as an array
+    literal, which SQLAlchemy writes without quoting: a key holding ``,`` ``"`` ``{`` or a space
+    was split, misread or refused.)"""
+    value = attributes
+    for part in path:
+        value = value[part]
+    return value
 
 
 def _in_time_range(account_id: str, request: ExportRequest) -> list:

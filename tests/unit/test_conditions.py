@@ -298,3 +298,20 @@ def test_values_are_bound_parameters_not_sql_text():
         compiled = conditions.compile_conditions(tree, dialect_name, "acct1").compile(dialect=dialect)
         assert sneaky not in str(compiled)
         assert sneaky in compiled.params.values()
+
+
+def test_nested_attribute_keys_with_array_literal_punctuation(db):
+    # PostgreSQL's `#>` path is an array literal: written unquoted, `a,b` was two keys there.
+    odd = {"a,b": 1, "a": {"b": 2}, "{x}": 3, "sp ace": 4, "NULL": 5}
+    with db.begin() as conn:
+        insert_event(conn, "acct1", "u1", "ev", T0, {"o": odd, "label": "odd"})
+        insert_event(conn, "acct1", "u1", "ev", T0, {"o": {"a": {"b": 1}}, "label": "plain"})
+    check(db, [
+        ([["attributes.o.a,b", "==", 1]], ["odd"]),
+        ([["attributes.o.{x}", "==", 3]], ["odd"]),
+        ([["attributes.o.sp ace", ">", 3]], ["odd"]),
+        ([["attributes.o.NULL", "==", 5]], ["odd"]),
+        ([["attributes.o.a.b", "==", 1]], ["plain"]),
+        ([["attributes.o.a,b", "is null"]], ["plain"]),
+    ])  # fmt: skip
+
