@@ -39,9 +39,10 @@ from sqlalchemy import BigInteger, LargeBinary, Text, bindparam, case, cast, fun
 from sqlalchemy import text as sql_text
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.sql.expression import Grouping
 
 from opencues import conditions as conditions_lang
-from opencues import attribute_keys, export_windows, links, mail, timestamps, worker
+from opencues import attribute_keys, export_cells, export_windows, links, mail, timestamps, worker
 from opencues.csv_writer import CsvWriter
 from opencues.errors import bad_request
 from opencues.storage import Database
@@ -57,6 +58,9 @@ MEDIA_TYPES = {"json": "application/x-ndjson", "csv": "text/csv; charset=utf-8"}
 EXTENSIONS = {"json": "ndjson", "csv": "csv"}
 FILE_PREFIX = "exports"  # in the file store; files older than the link lifetime are swept (worker)
 GZIP_LEVEL = 1  # exports are large: level 1 is ~4x faster than the default for ~10% more bytes
+# CSV attribute columns the database renders as cells of a row (a statement may select 2,000 columns
+# on SQLite, 1,664 on PostgreSQL); a wider CSV export is rendered in Python (``export_cells``).
+MAX_DATABASE_CELLS = 1_000
 
 _EMAIL_RE = re.compile(r"^[^@\s,;<>()\[\]\"\\]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*$")
 
@@ -201,6 +205,14 @@ class _Sql:
             + literal(',"attributes":') + attributes + literal("}")
         )  # fmt: skip
 
+    def csv_row(self, offset_minutes: int):
+        """A CSV row for ``export_cells`` to render: ``[name, timestamp, user_id, attributes]``
+        as one JSON array, the attributes as the database writes JSON (numbers as their text)."""
+        timestamp = self.timestamp_text(offset_minutes)
+        if self.pg:
+            return cast(func.json_build_array(events.c.name, timestamp, events.c.user_id, self.attributes), Text)
+        return type_coerce(func.json_array(events.c.name, timestamp, events.c.user_id, func.json(events.c.attributes)), Text)
+
     # -- attribute keys (CSV header) and cells ----------------------------------------
 
     def cell(self, path: tuple[str, ...], types: set[str]):
@@ -233,6 +245,12 @@ class _Sql:
 
 def _sqlite_path(path: tuple[str, ...]) -> str:
     return "$" + "".join(f'."{part}"' for part in path)
+
+
+def _sqlite_addressable(path: tuple[str, ...]) -> bool:
+    """Whether a SQLite JSON path finds the key: a path has no escapes, and the stored JSON
+    escapes ``"``, ``\\`` and control characters in a key, which a path then never matches."""
+    return not any(char in '"\\' or char < " " for part in path for char in part)
 
 
 def _pg_lookup(attributes, path: tuple[str, ...]):
@@ -527,18 +545,53 @@ def _planned_for_first_rows(conn):
         conn.execute(sql_text("SELECT set_config('cursor_tuple_fraction', :value, true)"), {"value": previous})
 
 
-def csv_cells(conn, db: Database, account_id: str, request: ExportRequest) -> tuple[list, list[str]]:
-    """A CSV row's cell expressions and the header (runs the key pass on ``conn``)."""
-    sql = _Sql(db)
+@dataclass
+class CsvLayout:
+    """A CSV export's header and how its rows are rendered: ``cells``, the database's cell
+    expressions, or None when the database cannot render them (``rendered_in_python``)."""
+
+    header: list[str]
+    columns: list[tuple[str, list[tuple[tuple[str, ...], set[str]]]]]  # ``attribute_columns``
+    cells: list | None
+
+    def paths(self) -> list[tuple[str, list[tuple[str, ...]]]]:
+        """The columns as ``export_cells.CellRenderer`` takes them."""
+        return [(name, [path for path, _types in paths]) for name, paths in self.columns]
+
+
+def csv_layout(conn, db: Database, account_id: str, request: ExportRequest) -> CsvLayout:
+    """The CSV header and its cells (runs the key pass on ``conn``)."""
     columns = attribute_columns(conn, db, account_id, request)
+    header = [*CSV_LEADING, *(name for name, _ in columns)]
+    if rendered_in_python(db, columns):
+        return CsvLayout(header, columns, None)
+    return CsvLayout(header, columns, _database_cells(db, request, columns))
+
+
+def rendered_in_python(db: Database, columns: list) -> bool:
+    """Whether the CSV columns are more than the database renders as a row's cells, or (SQLite)
+    hold a key its JSON paths cannot address."""
+    if len(columns) > MAX_DATABASE_CELLS:
+        return True
+    return db.is_sqlite and not all(_sqlite_addressable(path) for _name, paths in columns for path, _types in paths)
+
+
+def _database_cells(db: Database, request: ExportRequest, columns: list) -> list:
+    sql = _Sql(db)
     cells = []
     for _name, paths in columns:
         expressions = [sql.cell(path, types) for path, types in paths]
         cell = expressions[0] if len(expressions) == 1 else func.coalesce(*expressions)
         cells.append(type_coerce(cell, Text))  # already text: no result processing
     leading = [events.c.name, sql.timestamp_text(request.offset_minutes), events.c.user_id]
-    header = [*CSV_LEADING, *(name for name, _ in columns)]
-    return leading + cells, header
+    return leading + cells
+
+
+def csv_cells(conn, db: Database, account_id: str, request: ExportRequest) -> tuple[list, list[str]]:
+    """A CSV row's cell expressions as the database renders them, and the header (runs the key
+    pass on ``conn``; for columns the database cannot render see ``csv_layout``)."""
+    columns = attribute_columns(conn, db, account_id, request)
+    return _database_cells(db, request, columns), [*CSV_LEADING, *(name for name, _ in columns)]
 
 
 def csv_statement(conn, db: Database, account_id: str, request: ExportRequest):
@@ -554,15 +607,21 @@ def json_statement(db: Database, account_id: str, request: ExportRequest):
 
 
 def _write_csv(conn, db, account_id, request, out, progress) -> int:
-    statement, header = csv_statement(conn, db, account_id, request)
+    layout = csv_layout(conn, db, account_id, request)
+    if layout.cells is None:
+        renderer = export_cells.CellRenderer(layout.paths(), db.dialect)
+        statement = export_statement(db, account_id, request, [_Sql(db).csv_row(request.offset_minutes)])
+    else:
+        renderer = None
+        statement = export_statement(db, account_id, request, layout.cells)
     text = io.TextIOWrapper(out, encoding="utf-8", newline="", write_through=False)
     try:
         writer = CsvWriter(text)
-        writer.header(header)
+        writer.header(layout.header)
         written = 0
         with closing(_row_batches(conn, db, statement)) as batches:
             for rows in batches:
-                writer.cells(rows)
+                writer.cells(rows if renderer is None else renderer.rows([row[0] for row in rows]))
                 written += len(rows)
                 if progress:
                     progress(written)
@@ -609,10 +668,15 @@ def helper_plan(conn, db, account_id, request) -> tuple[export_windows.RenderPla
     if request.format == "json":
         line = _Sql(db).json_line(request.offset_minutes) + literal("\n")
     else:
-        cells, header = csv_cells(conn, db, account_id, request)
-        line = _separated_line(cells)
-        plan["columns"] = len(cells)
-        plan["cells_sql"], plan["cells_params"] = _for_helpers(db, _window_rows(db, account_id, request, highest_id, cells))
+        layout = csv_layout(conn, db, account_id, request)
+        header, cells = layout.header, layout.cells
+        if cells is None:  # JSON rows, one a line, rendered by the helper (``export_cells``)
+            line = _Sql(db).csv_row(request.offset_minutes) + literal("\n")
+            plan["csv_paths"], plan["dialect"] = layout.paths(), db.dialect
+        else:
+            line = _separated_line(cells)
+            plan["columns"] = len(cells)
+            plan["cells_sql"], plan["cells_params"] = _for_helpers(db, _window_rows(db, account_id, request, highest_id, cells))
     rows = _window_rows(db, account_id, request, highest_id, [events.c.id, type_coerce(line, Text).label("line")]).subquery()
     # The aggregate joins the rows in the order the ordered subquery yields them.
     if db.is_postgres:
@@ -666,13 +730,28 @@ def _window_rows(db, account_id, request, highest_id: int, columns: list):
 
 
 def _separated_line(cells: list):
-    """A CSV line as SQLite renders it for the helpers: cells ended by ``CELL_END`` (the last by ``ROW_END``)."""
+    """A CSV line as the database renders it for the helpers: cells ended by ``CELL_END`` (the
+    last by ``ROW_END``)."""
     cell_end, row_end, empty = (literal(value, Text) for value in (export_windows.CELL_END, export_windows.ROW_END, ""))
-    line = None
+    parts = []
     for cell in cells:
-        text = func.coalesce(cell, empty, type_=Text)
-        line = text if line is None else line + cell_end + text
-    return line + row_end
+        parts += [func.coalesce(cell, empty, type_=Text), cell_end]
+    parts[-1] = row_end
+    return _concatenated(parts)
+
+
+def _concatenated(parts: list):
+    """``parts[0] || parts[1] || ...`` as a balanced tree: written flat, SQLite parses it into a
+    tree as deep as it is long, and refuses one deeper than 1,000. Right operands past the first
+    level are parenthesised (left ones parse the same without); ``.op("||")`` because ``+``
+    drops the parentheses."""
+    grouped = False
+    while len(parts) > 1:
+        pairs = range(0, len(parts) - 1, 2)
+        joined = [parts[i].op("||", return_type=Text)(Grouping(parts[i + 1]) if grouped else parts[i + 1]) for i in pairs]
+        parts = joined + parts[len(parts) - len(parts) % 2 :]
+        grouped = True
+    return parts[0]
 
 
 _NAMED_SQLITE = sqlite_dialect.dialect(paramstyle="named")
