@@ -17,7 +17,8 @@ their answers to the file in export order:
 A CSV line is rendered with separator characters (``CELL_END``, ``ROW_END``) instead of commas
 and line ends; the helper turns them into CSV, quoting (through the one CSV writer) only the
 rows whose cells need it, and renders the window row by row instead when the data itself holds a
-separator character.
+separator character. A CSV whose cells the database cannot render (``opencues.export_cells``)
+comes as JSON arrays, one a line, which the helper renders.
 
 A window is a half-open range of the export order: the rows with ``start <= timestamp < end``
 except those at ``start`` whose id is at most ``after_id``. The worker sizes windows from the

@@ -19,7 +19,9 @@ Output shapes (``docs/exports.md``):
   candidate columns and the JSON types each holds (which pick the cheapest exact cell
   expression), and a key pass over the same rows finds which candidates occur, stopping once all
   have; then the row pass. Both passes run in one read snapshot so they see the same rows, and
-  neither holds more than a batch.
+  neither holds more than a batch. Columns the database cannot render as a row's cells (more
+  than ``MAX_DATABASE_CELLS``; on SQLite, keys its JSON paths cannot address) are rendered in
+  Python instead, exactly as the database would (``opencues.export_cells``).
 """
 
 from __future__ import annotations
