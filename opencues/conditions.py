@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import timezone
 from typing import Any, Union
 
-from sqlalchemy import Boolean, ColumnElement, and_, false, func, literal, not_, or_, select, true, type_coerce
+from sqlalchemy import Boolean, ColumnElement, Text, and_, false, func, literal, not_, or_, select, true, type_coerce
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.sql import operators
 from sqlalchemy.sql.elements import UnaryExpression
@@ -254,8 +254,6 @@ class _Compiler:
             raise ValueError(f"unsupported dialect {dialect!r}")
         self.pg = dialect == "postgresql"
         self.account_id = account_id
-        # The column's generic JSON type lacks PostgreSQL's operators (`->>`, `#>>`).
-        self.attributes = type_coerce(events.c.attributes, JSONB) if self.pg else events.c.attributes
 
     def node(self, node: Node) -> ColumnElement[bool]:
         if isinstance(node, Conjunction):
@@ -333,17 +331,12 @@ class _Compiler:
     def _text(self, field: Field):
         """The attribute as SQL text/number (null when absent or JSON null)."""
         if self.pg:
-            return self._json(field).astext
+            return pg_attribute(field.path, text=True)
         return func.json_extract(events.c.attributes, _sqlite_path(field.path))
 
     def _json(self, field: Field):
-        """PostgreSQL: the attribute as jsonb (type-aware comparisons), looked up one key a step
-        (``->``): ``#>`` takes an array literal, which SQLAlchemy writes without quoting, so a
-        key holding ``,``, ``{`` or ``}`` was split or refused."""
-        value = self.attributes
-        for part in field.path:
-            value = value[part]
-        return value
+        """PostgreSQL: the attribute as jsonb (type-aware comparisons)."""
+        return pg_attribute(field.path)
 
     def _type_is(self, field: Field, *types: str) -> ColumnElement[bool]:
         """SQLite ``json_type`` names: text, integer, real, true, false, null, object, array."""
@@ -428,6 +421,19 @@ class _Compiler:
         if case_sensitive:
             return expr.op("GLOB", is_comparison=True)(like_to_glob(pattern))
         return expr.like(pattern, escape="\\")
+
+
+def pg_attribute(path: tuple[str, ...], *, text: bool = False):
+    """PostgreSQL: the attribute at ``path`` as jsonb (as text with ``text``), one key a step:
+    ``attributes -> 'a' -> 'b'``. Not ``#>``, whose path is an array literal that SQLAlchemy
+    writes unquoted (a key holding ``,`` was read as two keys, one holding ``"`` or ``{`` failed),
+    nor subscripts (``attributes['a']['0']``), which index an array by a numeric key where
+    SQLite's paths and the CSV export's columns do not."""
+    value = type_coerce(events.c.attributes, JSONB)
+    for part in path[:-1]:
+        value = value.op("->", return_type=JSONB)(literal(part, Text))
+    last = literal(path[-1], Text)
+    return value.op("->>", return_type=Text)(last) if text else value.op("->", return_type=JSONB)(last)
 
 
 def _ordering(expr, op: str, value: Any) -> ColumnElement[bool]:

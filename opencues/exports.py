@@ -224,8 +224,8 @@ class _Sql:
         lookup instead of three."""
         strings, others = "string" in types, bool(types - {"string", "null"})
         if self.pg:
-            value = _pg_lookup(self.attributes, path)
-            text = value.astext
+            value = conditions_lang.pg_attribute(path)
+            text = conditions_lang.pg_attribute(path, text=True)
             as_json = cast(value, Text)
             typeof = func.jsonb_typeof(value)
         else:
@@ -253,16 +253,6 @@ def _sqlite_addressable(path: tuple[str, ...]) -> bool:
     """Whether a SQLite JSON path finds the key: a path has no escapes, and the stored JSON
     escapes ``"``, ``\\`` and control characters in a key, which a path then never matches."""
     return not any(char in '"\\' or char < " " for part in path for char in part)
-
-
-def _pg_lookup(attributes, path: tuple[str, ...]):
-    """``attributes -> 'a' -> 'b'``: one text key a step. (``#>`` takes the path as an array
-    literal, which SQLAlchemy writes without quoting: a key holding ``,`` ``"`` ``{`` or a space
-    was split, misread or refused.)"""
-    value = attributes
-    for part in path:
-        value = value[part]
-    return value
 
 
 def _in_time_range(account_id: str, request: ExportRequest) -> list:

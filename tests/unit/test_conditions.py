@@ -305,7 +305,7 @@ def test_nested_attribute_keys_with_array_literal_punctuation(db):
     odd = {"a,b": 1, "a": {"b": 2}, "{x}": 3, "sp ace": 4, "NULL": 5}
     with db.begin() as conn:
         insert_event(conn, "acct1", "u1", "ev", T0, {"o": odd, "label": "odd"})
-        insert_event(conn, "acct1", "u1", "ev", T0, {"o": {"a": {"b": 1}}, "label": "plain"})
+        insert_event(conn, "acct1", "u1", "ev", T0, {"o": {"a": {"b": 1}, "arr": [5]}, "label": "plain"})
     check(db, [
         ([["attributes.o.a,b", "==", 1]], ["odd"]),
         ([["attributes.o.{x}", "==", 3]], ["odd"]),
@@ -313,5 +313,6 @@ def test_nested_attribute_keys_with_array_literal_punctuation(db):
         ([["attributes.o.NULL", "==", 5]], ["odd"]),
         ([["attributes.o.a.b", "==", 1]], ["plain"]),
         ([["attributes.o.a,b", "is null"]], ["plain"]),
+        ([["attributes.o.arr.0", "is not null"]], []),  # a path names keys: it never indexes an array
     ])  # fmt: skip
 

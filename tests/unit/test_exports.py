@@ -344,9 +344,9 @@ def test_csv_of_an_event_with_thousands_of_attribute_keys(db):
 
 
 RENDERED = [  # every JSON shape a cell can hold, each as the database writes it
-    {"s": "plain", "mixed": 1, "n": 0.1, "deep": {"x": {"y": "z"}}, "arr": [], "obj": {}, "t": True},
+    {"s": "plain", "mixed": 1, "n": 0.1, "deep": {"x": {"y": "z"}}, "arr": [], "obj": {}, "t": True, "z": [7]},
     {"s": 'q"uote, comma\n\r\t\x1f\x1e\x7f é ✓ 🎉 \\', "mixed": "1", "n": 1e20, "arr": ["é\n\"", 1.5e-7, None, {"b": 1, "a": [True]}],
-     "t": False, "nul": None},
+     "t": False, "nul": None, "z": {"0": 0}},  # `z.0` names a key: it never indexes the array above
     {"s": "", "mixed": [1.0, -0.0, 2**63 - 1, -(2**63)], "n": -0.0, "deep": {"x": 5}, "obj": {"k": None}, "arr": [[[]], {}]},
     {"mixed": {"o": 1}, "n": 12345678901234567890, "a.b": "dotted key", "a": {"b": "nested twin"}, "deep": "flat"},
     {"mixed": None, "n": 2.5, "a": {"b": "twin only"}, "arr": "[not an array]", "t": "true"},
