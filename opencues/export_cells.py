@@ -17,6 +17,8 @@ from __future__ import annotations
 import json
 from typing import Any, Iterable, Sequence
 
+import orjson
+
 
 class _Number:
     """A JSON number, as the text the database wrote."""
@@ -34,31 +36,69 @@ _quote = json.JSONEncoder(ensure_ascii=False).encode
 Columns = Sequence[tuple[str, Sequence[Sequence[str]]]]
 
 
+class _Inexact(Exception):
+    """A cell whose text only the database's own number tokens give (a float, an array)."""
+
+
 class CellRenderer:
     """Rows of cells from the database's JSON rows, for ``columns``: ``[(name, [path, ...])]``,
-    a column showing the first of its paths that is not null (as ``coalesce`` does)."""
+    a column showing the first of its paths that is not null (as ``coalesce`` does).
+
+    A row costs its own keys, not the export's columns: the document is walked beside a tree of
+    the columns' paths (``{key: (slot, subtree)}``)."""
 
     def __init__(self, columns: Columns, dialect: str):
-        self.paths = [[tuple(path) for path in paths] for _name, paths in columns]
+        self.width = len(columns)
         self.item_sep, self.key_sep = (", ", ": ") if dialect == "postgresql" else (",", ":")
+        self.tree: dict = {}
+        for index, (_name, paths) in enumerate(columns):
+            for rank, path in enumerate(paths):
+                node = self.tree
+                for part in path[:-1]:
+                    node = node.setdefault(part, [None, {}])[1]
+                entry = node.setdefault(path[-1], [None, {}])
+                entry[0] = (index, rank, len(paths) > 1)
 
     def rows(self, lines: Iterable[str]) -> list[list[str | None]]:
         return [self.row(line) for line in lines]
 
     def row(self, line: str) -> list[str | None]:
-        name, timestamp, user_id, attributes = _decode(line)
-        cells: list[str | None] = [name, timestamp, user_id]
-        for paths in self.paths:
-            cell = None
-            for path in paths:
-                value = attributes
-                for part in path:
-                    value = value.get(part) if isinstance(value, dict) else None
-                cell = self.cell(value)
-                if cell is not None:
-                    break
-            cells.append(cell)
-        return cells
+        """The row's cells. First read with ``orjson``, which gives strings, booleans and
+        integers their exact text; a row holding a float or an array in a cell is read again,
+        keeping every number's text as the database wrote it."""
+        name, timestamp, user_id, attributes = orjson.loads(line)
+        cells: list[str | None] = [None] * self.width
+        try:
+            self._fill(attributes, self.tree, cells, {}, _fast_cell)
+        except _Inexact:
+            name, timestamp, user_id, attributes = _decode(line)
+            cells = [None] * self.width
+            self._fill(attributes, self.tree, cells, {}, self.cell)
+        return [name, timestamp, user_id, *cells]
+
+    def _fill(self, document: Any, tree: dict, cells: list, ranks: dict, render) -> None:
+        if not isinstance(document, dict):
+            return
+        for key, value in document.items():
+            entry = tree.get(key)
+            if entry is None:
+                continue
+            slot, subtree = entry
+            if value.__class__ is dict:
+                if subtree:
+                    self._fill(value, subtree, cells, ranks, render)
+                continue
+            if slot is None:
+                continue
+            cell = render(value)
+            if cell is None:
+                continue
+            index, rank, shared = slot
+            if shared:  # several paths, one column: the first path's cell that is not null
+                if ranks.get(index, rank + 1) <= rank:
+                    continue
+                ranks[index] = rank
+            cells[index] = cell
 
     def cell(self, value: Any) -> str | None:
         if value is None or isinstance(value, dict):
@@ -81,3 +121,18 @@ class CellRenderer:
         if isinstance(value, list):
             return "[" + self.item_sep.join([self.json(item) for item in value]) + "]"
         return "{" + self.item_sep.join([_quote(key) + self.key_sep + self.json(item) for key, item in value.items()]) + "}"
+
+
+def _fast_cell(value: Any) -> str | None:
+    """A cell from ``orjson``'s value, or ``_Inexact``."""
+    if value is None:
+        return None
+    if value.__class__ is str:
+        return value
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if value.__class__ is int:
+        return str(value)
+    raise _Inexact
