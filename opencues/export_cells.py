@@ -1,15 +1,16 @@
 """A CSV export's cells rendered in Python, byte for byte as the database renders them.
 
 The database renders a CSV export's cells (``exports._Sql.cell``), one selected column per
-attribute column. Some column sets it cannot take: more columns than one statement may select
-(SQLite: 2,000 result columns; PostgreSQL: 1,664 target entries) or, on SQLite, keys its JSON
-paths cannot address (a path has no escapes, so ``"``, ``\\`` and control characters, which the
-stored JSON escapes, are never found). Such an export selects each row as one JSON array instead,
-``[name, timestamp, user_id, attributes]``, and ``CellRenderer`` turns it into the row's cells as
-the database would have: strings as they are, objects and nulls empty, anything else as the
-database writes JSON — SQLite compact with each number as stored, PostgreSQL with jsonb's
-``", "``/``": "`` and its own number text. Numbers are kept as their text (never through a float),
-so they come out exactly as the database wrote them.
+attribute column. Some column sets it should not take: many columns (a statement may select at
+most 2,000 on SQLite, 1,664 on PostgreSQL, and each cell looks its key up in the row's document
+anew, which grows slower than Python past a few hundred keys a row: ``exports.MAX_DATABASE_CELLS``)
+or, on SQLite, keys its JSON paths cannot address (a path has no escapes, so ``"``, ``\\`` and
+control characters, which the stored JSON escapes, are never found). Such an export selects
+each row as one JSON array instead, ``[name, timestamp, user_id, attributes]``, and
+``CellRenderer`` turns it into the row's cells as the database would have: strings as they are,
+objects and nulls empty, anything else as the database writes JSON — SQLite compact with each
+number as stored, PostgreSQL with jsonb's ``", "``/``": "`` and its own number text. Floats are kept as their text (never through a
+float), so they come out exactly as the database wrote them.
 """
 
 from __future__ import annotations
