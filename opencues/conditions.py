@@ -22,11 +22,12 @@ Semantics, the same on both databases:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import timezone
 from typing import Any, Union
 
-from sqlalchemy import Boolean, ColumnElement, and_, false, func, literal, not_, or_, select, true, type_coerce
+from sqlalchemy import Boolean, ColumnElement, Text, and_, false, func, literal, not_, or_, select, true, type_coerce
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.sql import operators
 from sqlalchemy.sql.elements import UnaryExpression
@@ -39,6 +40,9 @@ MAX_DEPTH = 32
 MAX_NODES = 10_000
 MAX_IN_VALUES = 10_000
 _INT64 = 2**63
+# Every number compared with a column or bound to a statement fits both databases' BIGINT (and
+# Python's sqlite3/psycopg, which raise OverflowError beyond): epoch ms and integers.
+INT64_MIN, INT64_MAX = -_INT64, _INT64 - 1
 
 COMPARISON_OPS = ("==", "!=", "<", "<=", ">", ">=", "like", "not like", "ilike", "not ilike", "in", "not in")
 UNARY_OPS = ("is null", "is not null")
@@ -192,9 +196,9 @@ def _parse_scalar(field: Field, op: str, value: Any, where: str, tz: timezone) -
         raise _fail(where, "must be a single value (string, number or boolean), not an array or object")
     if value is None:
         raise _fail(where, 'null matches nothing; use "is null" or "is not null"')
-    if isinstance(value, float) and value != value:  # NaN
+    if isinstance(value, float) and not math.isfinite(value):
         raise _fail(where, "must be a finite number")
-    if isinstance(value, int) and not isinstance(value, bool) and not -_INT64 <= value < _INT64:
+    if isinstance(value, int) and not isinstance(value, bool) and not INT64_MIN <= value <= INT64_MAX:
         raise _fail(where, "number is out of range (64-bit integers)")
     if op in LIKE_OPS:
         if not isinstance(value, str):
@@ -208,14 +212,26 @@ def _parse_scalar(field: Field, op: str, value: Any, where: str, tz: timezone) -
         if isinstance(value, bool):
             raise _fail(where, "must be an ISO 8601 string or milliseconds since 1970")
         try:
-            return timestamps.parse_time(value, field=where, default_tz=tz)
+            return epoch_ms(value, field=where, tz=tz)
         except ApiError as exc:
-            raise _fail(where, f"not a valid time: {_show(value)}") from exc
+            raise _fail(where, f"not a valid time: {_show(value)} ({exc.detail})") from exc
     if field.kind == "segment" and not isinstance(value, str):
         raise _fail(where, "segment ids are strings")
     if op in ORDERING_OPS and isinstance(value, bool):
         raise _fail(where, f'"{op}" compares numbers or strings, not booleans')
     return value
+
+
+def epoch_ms(value: Any, *, field: str, tz: timezone = timezone.utc) -> int:
+    """``timestamps.parse_time`` (an ISO 8601 string or epoch ms) within what a 64-bit integer
+    holds: a 400 naming ``field`` for anything else, e.g. ``1e300`` or ``-inf``. A fractional
+    number of milliseconds is cut to its integer part, as ``parse_time`` does."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise bad_request(f"`{field}` must be a finite number of milliseconds since 1970")
+    ms = timestamps.parse_time(value, field=field, default_tz=tz)
+    if not INT64_MIN <= ms <= INT64_MAX:
+        raise bad_request(f"`{field}` is out of range: epoch milliseconds from {INT64_MIN} to {INT64_MAX}")
+    return ms
 
 
 def _ends_with_lone_escape(pattern: str) -> bool:
@@ -238,8 +254,6 @@ class _Compiler:
             raise ValueError(f"unsupported dialect {dialect!r}")
         self.pg = dialect == "postgresql"
         self.account_id = account_id
-        # The column's generic JSON type lacks PostgreSQL's operators (`->>`, `#>>`).
-        self.attributes = type_coerce(events.c.attributes, JSONB) if self.pg else events.c.attributes
 
     def node(self, node: Node) -> ColumnElement[bool]:
         if isinstance(node, Conjunction):
@@ -317,12 +331,12 @@ class _Compiler:
     def _text(self, field: Field):
         """The attribute as SQL text/number (null when absent or JSON null)."""
         if self.pg:
-            return self._json(field).astext
+            return pg_attribute(field.path, text=True)
         return func.json_extract(events.c.attributes, _sqlite_path(field.path))
 
     def _json(self, field: Field):
         """PostgreSQL: the attribute as jsonb (type-aware comparisons)."""
-        return self.attributes[field.path] if len(field.path) > 1 else self.attributes[field.path[0]]
+        return pg_attribute(field.path)
 
     def _type_is(self, field: Field, *types: str) -> ColumnElement[bool]:
         """SQLite ``json_type`` names: text, integer, real, true, false, null, object, array."""
@@ -407,6 +421,19 @@ class _Compiler:
         if case_sensitive:
             return expr.op("GLOB", is_comparison=True)(like_to_glob(pattern))
         return expr.like(pattern, escape="\\")
+
+
+def pg_attribute(path: tuple[str, ...], *, text: bool = False):
+    """PostgreSQL: the attribute at ``path`` as jsonb (as text with ``text``), one key a step:
+    ``attributes -> 'a' -> 'b'``. Not ``#>``, whose path is an array literal that SQLAlchemy
+    writes unquoted (a key holding ``,`` was read as two keys, one holding ``"`` or ``{`` failed),
+    nor subscripts (``attributes['a']['0']``), which index an array by a numeric key where
+    SQLite's paths and the CSV export's columns do not."""
+    value = type_coerce(events.c.attributes, JSONB)
+    for part in path[:-1]:
+        value = value.op("->", return_type=JSONB)(literal(part, Text))
+    last = literal(path[-1], Text)
+    return value.op("->>", return_type=Text)(last) if text else value.op("->", return_type=JSONB)(last)
 
 
 def _ordering(expr, op: str, value: Any) -> ColumnElement[bool]:

@@ -17,7 +17,8 @@ their answers to the file in export order:
 A CSV line is rendered with separator characters (``CELL_END``, ``ROW_END``) instead of commas
 and line ends; the helper turns them into CSV, quoting (through the one CSV writer) only the
 rows whose cells need it, and renders the window row by row instead when the data itself holds a
-separator character.
+separator character. A CSV whose cells the database cannot render (``opencues.export_cells``)
+comes as JSON arrays, one a line, which the helper renders.
 
 A window is a half-open range of the export order: the rows with ``start <= timestamp < end``
 except those at ``start`` whose id is at most ``after_id``. The worker sizes windows from the
@@ -49,6 +50,7 @@ from pathlib import Path
 from typing import BinaryIO, Callable
 
 from opencues.csv_writer import CsvWriter
+from opencues.export_cells import CellRenderer
 
 CELL_END = "\x1f"  # between a CSV line's cells, as the database renders it (ASCII unit separator)
 ROW_END = "\x1e"  # after each CSV line (ASCII record separator)
@@ -80,6 +82,8 @@ class RenderPlan:
     columns: int = 0  # CSV: cells per line
     cells_sql: str | None = None  # CSV: the same window's cells row by row (the exact fallback)
     cells_params: dict | None = None
+    csv_paths: list | None = None  # CSV rendered in Python: the columns' paths (``export_cells``)
+    dialect: str = "sqlite"  # ... and whose JSON the cells follow
     cache_kib: int = 0  # SQLite: each helper's page cache
     snapshot: str | None = None  # PostgreSQL: the worker's exported snapshot
 
@@ -376,6 +380,12 @@ def render_window(plan: RenderPlan, execute: Callable, request: tuple) -> tuple[
     count, highest_id, blob = execute(plan.sql, {**plan.params, **window}).fetchone()
     if count > accept:
         payload = b""  # the worker splits the window: rendering it is wasted
+    elif plan.csv_paths is not None:  # JSON rows, one a line (JSON text holds no raw line end)
+        lines = bytes(blob or b"").decode().split("\n")
+        lines.pop()  # after the last line end
+        text = io.StringIO()
+        CsvWriter(text).cells(CellRenderer(plan.csv_paths, plan.dialect).rows(lines))
+        payload = text.getvalue().encode()
     elif plan.format == "csv":
         payload = _csv(bytes(blob or b""), count, plan.columns)
         if payload is None:

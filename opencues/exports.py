@@ -19,7 +19,9 @@ Output shapes (``docs/exports.md``):
   candidate columns and the JSON types each holds (which pick the cheapest exact cell
   expression), and a key pass over the same rows finds which candidates occur, stopping once all
   have; then the row pass. Both passes run in one read snapshot so they see the same rows, and
-  neither holds more than a batch.
+  neither holds more than a batch. Columns the database cannot render as a row's cells (more
+  than ``MAX_DATABASE_CELLS``; on SQLite, keys its JSON paths cannot address) are rendered in
+  Python instead, exactly as the database would (``opencues.export_cells``).
 """
 
 from __future__ import annotations
@@ -39,9 +41,10 @@ from sqlalchemy import BigInteger, LargeBinary, Text, bindparam, case, cast, fun
 from sqlalchemy import text as sql_text
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.sql.expression import Grouping
 
 from opencues import conditions as conditions_lang
-from opencues import attribute_keys, export_windows, links, mail, timestamps, worker
+from opencues import attribute_keys, export_cells, export_windows, links, mail, timestamps, worker
 from opencues.csv_writer import CsvWriter
 from opencues.errors import bad_request
 from opencues.storage import Database
@@ -57,6 +60,12 @@ MEDIA_TYPES = {"json": "application/x-ndjson", "csv": "text/csv; charset=utf-8"}
 EXTENSIONS = {"json": "ndjson", "csv": "csv"}
 FILE_PREFIX = "exports"  # in the file store; files older than the link lifetime are swept (worker)
 GZIP_LEVEL = 1  # exports are large: level 1 is ~4x faster than the default for ~10% more bytes
+# CSV attribute columns the database renders as cells of a row; a wider CSV export is rendered in
+# Python (``export_cells``). A statement may select 2,000 columns on SQLite, 1,664 on PostgreSQL, but
+# each cell looks its key up in the row's document anew (SQLite parses it, PostgreSQL detoasts it
+# once past ~2 KB): with 300 keys a row the database took 3x (SQLite) and 8x (PostgreSQL) as long
+# as Python; with 30 and 100, about as long.
+MAX_DATABASE_CELLS = 200
 
 _EMAIL_RE = re.compile(r"^[^@\s,;<>()\[\]\"\\]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*$")
 
@@ -110,15 +119,15 @@ def validate_request(body: Any, *, max_rows: int = 10_000_000, now_ms: int | Non
     conditions_lang.parse(body["conditions"], tz=tz)
     if body.get("start_time") is None:
         raise bad_request("`start_time` is required: an ISO 8601 string or milliseconds since 1970")
-    start_ms = timestamps.parse_time(body["start_time"], field="start_time", default_tz=tz)
+    start_ms = _time(body["start_time"], "start_time", tz)
     if body.get("end_time") is None:
         end_ms = timestamps.now_ms() if now_ms is None else now_ms
     else:
-        end_ms = timestamps.parse_time(body["end_time"], field="end_time", default_tz=tz)
+        end_ms = _time(body["end_time"], "end_time", tz)
     if start_ms >= end_ms:
         raise bad_request("`start_time` must be before `end_time` (the range includes its start and excludes its end)")
     limit = _integer(body, "limit", 1, max_rows, max_rows)
-    offset = _integer(body, "offset", 0, None, 0)
+    offset = _integer(body, "offset", 0, conditions_lang.INT64_MAX, 0)
     compression = body.get("compression")
     if compression not in (None, "none", "gzip"):
         raise bad_request('`compression` must be "gzip" or "none"')
@@ -145,16 +154,21 @@ def _emails(value: Any) -> tuple[str, ...]:
     return tuple(seen)
 
 
-def _integer(body: dict, name: str, low: int, high: int | None, default: int) -> int:
+def _integer(body: dict, name: str, low: int, high: int, default: int) -> int:
     value = body.get(name)
     if value is None:
         return default
-    if isinstance(value, float) and value.is_integer():
+    if isinstance(value, float) and value.is_integer():  # never inf or nan
         value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
-        bound = f"from {low} to {high}" if high is not None else f"of at least {low}"
-        raise bad_request(f"`{name}` must be an integer {bound}")
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise bad_request(f"`{name}` must be an integer from {low} to {high}")
     return value
+
+
+def _time(value: Any, name: str, tz) -> int:
+    """An ISO 8601 time or epoch milliseconds that a 64-bit integer holds (as every timestamp
+    the databases compare with must)."""
+    return conditions_lang.epoch_ms(value, field=name, tz=tz)
 
 
 # --- the query -----------------------------------------------------------------------------
@@ -220,6 +234,16 @@ class _Sql:
                 names.append(name)
                 cells.append(column if name == "group_id" else (cast(column, Text) if self.pg else type_coerce(column, Text)))
         return names, cells
+    def csv_row(self, offset_minutes: int, extras: list = ()):
+        """A CSV row for ``export_cells`` to render: ``[name, timestamp, user_id, attributes,
+        *extras]`` as one JSON array, the attributes as the database writes JSON (numbers as their
+        text), the extra cells (``extra_cells``) as the text the database path would give them."""
+        timestamp = self.timestamp_text(offset_minutes)
+        if self.pg:
+            return cast(func.json_build_array(events.c.name, timestamp, events.c.user_id, self.attributes, *extras), Text)
+        return type_coerce(
+            func.json_array(events.c.name, timestamp, events.c.user_id, func.json(events.c.attributes), *extras), Text
+        )
 
     # -- attribute keys (CSV header) and cells ----------------------------------------
 
@@ -230,8 +254,8 @@ class _Sql:
         lookup instead of three."""
         strings, others = "string" in types, bool(types - {"string", "null"})
         if self.pg:
-            value = self.attributes[path] if len(path) > 1 else self.attributes[path[0]]
-            text = value.astext
+            value = conditions_lang.pg_attribute(path)
+            text = conditions_lang.pg_attribute(path, text=True)
             as_json = cast(value, Text)
             typeof = func.jsonb_typeof(value)
         else:
@@ -253,6 +277,12 @@ class _Sql:
 
 def _sqlite_path(path: tuple[str, ...]) -> str:
     return "$" + "".join(f'."{part}"' for part in path)
+
+
+def _sqlite_addressable(path: tuple[str, ...]) -> bool:
+    """Whether a SQLite JSON path finds the key: a path has no escapes, and the stored JSON
+    escapes ``"``, ``\\`` and control characters in a key, which a path then never matches."""
+    return not any(char in '"\\' or char < " " for part in path for char in part)
 
 
 def _in_time_range(account_id: str, request: ExportRequest) -> list:
@@ -537,19 +567,63 @@ def _planned_for_first_rows(conn):
         conn.execute(sql_text("SELECT set_config('cursor_tuple_fraction', :value, true)"), {"value": previous})
 
 
-def csv_cells(conn, db: Database, account_id: str, request: ExportRequest) -> tuple[list, list[str]]:
-    """A CSV row's cell expressions and the header (runs the key pass on ``conn``)."""
-    sql = _Sql(db)
+@dataclass
+class CsvLayout:
+    """A CSV export's header and how its rows are rendered: ``cells``, the database's cell
+    expressions, or None when the database cannot render them (``rendered_in_python``).
+    ``extras`` are the ``group_id``/``context`` cells (as text) of an export whose events carry
+    them; they follow ``user_id`` on both paths."""
+
+    header: list[str]
+    columns: list[tuple[str, list[tuple[tuple[str, ...], set[str]]]]]  # ``attribute_columns``
+    cells: list | None
+    extras: list
+
+    def paths(self) -> list[tuple[str, list[tuple[str, ...]]]]:
+        """The columns as ``export_cells.CellRenderer`` takes them."""
+        return [(name, [path for path, _types in paths]) for name, paths in self.columns]
+
+    def json_row(self, db: Database, request: ExportRequest):
+        """The row as one JSON array, for ``export_cells`` to render (the Python path)."""
+        return _Sql(db).csv_row(request.offset_minutes, self.extras)
+
+
+def csv_layout(conn, db: Database, account_id: str, request: ExportRequest) -> CsvLayout:
+    """The CSV header and its cells (runs the key pass on ``conn``)."""
     columns = attribute_columns(conn, db, account_id, request)
+    extra_names, extras = _Sql(db).extra_cells(conn, account_id, request)
+    header = [*CSV_LEADING, *extra_names, *(name for name, _ in columns)]
+    if rendered_in_python(db, columns):
+        return CsvLayout(header, columns, None, extras)
+    return CsvLayout(header, columns, _database_cells(db, request, columns, extras), extras)
+
+
+def rendered_in_python(db: Database, columns: list) -> bool:
+    """Whether the CSV columns are more than the database renders as a row's cells, or (SQLite)
+    hold a key its JSON paths cannot address."""
+    if len(columns) > MAX_DATABASE_CELLS:
+        return True
+    return db.is_sqlite and not all(_sqlite_addressable(path) for _name, paths in columns for path, _types in paths)
+
+
+def _database_cells(db: Database, request: ExportRequest, columns: list, extras: list) -> list:
+    sql = _Sql(db)
     cells = []
     for _name, paths in columns:
         expressions = [sql.cell(path, types) for path, types in paths]
         cell = expressions[0] if len(expressions) == 1 else func.coalesce(*expressions)
         cells.append(type_coerce(cell, Text))  # already text: no result processing
-    extra_names, extra_cells = sql.extra_cells(conn, account_id, request)
-    leading = [events.c.name, sql.timestamp_text(request.offset_minutes), events.c.user_id, *extra_cells]
+    leading = [events.c.name, sql.timestamp_text(request.offset_minutes), events.c.user_id, *extras]
+    return leading + cells
+
+
+def csv_cells(conn, db: Database, account_id: str, request: ExportRequest) -> tuple[list, list[str]]:
+    """A CSV row's cell expressions as the database renders them, and the header (runs the key
+    pass on ``conn``; for columns the database cannot render see ``csv_layout``)."""
+    columns = attribute_columns(conn, db, account_id, request)
+    extra_names, extras = _Sql(db).extra_cells(conn, account_id, request)
     header = [*CSV_LEADING, *extra_names, *(name for name, _ in columns)]
-    return leading + cells, header
+    return _database_cells(db, request, columns, extras), header
 
 
 def csv_statement(conn, db: Database, account_id: str, request: ExportRequest):
@@ -565,15 +639,21 @@ def json_statement(db: Database, account_id: str, request: ExportRequest):
 
 
 def _write_csv(conn, db, account_id, request, out, progress) -> int:
-    statement, header = csv_statement(conn, db, account_id, request)
+    layout = csv_layout(conn, db, account_id, request)
+    if layout.cells is None:
+        renderer = export_cells.CellRenderer(layout.paths(), db.dialect)
+        statement = export_statement(db, account_id, request, [layout.json_row(db, request)])
+    else:
+        renderer = None
+        statement = export_statement(db, account_id, request, layout.cells)
     text = io.TextIOWrapper(out, encoding="utf-8", newline="", write_through=False)
     try:
         writer = CsvWriter(text)
-        writer.header(header)
+        writer.header(layout.header)
         written = 0
         with closing(_row_batches(conn, db, statement)) as batches:
             for rows in batches:
-                writer.cells(rows)
+                writer.cells(rows if renderer is None else renderer.rows([row[0] for row in rows]))
                 written += len(rows)
                 if progress:
                     progress(written)
@@ -620,10 +700,15 @@ def helper_plan(conn, db, account_id, request) -> tuple[export_windows.RenderPla
     if request.format == "json":
         line = _Sql(db).json_line(request.offset_minutes) + literal("\n")
     else:
-        cells, header = csv_cells(conn, db, account_id, request)
-        line = _separated_line(cells)
-        plan["columns"] = len(cells)
-        plan["cells_sql"], plan["cells_params"] = _for_helpers(db, _window_rows(db, account_id, request, highest_id, cells))
+        layout = csv_layout(conn, db, account_id, request)
+        header, cells = layout.header, layout.cells
+        if cells is None:  # JSON rows, one a line, rendered by the helper (``export_cells``)
+            line = layout.json_row(db, request) + literal("\n")
+            plan["csv_paths"], plan["dialect"] = layout.paths(), db.dialect
+        else:
+            line = _separated_line(cells)
+            plan["columns"] = len(cells)
+            plan["cells_sql"], plan["cells_params"] = _for_helpers(db, _window_rows(db, account_id, request, highest_id, cells))
     rows = _window_rows(db, account_id, request, highest_id, [events.c.id, type_coerce(line, Text).label("line")]).subquery()
     # The aggregate joins the rows in the order the ordered subquery yields them.
     if db.is_postgres:
@@ -677,13 +762,28 @@ def _window_rows(db, account_id, request, highest_id: int, columns: list):
 
 
 def _separated_line(cells: list):
-    """A CSV line as SQLite renders it for the helpers: cells ended by ``CELL_END`` (the last by ``ROW_END``)."""
+    """A CSV line as the database renders it for the helpers: cells ended by ``CELL_END`` (the
+    last by ``ROW_END``)."""
     cell_end, row_end, empty = (literal(value, Text) for value in (export_windows.CELL_END, export_windows.ROW_END, ""))
-    line = None
+    parts = []
     for cell in cells:
-        text = func.coalesce(cell, empty, type_=Text)
-        line = text if line is None else line + cell_end + text
-    return line + row_end
+        parts += [func.coalesce(cell, empty, type_=Text), cell_end]
+    parts[-1] = row_end
+    return _concatenated(parts)
+
+
+def _concatenated(parts: list):
+    """``parts[0] || parts[1] || ...`` as a balanced tree: written flat, SQLite parses it into a
+    tree as deep as it is long, and refuses one deeper than 1,000. Right operands past the first
+    level are parenthesised (left ones parse the same without); ``.op("||")`` because ``+``
+    drops the parentheses."""
+    grouped = False
+    while len(parts) > 1:
+        pairs = range(0, len(parts) - 1, 2)
+        joined = [parts[i].op("||", return_type=Text)(Grouping(parts[i + 1]) if grouped else parts[i + 1]) for i in pairs]
+        parts = joined + parts[len(parts) - len(parts) % 2 :]
+        grouped = True
+    return parts[0]
 
 
 _NAMED_SQLITE = sqlite_dialect.dialect(paramstyle="named")

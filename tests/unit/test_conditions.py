@@ -238,6 +238,12 @@ def test_conjunctions_nest(seeded):
         ([["timestamp", ">", "yesterday"]], "conditions[0][2]"),
         ([["timestamp", "like", "2021%"]], "conditions[0][2]"),
         ([["attributes.n", "==", 2**70]], "conditions[0][2]"),
+        ([["attributes.n", ">", float("inf")]], "conditions[0][2]"),
+        ([["attributes.n", "in", [1, float("-inf")]]], "conditions[0][2][1]"),
+        ([["timestamp", ">", 1e300]], "conditions[0][2]"),
+        ([["timestamp", "<", -(2**63) - 1]], "conditions[0][2]"),
+        ([["or", ["name", "==", "a"], ["timestamp", "in", [1, -1e300]]]], "conditions[0][2][2][1]"),
+        ([["and", ["not", ["timestamp", "==", float("nan")]]]], "conditions[0][1][1][2]"),
         ([["user_segment_id", "like", "x"]], "conditions[0][1]"),
         ([["user_segment_id", "==", 5]], "conditions[0][2]"),
         ([["attributes.", "==", 1]], "conditions[0][0]"),
@@ -292,3 +298,21 @@ def test_values_are_bound_parameters_not_sql_text():
         compiled = conditions.compile_conditions(tree, dialect_name, "acct1").compile(dialect=dialect)
         assert sneaky not in str(compiled)
         assert sneaky in compiled.params.values()
+
+
+def test_nested_attribute_keys_with_array_literal_punctuation(db):
+    # PostgreSQL's `#>` path is an array literal: written unquoted, `a,b` was two keys there.
+    odd = {"a,b": 1, "a": {"b": 2}, "{x}": 3, "sp ace": 4, "NULL": 5}
+    with db.begin() as conn:
+        insert_event(conn, "acct1", "u1", "ev", T0, {"o": odd, "label": "odd"})
+        insert_event(conn, "acct1", "u1", "ev", T0, {"o": {"a": {"b": 1}, "arr": [5]}, "label": "plain"})
+    check(db, [
+        ([["attributes.o.a,b", "==", 1]], ["odd"]),
+        ([["attributes.o.{x}", "==", 3]], ["odd"]),
+        ([["attributes.o.sp ace", ">", 3]], ["odd"]),
+        ([["attributes.o.NULL", "==", 5]], ["odd"]),
+        ([["attributes.o.a.b", "==", 1]], ["plain"]),
+        ([["attributes.o.a,b", "is null"]], ["plain"]),
+        ([["attributes.o.arr.0", "is not null"]], []),  # a path names keys: it never indexes an array
+    ])  # fmt: skip
+

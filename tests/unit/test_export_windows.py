@@ -276,3 +276,21 @@ def test_the_export_job_uses_as_many_helpers_as_the_setting_says(db, helped, set
         with store.open(exports.file_key("acct1", job.job_id, request)) as handle:
             assert handle.read().count(b"\r\n") == 31
         assert len(started) == helpers
+
+
+@pytest.mark.parametrize("keys", [900, 2_100])
+def test_wide_rows_come_out_as_the_worker_alone_writes_them(db, helped, small_windows, monkeypatch, keys):
+    """900 cells a row, with the database rendering up to 1,000: for the helpers one balanced
+    concatenation (SQLite refuses an expression deeper than 1,000; a flat one failed from ~490
+    cells); with separator characters in the data, row by row. 2,100: more columns than a
+    statement may select, rendered in Python."""
+    monkeypatch.setattr(exports, "MAX_DATABASE_CELLS", 1_000)
+    insert(db, [{"timestamp": T0 + i // 2, "name": f"e{i}",
+                 "attributes": {f"k{j:04d}": j * 0.5 if j % 3 else TRICKY[(i + j) % len(TRICKY)] for j in range(keys) if (i + j) % 4}}
+                for i in range(8)])  # fmt: skip
+    assert exports.rendered_in_python(db, [("c", [])] * keys) == (keys > exports.MAX_DATABASE_CELLS)
+    assert both(db, helped, {"format": "json"})[0] == 8
+    _, data = both(db, helped, {"format": "csv"})
+    rows = list(csv.reader(io.StringIO(data.decode(), newline="")))
+    assert len(rows) == 9 and all(len(row) == 3 + keys for row in rows)
+    assert rows[1][3 + 3] == TRICKY[3] and rows[1][3 + 1] == "0.5" and rows[1][3 + 4] == ""  # k0003, k0001, k0004 (absent)
