@@ -22,6 +22,7 @@ from typing import Any, Iterator
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import orjson
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
 
 from opencues import timestamps
 from opencues.analytics_fields import (
@@ -128,10 +129,60 @@ class Spec:
 # --- validation -------------------------------------------------------------------------------
 
 
+class RankBody(BaseModel):
+    n: StrictInt = Field(ge=1, description="How many values of the dimension to keep")
+    direction: str = Field("top", description='"top" (largest first) or "bottom"')
+    dimension: str = Field(description="One of `dimensions` (not a time bucket; the alias `event` is refused)")
+
+
+class SpecBody(BaseModel):
+    """The analytics query spec (spec §9.2), for ``POST analytics/query`` and ``analytics/exports``.
+    Unknown keys (``account_id``…) are ignored. ``parse_spec`` validates it with this model, then
+    checks what a model cannot (names, operators, the window)."""
+
+    model_config = ConfigDict(extra="allow")
+    metrics: list[str] | None = Field(None, description="Aggregate mode: the values per row (events, users, sessions, groups, nps_…)")
+    columns: list[str] | None = Field(None, description="Raw mode: one row per event with these columns")
+    dimensions: list[str] | None = Field(None, description="Group-by keys; day/week/month buckets are zero-filled")
+    conditions: list[list[Any]] | None = Field(None, description='[field, operator, value] triples, AND-ed; operators ==, !=, in, not in, like, ilike, not like, not ilike')
+    order_by: list[list[str]] | None = Field(None, description='[field, "asc"|"desc"] pairs over selected metrics, dimensions or columns')
+    rank_n: RankBody | None = Field(None, description="Keep only the top (or bottom) n values of one dimension, by the first metric's total")
+    start_time: str = Field(description="Required. YYYY-MM-DD (local midnight in `timezone`) or RFC 3339")
+    end_time: str | None = Field(None, description="Exclusive end of the window; default: now")
+    timezone: str | None = Field(None, description="IANA zone of buckets and rendered times; default UTC")
+    limit: StrictInt | None = Field(None, ge=0, description="Row cap (a synchronous answer is clamped at 1000)")
+    offset: StrictInt | None = Field(None, ge=0, description="Rows to skip")
+
+
+class ExportAccepted(BaseModel):
+    job_id: str = Field(description="The export job's id")
+    status: str = Field("queued", description="queued")
+
+
+class ExportStatus(BaseModel):
+    job_id: str
+    status: str = Field(description="queued, running, done or failed")
+    download_url: str | None = Field(None, description="done: a signed link valid 1 hour, minted afresh on every poll")
+    expires_at: str | None = Field(None, description="done: the link's expiry, RFC 3339")
+    failure_reason: str | None = Field(None, description="failed: why")
+
+
+def _model_error(exc: ValidationError) -> ApiError:
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first.get("loc", ()))
+    if first.get("type") == "missing":
+        return bad_request(f"{where} is required")
+    return bad_request(f"`{where}`: {first.get('msg', 'invalid value')}")
+
+
 def parse_spec(body: Any, *, sync: bool = True, now_ms: int | None = None) -> Spec:
     """Validate a spec (spec §9.2); every problem is a 400 whose detail names the field."""
     if not isinstance(body, dict):
         raise bad_request("the query spec must be a JSON object")
+    try:
+        SpecBody.model_validate(body)
+    except ValidationError as exc:
+        raise _model_error(exc) from None
     tz_name, tz = _timezone(body.get("timezone"))
     metrics = _names(body, "metrics")
     columns_raw = _names(body, "columns")
@@ -278,6 +329,8 @@ def _conditions(value: Any) -> list[Condition]:
         elif op in LIKE_OPERATORS:
             if not isinstance(operand, str):
                 raise bad_request(f"`{where}`: `{op}` takes a string pattern (with % and _)")
+            if (len(operand) - len(operand.rstrip("\\"))) % 2:
+                raise bad_request(f"`{where}`: the pattern ends with a lone escape character \\")
         elif not _scalar_ok(operand):
             raise bad_request(f"`{where}`: `{op}` takes a string, number or boolean")
         out.append(Condition(name, dim, op, operand))
@@ -509,9 +562,125 @@ def iter_export_rows(conn, db, account_id: str, spec: Spec) -> Iterator[list[dic
         yield [render(r) for r in batch]
 
 
-def check_error(exc: Exception) -> ApiError | None:
-    """A database error a client's spec can cause, as a 400 (else None)."""
-    text = str(exc).lower()
-    if "regular expression" in text or "escape" in text and "like" in text:
-        return bad_request("a `like` pattern in `conditions` is malformed")
-    return None
+# --- exports (async jobs) ---------------------------------------------------------------------
+
+EXPORT_KIND = "analytics_export"
+LINK_TTL_SECONDS = 3600  # each poll of a finished export mints a link valid this long (spec §9.5)
+
+
+def export_file_key(account_id: str, job_id: str) -> str:
+    from opencues.exports import FILE_PREFIX  # swept by the workers once older than the link lifetime
+
+    return f"{FILE_PREFIX}/{account_id}/analytics-{job_id}.json"
+
+
+def unfinished_exports(db, account_id: str) -> int:
+    """The account's analytics exports queued or running (the concurrency limit counts them)."""
+    from sqlalchemy import func, select
+
+    from opencues.jobs import JobStatus
+    from opencues.storage.schema import jobs as jobs_table
+
+    with db.connect() as conn:
+        return conn.execute(
+            select(func.count()).select_from(jobs_table).where(
+                jobs_table.c.account_id == account_id, jobs_table.c.kind == EXPORT_KIND,
+                jobs_table.c.status == JobStatus.IN_PROGRESS.value,
+            )  # fmt: skip
+        ).scalar_one()
+
+
+def submit_export(db, account_id: str, spec: Spec, *, limit: int) -> str:
+    """Queue an export job for ``spec``; 429 when ``limit`` exports are already unfinished."""
+    from opencues import jobs
+
+    used = unfinished_exports(db, account_id)
+    if used >= limit:
+        raise ApiError(429, f"{used} analytics exports are already queued or running for this account (the limit is {limit}); "
+                            "retry when one finishes", {"Retry-After": "1"})  # fmt: skip
+    return jobs.submit(db, account_id, EXPORT_KIND, params={"spec": spec.to_params()}).job_id
+
+
+def export_status(db, file_store, settings, account_id: str, job_id: str, base_url: str) -> dict:
+    """The job status object of spec §9.5; a finished export gets a freshly signed link."""
+    from sqlalchemy import select
+
+    from opencues import links
+    from opencues.storage.schema import job_events
+    from opencues.storage.schema import jobs as jobs_table
+
+    with db.connect() as conn:
+        row = conn.execute(
+            select(jobs_table.c.status, jobs_table.c.lease_owner).where(
+                jobs_table.c.id == job_id, jobs_table.c.account_id == account_id, jobs_table.c.kind == EXPORT_KIND
+            )
+        ).first()
+        if row is None:
+            raise ApiError(404, "no such export job")
+        history = conn.execute(
+            select(job_events.c.name, job_events.c.attributes).where(job_events.c.job_id == job_id).order_by(job_events.c.id)
+        ).all()
+    if row.status == "FAILED":
+        reason = next((e.attributes.get("reason") for e in reversed(history) if e.name == "Failed"), None)
+        return {"job_id": job_id, "status": "failed", "failure_reason": reason or "export failed"}
+    if row.status == "IN_PROGRESS":
+        return {"job_id": job_id, "status": "running" if history else "queued"}
+    key = export_file_key(account_id, job_id)
+    if not file_store.exists(key):
+        return {"job_id": job_id, "status": "failed", "failure_reason": "export expired"}
+    token, expires_at = links.sign(links.server_secret(settings), key, f"analytics-{job_id[:8]}.json", LINK_TTL_SECONDS)
+    return {
+        "job_id": job_id,
+        "status": "done",
+        "download_url": f"{base_url.rstrip('/')}/downloads/{token}",
+        "expires_at": timestamps.render(expires_at * 1000),
+    }
+
+
+def write_export(conn, db, account_id: str, spec: Spec, out, heartbeat=None) -> int:
+    """Stream the rows as one bare JSON array into ``out``; returns the row count."""
+    rows = 0
+    out.write(b"[")
+    for batch in iter_export_rows(conn, db, account_id, spec):
+        if not batch:
+            continue
+        encoded = orjson.dumps(batch)
+        out.write(encoded[1:-1] if rows == 0 else b"," + encoded[1:-1])
+        rows += len(batch)
+        if heartbeat is not None:
+            heartbeat(rows)
+    out.write(b"]")
+    return rows
+
+
+def run_export_job(ctx) -> dict:
+    """The ``analytics_export`` handler: the spec's rows into the file store as a JSON array.
+    A retried attempt rewrites the file from scratch (the store replaces it atomically)."""
+    from opencues.worker import JobFailed
+
+    job = ctx.job
+    try:
+        spec = parse_spec(job.params["spec"], sync=False)
+    except ApiError as exc:  # validated at submission; only a changed server could refuse it now
+        raise JobFailed(f"invalid spec: {exc.detail}") from None
+    last_beat = [0]
+
+    def heartbeat(rows: int) -> None:
+        if rows - last_beat[0] >= 1_000_000:
+            last_beat[0] = rows
+            ctx.heartbeat()
+
+    with ctx.file_store.writer(export_file_key(job.account_id, job.id)) as handle:
+        with ctx.db.connect() as conn:
+            rows = write_export(conn, ctx.db, job.account_id, spec, handle, heartbeat)
+    return {"rows_exported": rows}
+
+
+def _register() -> None:
+    from opencues import worker
+
+    worker.register(EXPORT_KIND, "Analytics Export", run_export_job, start_event="Exporting")
+
+
+
+_register()

@@ -6,9 +6,9 @@ in Python for the window — local midnights in the query's zone, converted to i
 as a small ``VALUES`` table (``buckets``) that events join by time range: the same SQL on SQLite
 (which has no time zones) and PostgreSQL, DST-correct, and the source of the zero-filled rows.
 
-Attribute paths are inlined as SQL literals (they come from ``analytics_fields``, never from the
-client), so ``flow_id`` conditions read exactly the expression of ``ix_events_flow_time``
-(migration 0005) and the planner uses that index. Values from the client are bound parameters.
+Attribute keys are inlined as SQL literals (``opencues.storage.expressions.AttributeText``; they
+come from ``analytics_fields``, never from the client), so ``flow_id`` conditions read exactly the
+expression of ``ix_events_flow_time`` (migration 0005) and the planner uses that index. Values from the client are bound parameters.
 """
 
 from __future__ import annotations
@@ -49,11 +49,9 @@ from opencues.analytics_fields import (
     Dimension,
 )
 from opencues.conditions import like_to_glob
+from opencues.storage.expressions import AttributeText
 from opencues.storage.schema import events, profiles, segment_members
 
-# The flow-id expression ``ix_events_flow_time`` indexes, per dialect (migration 0005 and
-# schema.py use these texts; queries must spell it the same way for the index to apply).
-FLOW_ID_SQL = {"sqlite": "json_extract(attributes, '$.flowId')", "postgresql": "(attributes ->> 'flowId')"}
 
 
 @dataclass
@@ -89,6 +87,8 @@ class _Compiler:
         """A JSON path of ``document`` as SQL text (numbers as numbers on SQLite), null when absent."""
         if not path:
             return document
+        if len(path) == 1:
+            return AttributeText(document, path[0])
         if self.pg:
             key = "'" + path[0] + "'" if len(path) == 1 else "'{" + ",".join(path) + "}'"
             return document.op("->>" if len(path) == 1 else "#>>")(literal_column(key))
@@ -99,10 +99,7 @@ class _Compiler:
         if dim.source == "column":
             return events.c[dim.target]
         if dim.source == "attribute":
-            if dim.target == ("flowId",):
-                value = literal_column(FLOW_ID_SQL["postgresql" if self.pg else "sqlite"])
-            else:
-                value = self._json_text(events.c.attributes, dim.target)
+            value = self._json_text(events.c.attributes, dim.target)
             if dim.only_on:
                 return case((events.c.name.in_(dim.only_on), value), else_=null())
             return value

@@ -73,6 +73,14 @@ class Settings(BaseSettings):
         description="Helpers that render a large export's time windows in parallel: processes on SQLite, database connections on PostgreSQL (0: the job worker renders it alone).",
     )
 
+    analytics_rate_limit: str = Field(
+        "60/second",
+        description="Per-account request rate of the `analytics/*` routes (their `X-RateLimit-*` headers), e.g. `60/second`.",
+    )
+    analytics_export_concurrency: int = Field(
+        2, ge=1, description="Analytics export jobs an account may have queued or running at once (429 beyond)."
+    )
+
     @cached_property
     def resolved_database_url(self) -> str:
         if self.database_url:

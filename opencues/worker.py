@@ -70,7 +70,7 @@ from opencues.storage.schema import jobs as jobs_table
 log = logging.getLogger("opencues.worker")
 
 # Modules whose import registers handlers; a missing optional one is skipped.
-HANDLER_MODULES = ("opencues.imports", "opencues.exports")
+HANDLER_MODULES = ("opencues.imports", "opencues.exports", "opencues.analytics")
 
 
 class LeaseLost(Exception):

@@ -23,6 +23,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
+from opencues.storage.expressions import AttributeText
+
 metadata = MetaData()
 
 JsonDocument = JSON().with_variant(JSONB(), "postgresql")
@@ -116,6 +118,10 @@ events = Table(
     Index("ix_events_user_time", "account_id", "user_id", "timestamp"),
     Index("ix_events_time", "account_id", "timestamp"),
 )
+
+# Analytics (``opencues.analytics_sql``): a flow's or NPS survey's events by time, through the
+# expression ``attributes.flowId`` (migration 0005), spelled per dialect by ``AttributeText``.
+Index("ix_events_flow_time", events.c.account_id, AttributeText(events.c.attributes, "flowId"), events.c.timestamp)
 
 # The attribute-key catalogue (``opencues.attribute_keys``): every (path, JSON type) pair that an
 # account's events carry, written in the same transaction as those events. A CSV export takes its

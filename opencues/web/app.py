@@ -13,7 +13,7 @@ from opencues.filestore import open_file_store
 from opencues.settings import Settings, load_settings
 from opencues.storage import Database, open_database
 from opencues.web import errors, openapi, routes
-from opencues.web.auth import build_rate_limiter
+from opencues.web.auth import build_analytics_rate_limiter, build_rate_limiter
 from opencues.web.dispatch import LeanRoute
 from opencues.web.responses import json_response
 
@@ -55,6 +55,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None, *, 
     app.state.db = db
     app.state.file_store = open_file_store(settings)
     app.state.rate_limiter = build_rate_limiter(settings)
+    app.state.analytics_rate_limiter = build_analytics_rate_limiter(settings)
     app.state.wake_workers = lambda: None  # replaced by the in-process worker pool's, if any
     errors.install(app)
     routes.register(app)

@@ -83,3 +83,18 @@ def build_rate_limiter(settings):
 
     storage = storage_from_string(settings.redis_url or "memory://")
     return parse(settings.rate_limit), MovingWindowRateLimiter(storage)
+
+
+def build_analytics_rate_limiter(settings):
+    """(rate, strategy) for the ``analytics/*`` routes' own per-account limit
+    (OPENCUES_ANALYTICS_RATE_LIMIT), on the same storage as the per-key limiter: shared through
+    Redis when OPENCUES_REDIS_URL is set. Always present: those routes always send the headers."""
+    from limits import parse
+    from limits.storage import storage_from_string
+    from limits.strategies import MovingWindowRateLimiter
+
+    try:
+        rate = parse(settings.analytics_rate_limit)
+    except ValueError as exc:
+        raise ValueError(f"OPENCUES_ANALYTICS_RATE_LIMIT: {exc}") from None
+    return rate, MovingWindowRateLimiter(storage_from_string(settings.redis_url or "memory://"))

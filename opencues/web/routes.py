@@ -13,6 +13,7 @@ from opencues.web.views import events as event_views
 from opencues.web.views import imports as import_views
 from opencues.web.views import jobs as job_views
 from opencues.web.views import exports as export_views
+from opencues.web.views import analytics as analytics_views
 
 ACCOUNT = "/v2/accounts/{account_id}"
 
@@ -51,6 +52,9 @@ ROUTES: list[Route] = [
     Route("GET", ACCOUNT + "/jobs", job_views.list_jobs, "List jobs", "Offline Jobs"),
     Route("GET", ACCOUNT + "/jobs/{job_id}", job_views.get_job, "Get job status", "Offline Jobs"),
     Route("POST", ACCOUNT + "/export/events", export_views.export_events, "Export bulk event data", "Exporting Data in Bulk", status=202),
+    Route("POST", ACCOUNT + "/analytics/query", analytics_views.query, "Run an analytics query", "Analytics"),
+    Route("POST", ACCOUNT + "/analytics/exports", analytics_views.create_export, "Start an analytics export", "Analytics", status=202),
+    Route("GET", ACCOUNT + "/analytics/exports/{job_id}", analytics_views.get_export, "Get an analytics export's status", "Analytics"),
 ]
 
 
