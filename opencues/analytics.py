@@ -419,59 +419,60 @@ def bucket_label(day: date, unit: str) -> date:
     return day
 
 
-def _next_label(label: date, unit: str) -> date:
-    if unit == "day":
-        return label + timedelta(days=1)
-    if unit == "week":
-        return label + timedelta(days=7)
-    return (label.replace(day=28) + timedelta(days=4)).replace(day=1)
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+
+
+def day_number(day: date) -> int:
+    """Days since 1970-01-01 of a calendar date: what ``(ms + utc_offset_ms) // DAY_MS`` gives
+    for any instant of that local day."""
+    return day.toordinal() - _EPOCH_ORDINAL
+
+
+def _offset_ms(ms: int, tz) -> int:
+    return int(datetime.fromtimestamp(ms / 1000, tz).utcoffset().total_seconds() * 1000)
+
+
+def offset_changes(start_ms: int, end_ms: int, tz) -> list[tuple[int, int]]:
+    """The zone's UTC offset over ``[start_ms, end_ms)`` as ``[(from_ms, offset_ms), …]``: the
+    first from ``start_ms``, then one per change (DST), located to the millisecond by bisection
+    between samples 12 hours apart (no zone changes twice within 12 hours)."""
+    changes = [(start_ms, _offset_ms(start_ms, tz))]
+    probe = start_ms
+    while probe < end_ms - 1:
+        following = min(probe + 12 * 3_600_000, end_ms - 1)
+        after = _offset_ms(following, tz)
+        if after != changes[-1][1]:
+            low, high = probe, following
+            while high - low > 1:
+                middle = (low + high) // 2
+                if _offset_ms(middle, tz) == after:
+                    high = middle
+                else:
+                    low = middle
+            changes.append((high, after))
+        probe = following
+    return changes
 
 
 @dataclass(frozen=True)
-class Segment:
-    """A piece of the window ``[lo, hi)`` inside one bucket of every requested unit."""
+class LocalDays:
+    """The window's local calendar days, for bucketing in SQL: an event's local day number is
+    ``(timestamp + offset) / DAY_MS`` with the offset read from ``offsets`` (one value, or a CASE
+    over the DST changes inside the window); ``rows`` maps each day number to its bucket labels."""
 
-    lo: int
-    hi: int
-    labels: dict  # unit → "YYYY-MM-DD"
-
-
-def segments(start_ms: int, end_ms: int, units: list[str], tz) -> list[Segment]:
-    """The window cut at every local-midnight boundary of ``units`` (DST-correct: the boundaries
-    are local midnights converted to instants one by one, so a bucket lasts 23 or 25 hours when
-    the clocks change)."""
-    cuts = {start_ms, end_ms}
-    for unit in units:
-        label = bucket_label(local_date(start_ms, tz), unit)
-        while True:
-            label = _next_label(label, unit)
-            boundary = local_midnight_ms(label, tz)
-            if boundary >= end_ms:
-                break
-            if boundary > start_ms:
-                cuts.add(boundary)
-    points = sorted(cuts)
-    out = []
-    for lo, hi in zip(points, points[1:]):
-        day = local_date(lo, tz)
-        out.append(Segment(lo, hi, {u: bucket_label(day, u).isoformat() for u in units}))
-    return out
+    offsets: list[tuple[int, int]]
+    rows: list[tuple]  # (day number, label of each unit…)
 
 
-def nps_days(spec: Spec) -> list[tuple[int, int, int, str | None]]:
-    """Rolling NPS days: ``(index, lo, hi, label)`` for every whole local day from 29 days before
-    the window's first day to its last (``hi`` clipped at ``end_time``). The 29 lookback days
-    have no label: they are read, not shown. The figure as of day D counts days D-29..D whole."""
-    first = local_date(spec.start_ms, spec.tz)
-    last = local_date(spec.end_ms - 1, spec.tz)
-    day = first - timedelta(days=NPS_ROLLING_DAYS - 1)
-    rows, index = [], 0
+def local_days(start_ms: int, end_ms: int, units: list[str], tz, *, lookback_days: int = 0) -> LocalDays:
+    first = local_date(start_ms, tz) - timedelta(days=lookback_days)
+    last = local_date(end_ms - 1, tz)
+    rows = []
+    day = first
     while day <= last:
-        following = day + timedelta(days=1)
-        hi = min(local_midnight_ms(following, spec.tz), spec.end_ms)
-        rows.append((index, local_midnight_ms(day, spec.tz), hi, day.isoformat() if day >= first else None))
-        index, day = index + 1, following
-    return rows
+        rows.append((day_number(day), *[bucket_label(day, u).isoformat() for u in units]))
+        day += timedelta(days=1)
+    return LocalDays(offset_changes(local_midnight_ms(first, tz), end_ms, tz), rows)
 
 
 class Renderer:

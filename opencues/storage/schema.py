@@ -122,6 +122,8 @@ events = Table(
 # Analytics (``opencues.analytics_sql``): a flow's or NPS survey's events by time, through the
 # expression ``attributes.flowId`` (migration 0005), spelled per dialect by ``AttributeText``.
 Index("ix_events_flow_time", events.c.account_id, AttributeText(events.c.attributes, "flowId"), events.c.timestamp)
+# Counts by event name read this index alone (no table rows), already in name order.
+Index("ix_events_name_time", events.c.account_id, events.c.name, events.c.timestamp)
 
 # The attribute-key catalogue (``opencues.attribute_keys``): every (path, JSON type) pair that an
 # account's events carry, written in the same transaction as those events. A CSV export takes its
