@@ -137,8 +137,9 @@ class _Compiler:
         if self._is_instant(dim) or dim.source in ("constant", "null"):
             return value
         value = func.coalesce(value, literal_column("''", String))
-        # Byte order on both databases (PostgreSQL would otherwise sort by its locale).
-        return value.collate("C") if self.pg else value
+        # Text, in byte order, on both databases: PostgreSQL would otherwise sort by its locale,
+        # SQLite put JSON numbers (json_extract gives them as numbers) before every string.
+        return value.collate("C") if self.pg else cast(value, String)
 
     def converter(self, dim: Dimension, *, raw_column: bool = False) -> Callable[[Any], Any]:
         if self._is_instant(dim):
@@ -303,6 +304,8 @@ class _Compiler:
         other_dims = [s.dim for s in others]
         metrics = [self.metric(m).label(f"m{i}") for i, m in enumerate(spec.metrics)]
         dim_values = [self.grouped(s.dim).label(f"d{i}") for i, s in enumerate(others)]
+        # Constants are not grouped by (PostgreSQL refuses a literal in GROUP BY).
+        group_keys = [v for v, s in zip(dim_values, others) if s.dim.source not in ("constant", "null")]
         where = self.where()
         rank = spec.rank
         ranked = None
@@ -312,7 +315,7 @@ class _Compiler:
                 # The ranked dimension is the only one: the ranking *is* the answer.
                 top = (
                     select(*dim_values, *metrics).select_from(self.source(other_dims)).where(*where)
-                    .group_by(*dim_values)
+                    .group_by(*group_keys)
                     .order_by(metrics[0].desc() if rank.top else metrics[0].asc(), dim_values[0].asc())
                     .limit(rank.n)
                 ).subquery("ranked")  # fmt: skip
@@ -322,15 +325,16 @@ class _Compiler:
                 return Compiled(statement, self._outputs(others, top_keys=None))
             ranked = (
                 select(ranked_value.label("r"), self.metric(spec.metrics[0]).label("rm"))
-                .select_from(self.source([rank.dim])).where(*where).group_by(ranked_value)
+                .select_from(self.source([rank.dim])).where(*where)
+                .group_by(*([ranked_value] if rank.dim.source not in ("constant", "null") else []))
                 .order_by(literal_column("rm").desc() if rank.top else literal_column("rm").asc(), ranked_value.asc())
                 .limit(rank.n)
             ).cte("ranked")  # fmt: skip
             where = where + [ranked_value.in_(select(ranked.c.r))]
         if not times:
             grouped = select(*dim_values, *metrics).select_from(self.source(other_dims)).where(*where)
-            if dim_values:
-                grouped = grouped.group_by(*dim_values)
+            if group_keys:
+                grouped = grouped.group_by(*group_keys)
             g = grouped.subquery("g")
             columns = {s.key: g.c[f"d{i}"] for i, s in enumerate(others)}
             columns.update({m: g.c[f"m{i}"] for i, m in enumerate(spec.metrics)})
@@ -350,7 +354,7 @@ class _Compiler:
         src = self.source(other_dims).join(days, days.c.ld == self.local_day(local))
         g = (
             select(*labels, *dim_values, *metrics).select_from(src).where(*where)
-            .group_by(*labels, *dim_values)
+            .group_by(*labels, *group_keys)
         ).cte("g").prefix_with("MATERIALIZED")  # fmt: skip
         # MATERIALIZED: computed once. Otherwise SQLite pushes the outer join's `t_day = …` into g
         # and runs the whole aggregate once per bucket (measured 30x slower for 30 days).
