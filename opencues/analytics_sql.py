@@ -38,6 +38,7 @@ from sqlalchemy import (
     union_all,
     values,
 )
+from sqlalchemy.sql import operators
 from sqlalchemy.sql.elements import ColumnElement
 
 from opencues import analytics
@@ -271,6 +272,8 @@ class _Compiler:
 
     def _finish(self, query, columns: dict[str, ColumnElement], default_order: list, limit: int | None):
         order = [columns[k].desc() if desc else columns[k].asc() for k, desc in self.spec.order_by] or default_order
+        if self.pg:  # nulls sort lowest, as on SQLite
+            order = [o.nulls_last() if getattr(o, "modifier", None) is operators.desc_op else o.nulls_first() for o in order]
         query = query.order_by(*order)
         if limit is not None:
             query = query.limit(limit)
