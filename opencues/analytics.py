@@ -639,17 +639,30 @@ def export_status(db, file_store, settings, account_id: str, job_id: str, base_u
 
 
 def write_export(conn, db, account_id: str, spec: Spec, out, heartbeat=None) -> int:
-    """Stream the rows as one bare JSON array into ``out``; returns the row count."""
+    """Stream the rows as one bare JSON array into ``out``; returns the row count. Raw rows of
+    plain columns arrive from the database as JSON text (``analytics_sql.compile_json_rows``);
+    others are rendered here, a batch at a time."""
+    from opencues import analytics_sql, exports
+
     rows = 0
     out.write(b"[")
-    for batch in iter_export_rows(conn, db, account_id, spec):
-        if not batch:
-            continue
-        encoded = orjson.dumps(batch)
-        out.write(encoded[1:-1] if rows == 0 else b"," + encoded[1:-1])
-        rows += len(batch)
-        if heartbeat is not None:
-            heartbeat(rows)
+    statement = analytics_sql.compile_json_rows(db, account_id, spec, limit=spec.limit)
+    if statement is not None:
+        for batch in exports._batches(conn, statement):
+            encoded = ",".join([r[0] for r in batch]).encode()
+            out.write(encoded if rows == 0 else b"," + encoded)
+            rows += len(batch)
+            if heartbeat is not None:
+                heartbeat(rows)
+    else:
+        for batch in iter_export_rows(conn, db, account_id, spec):
+            if not batch:
+                continue
+            encoded = orjson.dumps(batch)
+            out.write(encoded[1:-1] if rows == 0 else b"," + encoded[1:-1])
+            rows += len(batch)
+            if heartbeat is not None:
+                heartbeat(rows)
     out.write(b"]")
     return rows
 

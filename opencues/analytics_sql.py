@@ -70,6 +70,29 @@ def compile_query(db, account_id: str, spec: Spec, *, limit: int | None) -> Comp
     return _Compiler(db, account_id, spec).compile(limit)
 
 
+# Raw columns whose JSON the database can write itself (``compile_json_rows``).
+_SQL_RENDERED = ("column", "attribute", "constant", "null")
+
+
+def compile_json_rows(db, account_id: str, spec: Spec, *, limit: int | None):
+    """For an export of raw rows: a statement whose one column is each row as JSON text, built by
+    the database (``json_object`` / ``json_build_object``, times by ``strftime`` / ``to_char``),
+    so an export of millions of rows does no per-row Python; or None when a column needs Python
+    (JSON objects, buckets, profile data)."""
+    if not spec.raw or any(s.dim.source not in _SQL_RENDERED or s.dim.json for s in spec.columns):
+        return None
+    return _Compiler(db, account_id, spec).json_rows(limit)
+
+
+def _suffix(offset_ms: int) -> ColumnElement:
+    minutes = offset_ms // 60_000
+    if minutes == 0:
+        return literal_column("'Z'")
+    sign = "+" if minutes > 0 else "-"
+    hours, rest = divmod(abs(minutes), 60)
+    return literal_column(f"'{sign}{hours:02d}:{rest:02d}'")
+
+
 def _metric_value(value: Any) -> Any:
     if value is None:
         return None
@@ -299,6 +322,41 @@ class _Compiler:
         query = select(*exprs).select_from(self.source([s.dim for s in spec.columns])).where(*self.where())
         statement = self._finish(query, columns, [events.c.timestamp.asc(), events.c.id.asc()], limit)
         return Compiled(statement, outputs)
+
+    def _iso_time(self) -> ColumnElement:
+        """``events.timestamp`` as ISO 8601 with milliseconds in the query's zone, by the database."""
+        local = analytics.local_days(self.spec.start_ms, self.spec.end_ms, [], self.spec.tz)
+        ts = events.c.timestamp
+        if self.pg:
+            def shown(offset: int):
+                moment = literal_column("timestamp '1970-01-01'") + (ts + offset) * literal_column("interval '1 millisecond'")
+                return func.to_char(moment, literal_column("'YYYY-MM-DD\"T\"HH24:MI:SS.MS'")).concat(_suffix(offset))
+        else:
+            def shown(offset: int):
+                seconds = (ts + offset) / literal_column("1000.0")
+                return func.strftime(literal_column("'%Y-%m-%dT%H:%M:%f'"), seconds, literal_column("'unixepoch'")).concat(_suffix(offset))
+        offsets = local.offsets
+        if len(offsets) == 1:
+            return shown(offsets[0][1])
+        whens = [(ts < changes_at, shown(previous[1])) for previous, (changes_at, _) in zip(offsets, offsets[1:])]
+        return case(*whens, else_=shown(offsets[-1][1]))
+
+    def json_rows(self, limit: int | None):
+        spec = self.spec
+        pairs, columns = [], {}
+        for s in spec.columns:
+            if s.dim.name == "timestamp":
+                value = self._iso_time()
+                columns[s.key] = events.c.timestamp
+            else:
+                value = self.raw(s.dim)
+                if s.dim.source == "attribute":
+                    value = func.coalesce(value if self.pg else cast(value, String), literal_column("''"))
+                columns[s.key] = value.collate("C") if self.pg and s.dim.source == "column" else value
+            pairs += [literal_column("'" + s.key + "'"), value]
+        document = func.json_build_object(*pairs) if self.pg else func.json_object(*pairs)
+        query = select(cast(document, String) if self.pg else document).select_from(events).where(*self.where())
+        return self._finish(query, columns, [events.c.timestamp.asc(), events.c.id.asc()], limit)
 
     def _aggregate(self, limit: int | None) -> Compiled:
         spec = self.spec

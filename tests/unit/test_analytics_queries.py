@@ -445,3 +445,27 @@ def test_like_helper_agrees_with_fnmatch_on_plain_patterns():
     # the reference's LIKE is checked against a second, independent matcher
     for pattern, text in [("ab%", "abc"), ("a_c", "abc"), ("%c", "abd")]:
         assert _like(pattern, text, False) == fnmatch.fnmatchcase(text, pattern.replace("%", "*").replace("_", "?"))
+
+
+@pytest.mark.parametrize("zone", ["UTC", "America/New_York", "Asia/Kathmandu"])
+def test_exported_rows_rendered_by_the_database_equal_the_query_rows(loaded, zone):
+    import io
+
+    import orjson
+
+    extra = [{"id": 1000 + i, "user_id": "ms", "name": "e", "timestamp": 1772841600000 + ms, "attributes": {"flowVersion": 3}}
+             for i, ms in enumerate((1, 7, 99, 123, 455, 999, 86_399_999))]  # milliseconds a float could round wrongly
+    with loaded.begin() as conn:
+        conn.execute(events.insert(), [{"account_id": ACCOUNT, **{k: v for k, v in e.items() if k != "id"}} for e in extra])
+    spec = {"columns": ["timestamp", "user_id", "name", "flow_id", "flow_version", "source"], "timezone": zone,
+            "start_time": "2026-03-05", "end_time": "2026-03-12"}  # fmt: skip
+    parsed = analytics.parse_spec(spec, sync=False)
+    from opencues import analytics_sql
+
+    assert analytics_sql.compile_json_rows(loaded, ACCOUNT, parsed, limit=None) is not None  # the database renders these
+    out = io.BytesIO()
+    with loaded.connect() as conn:
+        count = analytics.write_export(conn, loaded, ACCOUNT, parsed, out)
+    exported = orjson.loads(out.getvalue())
+    assert count == len(exported) and exported == reference(spec, EVENTS + extra)
+    assert any(r["user_id"] == "ms" for r in exported)
