@@ -130,8 +130,11 @@ def queries(pg: bool) -> list[tuple[str, dict, str]]:
           f"AND {flow} = 'flow-7' AND timestamp >= {w30[0]} AND timestamp < {w30[1]} GROUP BY d ORDER BY d")
     q2 = ({"metrics": ["events"], "dimensions": ["name"], "rank_n": {"n": 5, "direction": "top", "dimension": "name"},
            "start_time": _day(0), "end_time": _day(90)},
-          f"SELECT name, count(*) AS c FROM events WHERE account_id = '{ACCOUNT}' AND timestamp >= {w90[0]} "
-          f"AND timestamp < {w90[1]} GROUP BY name ORDER BY c DESC LIMIT 5")
+          # A loose index scan: the plain GROUP BY (sort/hash of every row) measured 5-20x slower.
+          f"WITH RECURSIVE n(v) AS (SELECT min(name) FROM events WHERE account_id = '{ACCOUNT}' UNION ALL "
+          f"SELECT (SELECT min(name) FROM events WHERE account_id = '{ACCOUNT}' AND name > v) FROM n WHERE v IS NOT NULL) "
+          f"SELECT v, (SELECT count(*) FROM events WHERE account_id = '{ACCOUNT}' AND name = v AND timestamp >= {w90[0]} "
+          f"AND timestamp < {w90[1]}) AS c FROM n WHERE v IS NOT NULL ORDER BY c DESC LIMIT 5")
     q3 = ({"metrics": ["users"], "dimensions": ["step_id"], "conditions": [["flow_id", "==", "flow-7"]],
            "start_time": start30, "end_time": end30},
           f"SELECT coalesce({step}, ''), count(DISTINCT user_id) FROM events WHERE account_id = '{ACCOUNT}' "
@@ -194,10 +197,23 @@ def run_backend(name: str, url: str, args) -> list[tuple]:
         with tempfile.NamedTemporaryFile(dir=args.work_dir) as out, db.connect() as conn:
             return analytics.write_export(conn, db, ACCOUNT, spec, out)
 
+    def export_floor():
+        # the same rows' plain columns through the driver, nothing rendered or written
+        with db.engine.connect() as conn:
+            cursor = conn.connection.driver_connection.cursor()
+            cursor.execute(f"SELECT timestamp, user_id, name FROM events WHERE account_id = '{ACCOUNT}' AND timestamp >= "
+                           f"{spec.start_ms} AND timestamp < {spec.end_ms} ORDER BY timestamp, id LIMIT 1000000")
+            count = 0
+            while batch := cursor.fetchmany(10_000):
+                count += len(batch)
+            return count
+
     export_runs = max(1, min(args.runs, 3))
     seconds, rows = median_time(export, export_runs)
-    results.append((name, f"5 export of {rows:,} raw rows", seconds, None, rows, None))
-    print(f"[{name}] export: {rows:,} rows in {seconds:.2f} s = {rows / seconds:,.0f} rows/s (median of {export_runs})", flush=True)
+    floor_s, _ = median_time(export_floor, export_runs)
+    results.append((name, f"5 export of {rows:,} raw rows", seconds, floor_s, rows, None))
+    print(f"[{name}] export: {rows:,} rows in {seconds:.2f} s = {rows / seconds:,.0f} rows/s (median of {export_runs}); "
+          f"floor (driver fetch of the plain columns) {floor_s:.2f} s", flush=True)
     db.dispose()
     return results
 
@@ -229,8 +245,8 @@ def main() -> None:
     print(f"\n{args.events:,} events, median of {args.runs}; targets: queries <= 1 s and <= 1.5x floor, export >= 250,000 rows/s")
     print("| database | query | opencues | floor | ratio |\n|---|---|---|---|---|")
     for name, label, ours, floor, rows, _ in results:
-        if floor is None:
-            print(f"| {name} | {label} | {ours:.2f} s = {rows / ours:,.0f} rows/s | — | — |")
+        if label.startswith("5 "):
+            print(f"| {name} | {label} | {ours:.2f} s = {rows / ours:,.0f} rows/s | {floor:.2f} s | {ours / floor:.2f}× |")
         else:
             print(f"| {name} | {label} | {ours * 1000:.0f} ms | {floor * 1000:.0f} ms | {ours / floor:.2f}× |")
 

@@ -370,6 +370,8 @@ class _Compiler:
         where = self.where()
         rank = spec.rank
         ranked = None
+        if self._counts_by_name_eligible(times, others):
+            return self._counts_by_name(others[0], limit)
         if rank is not None:
             ranked_value = self.grouped(rank.dim)
             if not times and len(others) == 1:
@@ -438,6 +440,41 @@ class _Compiler:
             default = [ranked.c.rm.desc() if rank.top else ranked.c.rm.asc(), *default]
         statement = self._finish(query, columns, default, limit)
         return Compiled(statement, self._outputs(spec.dimensions))
+
+    def _counts_by_name_eligible(self, times, others) -> bool:
+        needs_profile = any(c.dim.needs_profile for c in self.spec.conditions)
+        return (not times and len(others) == 1 and others[0].dim.source == "column" and others[0].dim.target == "name"
+                and self.spec.metrics == ["events"] and not needs_profile)  # fmt: skip
+
+    def _counts_by_name(self, selected, limit: int | None) -> Compiled:
+        """``events`` by ``name``: a loose index scan of ``ix_events_name_time``. The distinct
+        names are walked one index seek each (a recursive CTE), and each name's events in the
+        window are counted inside the index: no sort or hash of millions of rows, which is what
+        a plain GROUP BY does on either database (measured 5-10x slower over 1M-10M events)."""
+        spec = self.spec
+        walk = events.alias("walk")
+        first = select(func.min(walk.c.name).label("n")).where(walk.c.account_id == self.account_id)
+        names = first.cte("names", recursive=True)
+        step = select(
+            select(func.min(walk.c.name)).where(walk.c.account_id == self.account_id, walk.c.name > names.c.n).scalar_subquery()
+        ).where(names.c.n.is_not(None))
+        names = names.union_all(step)
+        counted = select(func.count()).select_from(events).where(events.c.name == names.c.n, *self.where()).scalar_subquery()
+        name_value = names.c.n.collate("C") if self.pg else names.c.n
+        # MATERIALIZED: each name counted once (SQLite would otherwise count again for `m0 > 0`).
+        per_name = select(name_value.label("d0"), counted.label("m0")).where(names.c.n.is_not(None)).cte("per_name").prefix_with("MATERIALIZED")
+        query = select(per_name.c.d0, per_name.c.m0).where(per_name.c.m0 > 0)
+        columns = {selected.key: per_name.c.d0, "events": per_name.c.m0}
+        rank = spec.rank
+        if rank is not None:
+            top = (query.order_by(per_name.c.m0.desc() if rank.top else per_name.c.m0.asc(), per_name.c.d0.asc())
+                   .limit(rank.n).subquery("ranked"))  # fmt: skip
+            columns = {selected.key: top.c.d0, "events": top.c.m0}
+            default = [top.c.m0.desc() if rank.top else top.c.m0.asc(), top.c.d0.asc()]
+            statement = self._finish(select(top.c.d0, top.c.m0), columns, default, limit)
+        else:
+            statement = self._finish(query, columns, [per_name.c.d0.asc()], limit)
+        return Compiled(statement, self._outputs([selected]))
 
     def _outputs(self, dims, top_keys=None) -> list[tuple[str, Callable]]:
         outputs = [(s.key, self.converter(s.dim)) for s in dims]
