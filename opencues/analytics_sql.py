@@ -15,6 +15,7 @@ expression of ``ix_events_flow_time`` (migration 0005) and the planner uses that
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -35,8 +36,8 @@ from sqlalchemy import (
     or_,
     select,
     true,
+    text,
     union_all,
-    values,
 )
 from sqlalchemy.sql import operators
 from sqlalchemy.sql.elements import ColumnElement
@@ -82,6 +83,26 @@ def compile_json_rows(db, account_id: str, spec: Spec, *, limit: int | None):
     if not spec.raw or any(s.dim.source not in _SQL_RENDERED or s.dim.json for s in spec.columns):
         return None
     return _Compiler(db, account_id, spec).json_rows(limit)
+
+
+def _sql_literal(value) -> str:
+    if value is None:
+        return "NULL"
+    if isinstance(value, int):
+        return str(value)
+    if not re.fullmatch(r"[0-9-]+", value):  # only day numbers and ISO dates are ever inlined
+        raise ValueError(value)
+    return f"'{value}'"
+
+
+def _days_table(rows: list[tuple], names: list[str], name: str):
+    """The window's days as an inline ``VALUES`` list of literals (day numbers and ISO dates that
+    opencues computed, never client text): one small text for the compiler instead of a bound
+    parameter per cell, which made compiling a 90-day query cost more than running it."""
+    cells = ", ".join("(" + ", ".join(_sql_literal(v) for v in row) + ")" for row in rows)
+    picks = ", ".join(f"column{i + 1} AS {n}" for i, n in enumerate(names))
+    types = [column(n, BigInteger if i == 0 else String) for i, n in enumerate(names)]
+    return text(f"SELECT {picks} FROM (VALUES {cells}) AS v").columns(*types).cte(name)
 
 
 def _suffix(offset_ms: int) -> ColumnElement:
@@ -411,7 +432,7 @@ class _Compiler:
             return Compiled(statement, self._outputs(spec.dimensions))
         units = [s.dim.target for s in times]
         local = analytics.local_days(spec.start_ms, spec.end_ms, units, spec.tz)
-        days = values(column("ld", BigInteger), *[column(f"t_{u}", String) for u in units], name="days").data(local.rows).cte("days")  # fmt: skip
+        days = _days_table(local.rows, ["ld", *[f"t_{u}" for u in units]], "days")
         labels = [days.c[f"t_{u}"].label(f"t_{u}") for u in units]
         # events first: each event finds its day by number (an equality join on a small table).
         src = self.source(other_dims).join(days, days.c.ld == self.local_day(local))
@@ -517,7 +538,7 @@ class _Compiler:
         first_shown = local.rows[NPS_ROLLING_DAYS - 1][0]
         # Lookback days carry no label: read, not shown.
         days_rows = [(ld, label if ld >= first_shown else None) for ld, label in local.rows]
-        days = values(column("idx", BigInteger), column("label", String), name="days").data(days_rows).cte("days")
+        days = _days_table(days_rows, ["idx", "label"], "days")
         score = self._score()
         valid_score = and_(events.c.name.in_(NPS_SCORE_EVENTS), score >= 0, score <= 10)
         one, zero = literal_column("1"), literal_column("0")
