@@ -21,6 +21,7 @@ from typing import Any, Callable
 
 from sqlalchemy import (
     BigInteger,
+    Column,
     Numeric,
     String,
     and_,
@@ -103,6 +104,11 @@ def _days_table(rows: list[tuple], names: list[str], name: str):
     picks = ", ".join(f"column{i + 1} AS {n}" for i, n in enumerate(names))
     types = [column(n, BigInteger if i == 0 else String) for i, n in enumerate(names)]
     return text(f"SELECT {picks} FROM (VALUES {cells}) AS v").columns(*types).cte(name)
+
+
+def _not_null(ordering) -> bool:
+    element = ordering.element
+    return isinstance(element, Column) and element.table is events and not element.nullable
 
 
 def _suffix(offset_ms: int) -> ColumnElement:
@@ -316,8 +322,8 @@ class _Compiler:
 
     def _finish(self, query, columns: dict[str, ColumnElement], default_order: list, limit: int | None):
         order = [columns[k].desc() if desc else columns[k].asc() for k, desc in self.spec.order_by] or default_order
-        if self.pg:  # nulls sort lowest, as on SQLite
-            order = [o.nulls_last() if getattr(o, "modifier", None) is operators.desc_op else o.nulls_first() for o in order]
+        if self.pg:  # nulls sort lowest, as on SQLite (not said of NOT NULL columns: their index order serves)
+            order = [o if _not_null(o) else o.nulls_last() if o.modifier is operators.desc_op else o.nulls_first() for o in order]
         query = query.order_by(*order)
         if limit is not None:
             query = query.limit(limit)
