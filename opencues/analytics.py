@@ -14,7 +14,6 @@ stored) in ``opencues.analytics_fields``; ``docs/analytics.md`` explains the sem
 
 from __future__ import annotations
 
-import logging
 import math
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
@@ -30,20 +29,15 @@ from opencues.analytics_fields import (
     DIMENSIONS,
     METRICS,
     NPS_METRICS,
-    NPS_ROLLING_DAYS,
-    TIME_BUCKETS,
     Dimension,
 )
 from opencues.errors import ApiError, bad_request
-
-log = logging.getLogger("opencues.analytics")
 
 SYNC_ROW_CAP = 1000  # rows a synchronous query returns at most (X-Rows-Truncated beyond)
 SYNC_MAX_DAYS = 90  # the longest window a synchronous query may span
 OPERATORS = ("==", "!=", "in", "not in", "like", "ilike", "not like", "not ilike")
 LIST_OPERATORS = ("in", "not in")
 LIKE_OPERATORS = ("like", "ilike", "not like", "not ilike")
-UNKNOWN_METRIC_PREFIXES = ("avg_", "median_", "p90_", "p99_")
 DAY_MS = 86_400_000
 MAX_IN_VALUES = 10_000
 

@@ -412,7 +412,7 @@ class _Compiler:
                 columns = {others[0].key: top.c.d0, **{m: top.c[f"m{i}"] for i, m in enumerate(spec.metrics)}}
                 default = [top.c.m0.desc() if rank.top else top.c.m0.asc(), top.c.d0.asc()]
                 statement = self._finish(select(*top.c), columns, default, limit)
-                return Compiled(statement, self._outputs(others, top_keys=None))
+                return Compiled(statement, self._outputs(others))
             ranked = (
                 select(ranked_value.label("r"), self.metric(spec.metrics[0]).label("rm"))
                 .select_from(self.source([rank.dim])).where(*where)
@@ -503,7 +503,7 @@ class _Compiler:
             statement = self._finish(query, columns, [per_name.c.d0.asc()], limit)
         return Compiled(statement, self._outputs([selected]))
 
-    def _outputs(self, dims, top_keys=None) -> list[tuple[str, Callable]]:
+    def _outputs(self, dims) -> list[tuple[str, Callable]]:
         outputs = [(s.key, self.converter(s.dim)) for s in dims]
         outputs += [(m, _metric_value) for m in self.spec.metrics]
         return outputs
