@@ -56,7 +56,7 @@ async def _handle(request: Request, account_id: str, work, *, concurrency: bool 
     except ApiError as exc:
         if not headers:
             try:
-                headers = _rate_headers(request, account_id, hit=False) if exc.status != 429 else {}
+                headers = _rate_headers(request, account_id, hit=False)
             except Exception:  # noqa: BLE001 - never let the headers hide the error itself
                 headers = {}
             if concurrency and exc.status not in (401, 403):

@@ -181,3 +181,12 @@ def test_unknown_and_legacy_job_ids_are_no_such_export_job(analytics_api, db, ac
 def test_exports_have_no_90_day_cap_but_validate_the_spec(analytics_api):
     assert analytics_api.post("analytics/exports", json={**SPEC, "end_time": "2027-01-01"}).status_code == 202
     assert_problem(analytics_api.post("analytics/exports", json={**SPEC, "metrics": ["nope"]}), 400, 'unknown metric "nope"')
+
+
+def test_a_per_key_429_still_carries_the_analytics_headers(settings, db, account):
+    with _client(settings, db, rate_limit="1/minute") as client:
+        api = AccountClient(client, account)
+        assert api.post("analytics/query", json=SPEC).status_code == 200
+        refused = api.post("analytics/query", json=SPEC)
+        assert_problem(refused, 429)
+        _has_rate_headers(refused)
