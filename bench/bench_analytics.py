@@ -224,7 +224,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--backends", default="sqlite,postgres")
     parser.add_argument("--postgres-url", default="postgresql://postgres@127.0.0.1:5432/postgres",
-                        help="server URL; the database opencues_bench_analytics is created on it")
+                        help="server URL; the database --postgres-database is created on it")
+    parser.add_argument("--postgres-database", default="opencues_bench_analytics")
     parser.add_argument("--work-dir", default=os.path.join(tempfile.gettempdir(), "opencues-bench-analytics"))
     parser.add_argument("--reuse", action="store_true", help="keep data already loaded with the same --events")
     args = parser.parse_args()
@@ -237,11 +238,11 @@ def main() -> None:
             server = args.postgres_url.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://")
             admin = create_engine(server + "/postgres", isolation_level="AUTOCOMMIT")
             with admin.connect() as conn:
-                exists = conn.execute(text("SELECT 1 FROM pg_database WHERE datname = 'opencues_bench_analytics'")).first()
+                exists = conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :d"), {"d": args.postgres_database}).first()
                 if not exists:
-                    conn.execute(text("CREATE DATABASE opencues_bench_analytics"))
+                    conn.execute(text(f'CREATE DATABASE "{args.postgres_database}"'))
             admin.dispose()
-            results += run_backend("PostgreSQL", server + "/opencues_bench_analytics", args)
+            results += run_backend("PostgreSQL", f"{server}/{args.postgres_database}", args)
     print(f"\n{args.events:,} events, median of {args.runs}; targets: queries <= 1 s and <= 1.5x floor, export >= 250,000 rows/s")
     print("| database | query | opencues | floor | ratio |\n|---|---|---|---|---|")
     for name, label, ours, floor, rows, _ in results:
