@@ -15,6 +15,7 @@ stored) in ``opencues.analytics_fields``; ``docs/analytics.md`` explains the sem
 from __future__ import annotations
 
 import math
+from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from typing import Any, Iterator
@@ -642,12 +643,14 @@ def write_export(conn, db, account_id: str, spec: Spec, out, heartbeat=None) -> 
     out.write(b"[")
     statement = analytics_sql.compile_json_rows(db, account_id, spec, limit=spec.limit)
     if statement is not None:
-        for batch in exports._batches(conn, statement):
-            encoded = ",".join([r[0] for r in batch]).encode()
-            out.write(encoded if rows == 0 else b"," + encoded)
-            rows += len(batch)
-            if heartbeat is not None:
-                heartbeat(rows)
+        # PostgreSQL: streamed as a plain query and read ahead in a thread (``exports._row_batches``).
+        with closing(exports._row_batches(conn, db, statement)) as batches:
+            for batch in batches:
+                encoded = ",".join([r[0] for r in batch]).encode()
+                out.write(encoded if rows == 0 else b"," + encoded)
+                rows += len(batch)
+                if heartbeat is not None:
+                    heartbeat(rows)
     else:
         for batch in iter_export_rows(conn, db, account_id, spec):
             if not batch:
