@@ -72,6 +72,8 @@ def compile_query(db, account_id: str, spec: Spec, *, limit: int | None) -> Comp
     return _Compiler(db, account_id, spec).compile(limit)
 
 
+_EPOCH_SHIFT_DAYS = 200_000  # ~547 years: local day numbers stay right for events back to 1423
+
 # Raw columns whose JSON the database can write itself (``compile_json_rows``).
 _SQL_RENDERED = ("column", "attribute", "constant", "null")
 
@@ -295,7 +297,10 @@ class _Compiler:
             whens = [(ts < literal_column(str(changes_at)), literal_column(str(previous[1])))
                      for previous, (changes_at, _) in zip(offsets, offsets[1:])]  # fmt: skip
             shift = case(*whens, else_=literal_column(str(offsets[-1][1])))
-        return (ts + shift).self_group().op("/")(literal_column(str(analytics.DAY_MS)))
+        # Shifted by _EPOCH_SHIFT_DAYS first: integer division truncates toward zero, and an event
+        # before 1970 must still fall on the day below it.
+        shifted = (ts + shift + literal_column(str(_EPOCH_SHIFT_DAYS * analytics.DAY_MS))).self_group()
+        return shifted.op("/")(literal_column(str(analytics.DAY_MS))) - literal_column(str(_EPOCH_SHIFT_DAYS))
 
     # -- metrics -------------------------------------------------------------------------
 

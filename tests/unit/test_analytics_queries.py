@@ -469,3 +469,11 @@ def test_exported_rows_rendered_by_the_database_equal_the_query_rows(loaded, zon
     exported = orjson.loads(out.getvalue())
     assert count == len(exported) and exported == reference(spec, EVENTS + extra)
     assert any(r["user_id"] == "ms" for r in exported)
+
+
+def test_days_before_1970_are_bucketed_below_zero(db):
+    with db.begin() as conn:  # 1969-12-31T23:30Z and 1969-12-31T12:00Z, and 1970-01-01T00:30Z
+        conn.execute(events.insert(), [{"account_id": ACCOUNT, "user_id": "u", "name": "e", "timestamp": t, "attributes": {}}
+                                       for t in (-1_800_000, -43_200_000, 1_800_000)])  # fmt: skip
+    spec = {"metrics": ["events"], "dimensions": ["day"], "start_time": "1969-12-31", "end_time": "1970-01-02"}
+    assert run(db, spec) == [{"day": "1969-12-31", "events": 2}, {"day": "1970-01-01", "events": 1}]
