@@ -40,6 +40,9 @@ OPERATORS = ("==", "!=", "in", "not in", "like", "ilike", "not like", "not ilike
 LIST_OPERATORS = ("in", "not in")
 LIKE_OPERATORS = ("like", "ilike", "not like", "not ilike")
 DAY_MS = 86_400_000
+# The window must lie within these (UTC): bounds the days a bucketed export can span.
+EARLIEST_MS = -2_208_988_800_000  # 1900-01-01
+LATEST_MS = 7_258_118_400_000  # 2200-01-01
 MAX_IN_VALUES = 10_000
 
 
@@ -277,6 +280,9 @@ def _window(body: dict, tz, now_ms: int | None) -> tuple[int, int]:
         end = now_ms if now_ms is not None else timestamps.now_ms()
     if end <= start:
         raise bad_request("`end_time` must be later than `start_time` (the window is [start_time, end_time))")
+    for key, value in (("start_time", start), ("end_time", end)):
+        if not EARLIEST_MS <= value <= LATEST_MS:
+            raise bad_request(f"`{key}` must be between 1900-01-01 and 2200-01-01")
     return start, end
 
 

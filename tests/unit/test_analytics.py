@@ -55,6 +55,8 @@ def detail(body: dict, **kwargs) -> str:
         ({"limit": "10"}, "limit"),
         ({"offset": True}, "offset"),
         ({"end_time": "2026-05-28"}, "time range of 147 days exceeds the 90-day maximum for this query shape"),
+        ({"start_time": "0001-01-01"}, "`start_time` must be between 1900-01-01 and 2200-01-01"),
+        ({"end_time": "9999-12-31T23:59:59Z"}, "`end_time` must be between 1900-01-01 and 2200-01-01"),
         ({"metrics": ["nps_computed_score"], "dimensions": ["day"]}, 'metric "nps_computed_score" requires a `flow_id` condition'),
         ({"metrics": ["nps_promoters"], "dimensions": ["day"], "conditions": [["flow_id", "!=", "s"]]}, "requires a `flow_id` condition"),
         ({"metrics": ["nps_computed_score"], "dimensions": ["week"], "conditions": [["flow_id", "==", "s"]]}, '`dimensions` must be ["day"]'),
