@@ -35,7 +35,8 @@ SMALL_UPLOAD_LIMIT = 2048
 # Routes that take no body at all: the spec calls them with curl's empty form body (`-d ''`).
 BODYLESS = {(r.method, r.path) for r in ROUTES if r.method in ("GET", "DELETE") or r.path.endswith("publish")}
 # Reading data is what a read-only key is for; an export only reads (see docs/decisions.md).
-READ_ONLY_ALLOWED = {(r.method, r.path) for r in ROUTES if r.method == "GET" or r.path.endswith("/export/events")}
+READ_ONLY_ALLOWED = {(r.method, r.path) for r in ROUTES
+                     if r.method == "GET" or r.path.endswith("/export/events") or "/analytics/" in r.path}  # fmt: skip
 
 _PARAM = re.compile(r"\{(\w+)(?::(\w+))?\}")
 
