@@ -47,6 +47,9 @@ JOB_NAMES: dict[str, str] = {
 
 COLUMNS = ("id", "name", "status", "started_at", "url")  # the spec's CSV column order
 
+# Kinds with an API of their own, absent from ``GET jobs`` (analytics exports: spec §9.5).
+UNLISTED_KINDS = ("analytics_export",)
+
 
 @dataclass
 class Job:
@@ -177,7 +180,7 @@ def list_jobs(db: Database, account_id: str) -> list[dict]:
     with db.connect() as conn:
         rows = conn.execute(
             select(jobs.c.id, jobs.c.name, jobs.c.started_at, jobs.c.status)
-            .where(jobs.c.account_id == account_id)
+            .where(jobs.c.account_id == account_id, jobs.c.kind.not_in(UNLISTED_KINDS))
             .order_by(jobs.c.started_at.desc(), jobs.c.id.desc())
         ).all()
     return [_resource(r) for r in rows]
@@ -188,7 +191,7 @@ def get_job(db: Database, account_id: str, job_id: str) -> dict:
     with db.connect() as conn:
         row = conn.execute(
             select(jobs.c.id, jobs.c.name, jobs.c.started_at, jobs.c.status).where(
-                jobs.c.account_id == account_id, jobs.c.id == job_id
+                jobs.c.account_id == account_id, jobs.c.id == job_id, jobs.c.kind.not_in(UNLISTED_KINDS)
             )
         ).first()
         if row is None:

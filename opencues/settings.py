@@ -93,6 +93,14 @@ class Settings(BaseSettings):
     )
     journal_max_requests: int = Field(10_000, ge=1, description="Requests the journal keeps (the oldest are dropped).")
 
+    analytics_rate_limit: str = Field(
+        "60/second",
+        description="Per-account request rate of the `analytics/*` routes (their `X-RateLimit-*` headers), e.g. `60/second`.",
+    )
+    analytics_export_concurrency: int = Field(
+        2, ge=1, description="Analytics export jobs an account may have queued or running at once (429 beyond)."
+    )
+
     @cached_property
     def resolved_database_url(self) -> str:
         if self.database_url:

@@ -73,7 +73,7 @@ from opencues.storage.schema import jobs as jobs_table
 log = logging.getLogger("opencues.worker")
 
 # Modules whose import registers handlers; a missing optional one is skipped.
-HANDLER_MODULES = ("opencues.imports", "opencues.exports", "opencues.segment_exports")
+HANDLER_MODULES = ("opencues.imports", "opencues.exports", "opencues.segment_exports", "opencues.analytics")
 
 
 class LeaseLost(Exception):

@@ -25,6 +25,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
+from opencues.storage.expressions import AttributeText
+
 metadata = MetaData()
 
 JsonDocument = JSON().with_variant(JSONB(), "postgresql")
@@ -132,6 +134,12 @@ events = Table(
     Index("ix_events_context_time", "account_id", "timestamp",
           sqlite_where=text("context IS NOT NULL"), postgresql_where=text("context IS NOT NULL")),
 )
+
+# Analytics (``opencues.analytics_sql``): a flow's or NPS survey's events by time, through the
+# expression ``attributes.flowId`` (migration 0005), spelled per dialect by ``AttributeText``.
+Index("ix_events_flow_time", events.c.account_id, AttributeText(events.c.attributes, "flowId"), events.c.timestamp)
+# Counts by event name read this index alone (no table rows), already in name order.
+Index("ix_events_name_time", events.c.account_id, events.c.name, events.c.timestamp)
 
 # The attribute-key catalogue (``opencues.attribute_keys``): every (path, JSON type) pair that an
 # account's events carry, written in the same transaction as those events. A CSV export takes its

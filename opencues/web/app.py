@@ -14,7 +14,7 @@ from opencues.ingestion_rules import RulesCache
 from opencues.settings import Settings, load_settings
 from opencues.storage import Database, open_database
 from opencues.web import control_routes, errors, openapi, routes
-from opencues.web.auth import build_rate_limiter
+from opencues.web.auth import build_analytics_rate_limiter, build_rate_limiter
 from opencues.web.dispatch import LeanRoute
 from opencues.web.responses import json_response
 
@@ -41,8 +41,9 @@ def create_app(settings: Settings | None = None, db: Database | None = None, *, 
         finally:
             if pool is not None:
                 pool.stop()
-            if app.state.rate_limiter is not None:
-                app.state.rate_limiter.close()
+            for limiter in (app.state.rate_limiter, app.state.analytics_rate_limiter):
+                if limiter is not None:
+                    limiter.close()
             if owns_db:
                 app.state.db.dispose()
 
@@ -59,6 +60,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None, *, 
     app.state.file_store = open_file_store(settings)
     app.state.rate_limiter = build_rate_limiter(settings)
     app.state.ingestion_rules = RulesCache(settings.ingestion_rules_cache_seconds)
+    app.state.analytics_rate_limiter = build_analytics_rate_limiter(settings)
     app.state.wake_workers = lambda: None  # replaced by the in-process worker pool's, if any
     errors.install(app)
     routes.register(app)

@@ -126,6 +126,18 @@ class RateLimiter:
             return self.hit(key)
         return max(1, math.ceil(stats.reset_time - time.time()))
 
+    def window(self, key: str, *, hit: bool = True) -> tuple[bool, int, float]:
+        """Count a request of ``key`` (unless ``hit`` is False) and describe its window, for
+        routes that send rate-limit headers: (allowed, requests remaining, reset epoch seconds)."""
+        strategy = self.active
+        try:
+            allowed = strategy.hit(self.rate, key) if hit else True
+            stats = strategy.get_window_stats(self.rate, key)
+        except self._storage_error as exc:
+            self._fall_back(strategy, exc.storage_error)
+            return self.window(key, hit=hit)
+        return allowed, stats.remaining, stats.reset_time
+
     def _fall_back(self, failed, error: Exception) -> None:
         with self._switch:
             if self.active is not failed:  # another request got here first
@@ -159,3 +171,18 @@ def build_rate_limiter(settings) -> RateLimiter | None:
         timeout=settings.redis_timeout_seconds,
         retry_seconds=settings.redis_retry_seconds,
     )
+
+
+def build_analytics_rate_limiter(settings) -> RateLimiter:
+    """The ``analytics/*`` routes' own per-account limit (OPENCUES_ANALYTICS_RATE_LIMIT), on the
+    same storage as the per-key limiter: shared through Redis when OPENCUES_REDIS_URL is set, with
+    the same fallback. Always present: those routes always send the rate-limit headers."""
+    try:
+        return RateLimiter(
+            settings.analytics_rate_limit,
+            settings.redis_url,
+            timeout=settings.redis_timeout_seconds,
+            retry_seconds=settings.redis_retry_seconds,
+        )
+    except ValueError as exc:
+        raise ValueError(f"OPENCUES_ANALYTICS_RATE_LIMIT: {exc}") from None

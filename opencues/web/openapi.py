@@ -25,6 +25,8 @@ from opencues.sdk_keys import SdkKeyCreate, SdkKeyTagField
 
 from opencues import groups, ingestion_rules, segment_exports
 
+from opencues import analytics
+
 SECURITY_SCHEME = "basicAuth"
 ACCOUNT_PREFIX = "/v2/accounts/{account_id}"
 ISO = "ISO 8601 date-time with milliseconds, e.g. 2021-07-16T16:02:50.037Z"
@@ -385,6 +387,13 @@ SPEC_DOCS: dict[tuple[str, str], Docs] = {
     ("POST", "/import/profiles"): Docs(Accepted, 202, upload_bodies(rows_body(ProfileRow), "user_id and attributes"), IDEMPOTENCY),
     ("POST", "/import/events"): Docs(Accepted, 202, upload_bodies(rows_body(EventRow), "user_id, name, timestamp, …"), IDEMPOTENCY),
     ("POST", "/export/events"): Docs(Accepted, 202, json_body(ExportRequest)),
+    ("POST", "/analytics/query"): Docs(list[dict[str, Any]], body=json_body(analytics.SpecBody), csv=False,
+                                      description="Rows: dimensions then metrics (or the raw columns). At most 1000 rows; "
+                                      "`X-Rows-Truncated: true` when more matched. Rate-limit headers on every response."),
+    ("POST", "/analytics/exports"): Docs(analytics.ExportAccepted, 202, json_body(analytics.SpecBody), csv=False,
+                                        description="Starts an export job (429 beyond the account's concurrent exports)."),
+    ("GET", "/analytics/exports/{}"): Docs(analytics.ExportStatus, csv=False,
+                                          description="404 `no such export job` for unknown ids."),
     ("GET", "/jobs"): Docs(list[Job]),
     ("GET", "/jobs/{}"): Docs(JobDetail, description="The CSV form has no `events` column."),
     ("GET", "/tags"): Docs(list[Tag]),

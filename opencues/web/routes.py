@@ -19,6 +19,7 @@ from opencues.web.views import sdk_keys as sdk_key_views
 from opencues.web.views.experiences import VIEWS as EXPERIENCE_VIEWS
 from opencues.web.views import groups as group_views
 from opencues.web.views import ingestion_rules as rules_views
+from opencues.web.views import analytics as analytics_views
 
 ACCOUNT = "/v2/accounts/{account_id}"
 
@@ -91,6 +92,9 @@ ROUTES += [
     Route("POST", ACCOUNT + "/segments/{segment_id}/segment_membership_export", segments.export_membership, "Export segment membership", "Segments", status=202),
     Route("GET", ACCOUNT + "/ingestion_filtering_rules", rules_views.get_rules, "Get ingestion filtering rules", "Account Configuration"),
     Route("POST", ACCOUNT + "/ingestion_filtering_rules", rules_views.replace_rules, "Replace ingestion filtering rules", "Account Configuration"),
+    Route("POST", ACCOUNT + "/analytics/query", analytics_views.query, "Run an analytics query", "Analytics"),
+    Route("POST", ACCOUNT + "/analytics/exports", analytics_views.create_export, "Start an analytics export", "Analytics", status=202),
+    Route("GET", ACCOUNT + "/analytics/exports/{job_id}", analytics_views.get_export, "Get an analytics export's status", "Analytics"),
 ]
 
 

@@ -54,6 +54,8 @@ async def download(request: Request, token: str):
     compressed = link.key.endswith(".gz")
     plain_key = link.key[:-3] if compressed else link.key
     media_type = exports.MEDIA_TYPES["csv" if plain_key.endswith(".csv") else "json"]
+    if plain_key.endswith(".json"):  # an analytics export: one JSON array
+        media_type = "application/json"
     disposition = {"Content-Disposition": f'attachment; filename="{link.filename}"', "Cache-Control": "private, no-store"}
     if not compressed:
         return FileResponse(path, media_type=media_type, headers=disposition)

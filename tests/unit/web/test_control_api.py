@@ -145,17 +145,17 @@ def test_account_reset_keeps_keys_and_other_accounts(web):
     assert_problem(web.post("/-/accounts/nobody/reset", headers=ADMIN), 404)
 
 
-def test_account_reset_of_100k_events_takes_under_a_second(web, db):
-    account = make(web)
+def test_account_reset_removes_every_event_of_a_large_account_only(web, db):
+    # Its speed (< 1 s at 100,000 events) is measured by bench/bench_control.py, not here.
+    account, other = make(web), make(web)
     rows = [{"account_id": account["id"], "user_id": f"u{i % 500}", "name": "e", "timestamp": i, "attributes": {}} for i in range(100_000)]
     with db.begin() as conn:
         conn.execute(events.insert(), rows)
-    started = time.perf_counter()
+    track(web, other, name="kept")
     assert web.post(f"/-/accounts/{account['id']}/reset", headers=ADMIN).status_code == 200
-    elapsed = time.perf_counter() - started
     with db.connect() as conn:
-        assert conn.execute(select(func.count()).select_from(events)).scalar() == 0
-    assert elapsed < 1.0, f"account reset took {elapsed:.2f}s"
+        remaining = conn.execute(select(events.c.account_id, func.count()).group_by(events.c.account_id)).all()
+    assert remaining == [(other["id"], 1)]
 
 
 # -- snapshots ---------------------------------------------------------------------------------

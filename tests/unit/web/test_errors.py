@@ -38,7 +38,9 @@ BODYLESS = {
     if r.method in ("GET", "DELETE") or r.path.endswith(("publish", "/enable", "/disable"))
 }  # fmt: skip
 # Reading data is what a read-only key is for; an export only reads (see docs/decisions.md).
-READ_ONLY_ALLOWED = {(r.method, r.path) for r in ROUTES if r.method == "GET" or r.path.endswith(("/export/events", "/segment_membership_export"))}
+READ_ONLY_ALLOWED = {(r.method, r.path) for r in ROUTES
+                     if r.method == "GET" or r.path.endswith(("/export/events", "/segment_membership_export"))
+                     or "/analytics/" in r.path}  # fmt: skip
 
 _PARAM = re.compile(r"\{(\w+)(?::(\w+))?\}")
 
