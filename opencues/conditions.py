@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import timezone
 from typing import Any, Union
 
-from sqlalchemy import Boolean, ColumnElement, and_, false, func, literal, not_, or_, select, true, type_coerce
+from sqlalchemy import Boolean, ColumnElement, Text, and_, false, func, literal, not_, or_, select, true, type_coerce
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.sql import operators
 from sqlalchemy.sql.elements import UnaryExpression
@@ -192,7 +192,8 @@ def _parse_scalar(field: Field, op: str, value: Any, where: str, tz: timezone) -
         raise _fail(where, "must be a single value (string, number or boolean), not an array or object")
     if value is None:
         raise _fail(where, 'null matches nothing; use "is null" or "is not null"')
-    if isinstance(value, float) and value != value:  # NaN
+    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
+        # (JSON has neither; PostgreSQL would compare an infinity as JSON null.)
         raise _fail(where, "must be a finite number")
     if isinstance(value, int) and not isinstance(value, bool) and not -_INT64 <= value < _INT64:
         raise _fail(where, "number is out of range (64-bit integers)")
@@ -321,8 +322,14 @@ class _Compiler:
         return func.json_extract(events.c.attributes, _sqlite_path(field.path))
 
     def _json(self, field: Field):
-        """PostgreSQL: the attribute as jsonb (type-aware comparisons)."""
-        return self.attributes[field.path] if len(field.path) > 1 else self.attributes[field.path[0]]
+        """PostgreSQL: the attribute as jsonb (type-aware comparisons). Below the top level each
+        step is ``->`` with a text key, which walks objects only, as SQLite's ``json_extract``
+        path does: a path (``#>``) or a subscript would also index arrays, so that
+        ``attributes.list.0`` read a list's first element on PostgreSQL alone."""
+        expr = self.attributes[field.path[0]]
+        for part in field.path[1:]:
+            expr = expr.op("->", return_type=JSONB)(literal(part, Text))
+        return expr
 
     def _type_is(self, field: Field, *types: str) -> ColumnElement[bool]:
         """SQLite ``json_type`` names: text, integer, real, true, false, null, object, array."""
