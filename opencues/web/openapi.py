@@ -258,7 +258,7 @@ SPEC_DOCS: dict[tuple[str, str], Docs] = {
     ("POST", "/users/{}/events"): Docs(body=json_body(EventTrack)),
     ("POST", "/import/profiles"): Docs(Accepted, 202, upload_bodies(rows_body(ProfileRow), "user_id and attributes"), IDEMPOTENCY),
     ("POST", "/import/events"): Docs(Accepted, 202, upload_bodies(rows_body(EventRow), "user_id, name, timestamp, …"), IDEMPOTENCY),
-    ("POST", "/export/events"): Docs(Accepted, 202, json_body(ExportRequest)),
+    ("POST", "/export/events"): Docs(Accepted, 202, json_body(ExportRequest), IDEMPOTENCY),
     ("GET", "/jobs"): Docs(list[Job]),
     ("GET", "/jobs/{}"): Docs(JobDetail, description="The CSV form has no `events` column."),
 }  # fmt: skip
@@ -271,6 +271,13 @@ ERRORS = {
     413: "Payload Too Large: the body exceeds the configured limit",
     415: "Unsupported Media Type: the Content-type is not accepted here",
     429: "Too Many Requests: this API key is being throttled; see Retry-After",
+    422: "Unprocessable Content: this Idempotency-Key was already used for a different request",
+}
+# A download link is its own credential: tampered or foreign (403), file gone (404), expired (410).
+DOWNLOAD_ERRORS = {
+    403: "Forbidden: the link was altered or not issued by this server",
+    404: "Not Found: the export file no longer exists",
+    410: "Gone: the link has expired",
 }
 BODY_ERRORS = (413, 415)
 PATH_PARAMS = {
@@ -280,6 +287,11 @@ PATH_PARAMS = {
     "flow_id": "Flow ID",
     "job_id": "Job ID",
 }
+
+
+def problem_responses(descriptions: dict[int, str]) -> dict[int, Any]:
+    """``responses`` entries for error statuses: each a Problem Details body."""
+    return {code: {"model": Problem, "description": text} for code, text in descriptions.items()}
 
 
 def shape(method: str, path: str) -> tuple[str, str]:
@@ -320,6 +332,8 @@ def route_kwargs(route) -> dict[str, Any]:
             codes += BODY_ERRORS
         if docs.body or docs.params:
             codes.append(400)
+        if IDEMPOTENCY[0] in docs.params:
+            codes.append(422)
         if docs.params:
             operation["parameters"] = [
                 {"name": p.name, "in": p.where, "required": p.required, "schema": p.schema, "description": p.description}
@@ -361,7 +375,8 @@ def build(app: FastAPI) -> dict:
     }
     for operations in document.get("paths", {}).values():
         for operation in operations.values():
-            operation.get("responses", {}).pop("422", None)
+            if operation.get("responses", {}).get("422", {}).get("description") == "Validation Error":
+                del operation["responses"]["422"]  # FastAPI's; this API's own 422s stay
             for parameter in operation.get("parameters", []):
                 if parameter["in"] == "path" and parameter["name"] in PATH_PARAMS:
                     parameter.setdefault("description", PATH_PARAMS[parameter["name"]])
