@@ -272,6 +272,7 @@ ERRORS = {
     415: "Unsupported Media Type: the Content-type is not accepted here",
     429: "Too Many Requests: this API key is being throttled; see Retry-After",
     422: "Unprocessable Content: this Idempotency-Key was already used for a different request",
+    503: "Service Unavailable: the database connection was lost; retry after Retry-After seconds",
 }
 # A download link is its own credential: tampered or foreign (403), file gone (404), expired (410).
 DOWNLOAD_ERRORS = {
@@ -317,7 +318,7 @@ def route_kwargs(route) -> dict[str, Any]:
     status = route.status
     kwargs: dict[str, Any] = {}
     operation: dict[str, Any] = {"security": [{SECURITY_SCHEME: []}]}
-    codes = [401, 403, 404, 429]
+    codes = [401, 403, 404, 429, 503]
     if docs is not None:
         if status == 200:
             status = docs.status

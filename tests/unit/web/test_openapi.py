@@ -6,7 +6,7 @@ from openapi_spec_validator import validate
 from opencues.web import openapi
 from opencues.web.routes import ROUTES
 
-ERROR_CODES = {"401", "403", "404", "429"}
+ERROR_CODES = {"401", "403", "404", "429", "503"}
 
 
 @pytest.fixture(scope="module")
