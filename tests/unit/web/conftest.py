@@ -10,7 +10,7 @@ def pytest_terminal_summary(terminalreporter):
         return
     by_backend: collections.Counter = collections.Counter()
     by_status: collections.Counter = collections.Counter()
-    for (backend, status), count in test_fuzz.SENT.items():
+    for (backend, _operation, status), count in test_fuzz.SENT.items():
         by_backend[backend] += count
         by_status[status] += count
     terminalreporter.write_line(
