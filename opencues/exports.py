@@ -205,7 +205,9 @@ class _Sql:
         lookup instead of three."""
         strings, others = "string" in types, bool(types - {"string", "null"})
         if self.pg:
-            value = self.attributes[path] if len(path) > 1 else self.attributes[path[0]]
+            value = self.attributes[path[0]]
+            for part in path[1:]:  # `->` with text keys walks objects only, as SQLite's path does
+                value = value.op("->", return_type=JSONB)(literal(part, Text))
             text = value.astext
             as_json = cast(value, Text)
             typeof = func.jsonb_typeof(value)
