@@ -35,7 +35,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, BinaryIO, Callable, Iterable, Iterator, Sequence
 
 import orjson
-from sqlalchemy import BigInteger, LargeBinary, Text, bindparam, case, cast, func, literal, null, or_, select, type_coerce
+from sqlalchemy import BigInteger, LargeBinary, Text, bindparam, case, cast, func, literal, null, or_, select, true, type_coerce
 from sqlalchemy import text as sql_text
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.dialects.postgresql import JSONB
@@ -211,6 +211,8 @@ class _Sql:
             text = value.astext
             as_json = cast(value, Text)
             typeof = func.jsonb_typeof(value)
+        elif any(_UNSPELLABLE.search(part) for part in path):
+            text, as_json, typeof = _sqlite_member(path)
         else:
             sqlite_path = _sqlite_path(path)
             text = func.json_extract(events.c.attributes, sqlite_path)
@@ -230,6 +232,44 @@ class _Sql:
 
 def _sqlite_path(path: tuple[str, ...]) -> str:
     return "$" + "".join(f'."{part}"' for part in path)
+
+
+# Characters a SQLite JSON path label cannot spell portably: SQLite 3.40 compares a label with
+# the key's escaped JSON text, later versions otherwise, and a quote ends a quoted label.
+_UNSPELLABLE = re.compile(r'["\\\x00-\x1f]')
+
+
+def _sqlite_member(path: tuple[str, ...]):
+    """``json_extract``, ``->`` and ``json_type`` of ``path`` for keys that SQLite's path syntax
+    cannot spell, walking ``json_each`` (whose ``key`` is the unescaped key) through objects.
+    Slower than a path, so used only for such keys (rare: a quote, a backslash, a control character)."""
+    steps = []
+    source = events.c.attributes
+    for index, part in enumerate(path):
+        step = func.json_each(source).table_valued("key", "value", "type").alias(f"member{index}")
+        steps.append((step, part))
+        # Only an object has members; any other value (a plain string is not JSON) walks none.
+        source = case((step.c.type == "object", step.c.value), else_=literal("{}"))
+
+    def lookup(expression):
+        query = select(expression).select_from(steps[0][0])
+        for step, _part in steps[1:]:
+            query = query.join(step, true())
+        for index, (step, part) in enumerate(steps):
+            query = query.where(step.c.key == part)
+            if index < len(steps) - 1:
+                query = query.where(step.c.type == "object")
+        return query.limit(1).scalar_subquery()
+
+    last = steps[-1][0]
+    as_json = case(
+        (last.c.type == "text", func.json_quote(last.c.value)),
+        (last.c.type.in_(["true", "false", "null"]), last.c.type),
+        # The member's own spelling is out of reach: 17 digits give back the same double.
+        (last.c.type == "real", func.printf("%!.17g", last.c.value)),
+        else_=cast(last.c.value, Text),
+    )
+    return lookup(last.c.value), lookup(as_json), lookup(last.c.type)
 
 
 def _in_time_range(account_id: str, request: ExportRequest) -> list:

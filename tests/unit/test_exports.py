@@ -618,3 +618,17 @@ def test_csv_columns_walk_objects_not_arrays(db):
     assert header == ["name", "timestamp", "user_id", "attributes.a", "attributes.a.0"]
     assert first[3:] == ["", "1"]
     assert orjson.loads(second[3]) == [5, 6] and second[4] == ""
+
+
+def test_csv_columns_of_keys_sqlite_paths_cannot_spell(db):
+    # A quote, a backslash or a control character in a key: SQLite's JSON path read such keys as absent.
+    insert(db, [
+        {"timestamp": T0, "attributes": {'say "hi"': "x", "back\\slash": {"tab\tbed": 2.5}, "n": 1}},
+        {"timestamp": T0 + 1, "attributes": {'say "hi"': {"deep": True}, "back\\slash": "not an object"}},
+    ])  # fmt: skip
+    _count, data = export(db, {"format": "csv"})
+    header, first, second = csv_rows(data)
+    assert header[3:] == ['attributes.back\\slash', 'attributes.back\\slash.tab\tbed', "attributes.n",
+                          'attributes.say "hi"', 'attributes.say "hi".deep']  # fmt: skip
+    assert first[3:] == ["", "2.5", "1", "x", ""]
+    assert second[3:] == ["not an object", "", "", "", "true"]
