@@ -165,8 +165,9 @@ def _field(name: str, where: str) -> Field:
         path = tuple(name[len("attributes.") :].split("."))
         if any(not part for part in path):
             raise _fail(where, f'attribute path {_show(name)} has an empty segment')
-        if any('"' in part or "\\" in part for part in path):
-            raise _fail(where, f'attribute path {_show(name)} may not contain " or \\')
+        if any('"' in part or "\\" in part or any(ch < " " for ch in part) for part in path):
+            # SQLite's JSON paths cannot spell them (they would match nothing there, on PostgreSQL something)
+            raise _fail(where, f'attribute path {_show(name)} may not contain ", \\ or control characters')
         return Field(name, "attribute", path=path)
     raise _fail(where, f"unknown field {_show(name)}")
 

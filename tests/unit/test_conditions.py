@@ -255,6 +255,8 @@ def test_conjunctions_nest(seeded):
         ([["attributes.", "==", 1]], "conditions[0][0]"),
         ([["attributes.a..b", "==", 1]], "conditions[0][0]"),
         ([['attributes.a"b', "==", 1]], "conditions[0][0]"),
+        ([["attributes.a\tb", "==", 1]], "conditions[0][0]"),
+        ([["attributes.a.line\nbreak", "is null"]], "conditions[0][0]"),
         ([[]], "conditions[0]:"),
         (["flow_id"], "conditions[0]:"),
         ([[5, "==", 1]], "conditions[0][0]"),

@@ -68,6 +68,8 @@ def _fixture_events() -> list[Stored]:
         if i % 5 != 4:
             attributes["flowId"] = ["f1", "f2", "F1", "f1 ", 7, "f%"][i % 6]
             attributes["flowVersion"] = [3, "3", 3.0, None][i % 4]
+        if i % 7 == 2:
+            attributes["tab\tbed"] = pick(2)  # a key SQLite's JSON paths cannot spell
         if i % 2:
             attributes["score"] = pick(9)
             attributes["feedback"] = ["great", "", "GREAT", None, 5][i % 5]
@@ -296,7 +298,7 @@ valid_conditions = st.lists(trees, max_size=3)
 junk = st.one_of(
     st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(), st.text(max_size=4),
     st.sampled_from(["and", "or", "not", "==", "in", "like", "is null", "flowid", "attributes.", "attributes.a..b",
-                     'attributes.a"b', "attributes.\\", "user_segment_id", "timestamp", "2021-13-01", "abc\\", []]),
+                     'attributes.a"b', "attributes.\\", "attributes.tab\tbed", "user_segment_id", "timestamp", "2021-13-01", "abc\\", []]),
 )  # fmt: skip
 hostile_conditions = st.recursive(
     junk | comparisons() | trees,
@@ -330,6 +332,7 @@ def test_sqlite_and_postgresql_select_what_the_documentation_says(databases, con
 @given(hostile_conditions)
 @example([["flow_id", "==", "x"], ["flowid", "==", "x"]])
 @example([["timestamp", "==", float("nan")]])
+@example([["attributes.tab\tbed", "is not null"]])
 @example([["attributes.a", "==", float("inf")]])
 @example([["attributes.a", "in", [1e300, -(2**63)]]])
 def test_any_conditions_are_a_400_or_the_documented_selection(databases, conds):
