@@ -94,7 +94,7 @@ def _export(db, account_id: str, fmt: str) -> bytes:
     return out.getvalue()
 
 
-EXPORT_EXAMPLES = settings(max_examples=40, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+EXPORT_EXAMPLES = settings(max_examples=25, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
 
 @EXPORT_EXAMPLES
@@ -133,7 +133,7 @@ def test_both_databases_export_the_stored_values(databases, rows):
     assert len(set(map(tuple, headers.values()))) == 1, headers
 
 
-@EXPORT_EXAMPLES
+@settings(EXPORT_EXAMPLES, max_examples=15)
 @given(st.lists(st.tuples(st.just("u1"), st.just("Clicked"), st.integers(0, 3),
                           st.dictionaries(hard_keys, values | st.dictionaries(hard_keys, values, max_size=2),
                                           min_size=1, max_size=2)), min_size=1, max_size=3))
