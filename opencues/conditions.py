@@ -169,8 +169,9 @@ def _field(name: str, where: str) -> Field:
         path = tuple(name[len("attributes.") :].split("."))
         if any(not part for part in path):
             raise _fail(where, f'attribute path {_show(name)} has an empty segment')
-        if any('"' in part or "\\" in part for part in path):
-            raise _fail(where, f'attribute path {_show(name)} may not contain " or \\')
+        if any('"' in part or "\\" in part or any(ch < " " for ch in part) for part in path):
+            # SQLite's JSON paths cannot spell them (they would match nothing there, on PostgreSQL something)
+            raise _fail(where, f'attribute path {_show(name)} may not contain ", \\ or control characters')
         return Field(name, "attribute", path=path)
     raise _fail(where, f"unknown field {_show(name)}")
 
@@ -196,7 +197,7 @@ def _parse_scalar(field: Field, op: str, value: Any, where: str, tz: timezone) -
         raise _fail(where, "must be a single value (string, number or boolean), not an array or object")
     if value is None:
         raise _fail(where, 'null matches nothing; use "is null" or "is not null"')
-    if isinstance(value, float) and not math.isfinite(value):
+    if isinstance(value, float) and not math.isfinite(value):  # JSON has neither; PostgreSQL would compare an infinity as JSON null
         raise _fail(where, "must be a finite number")
     if isinstance(value, int) and not isinstance(value, bool) and not INT64_MIN <= value <= INT64_MAX:
         raise _fail(where, "number is out of range (64-bit integers)")

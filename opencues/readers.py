@@ -576,9 +576,14 @@ def event_from_record(value: object) -> tuple[str, str, int, dict]:
     return user_id, name, timestamp, attributes
 
 
+_INFINITIES = (float("inf"), float("-inf"))
+
+
 def _numeric_timestamp(stamp: object) -> int:
     kind = type(stamp)
     if kind is int or kind is float:
+        if stamp != stamp or stamp in _INFINITIES:  # int() would raise
+            raise RowInvalid("`timestamp` is out of range")
         timestamp = int(stamp)
         if _MIN_MS <= timestamp <= _MAX_MS:
             return timestamp

@@ -47,6 +47,8 @@ def parse_time(value: object, *, field: str, default_tz: timezone = timezone.utc
     if isinstance(value, bool):
         raise bad_request(f"`{field}` must be an ISO 8601 string or milliseconds since 1970")
     if isinstance(value, (int, float)):
+        if value != value or value in (float("inf"), float("-inf")):  # int() would raise
+            raise bad_request(f"`{field}` must be a finite number of milliseconds")
         return int(value)
     return parse_iso(value, field=field, default_tz=default_tz)
 

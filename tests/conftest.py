@@ -15,6 +15,7 @@ import uuid
 from dataclasses import dataclass
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 from sqlalchemy import create_engine, text
 
 from opencues import accounts
@@ -23,6 +24,20 @@ from opencues.storage import Database
 from opencues.storage.schema import metadata
 
 DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
+
+# Property-based tests (tests/unit/*_properties.py) run a bounded number of examples so that the
+# suite stays fast: PROPERTY_EXAMPLES per property unless a test asks for fewer. `ci` (chosen when
+# CI is set, as in .ci/run) is derandomized — the same examples on every run, so a red build is
+# reproducible and a green one stays green; `dev` draws new examples each run (and remembers
+# failing ones in .hypothesis/); `thorough` is for a deliberate long hunt. Pick one with
+# HYPOTHESIS_PROFILE=ci|dev|thorough.
+PROPERTY_EXAMPLES = 100
+hypothesis_settings.register_profile(
+    "ci", max_examples=PROPERTY_EXAMPLES, derandomize=True, deadline=None, database=None, print_blob=True
+)
+hypothesis_settings.register_profile("dev", max_examples=PROPERTY_EXAMPLES, deadline=None)
+hypothesis_settings.register_profile("thorough", max_examples=20 * PROPERTY_EXAMPLES, deadline=None)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev"))
 
 
 def _driver_url(url: str) -> str:

@@ -107,6 +107,9 @@ def unexpected_response(method: str, path: str, exc: Exception, outages: OutageL
     if fault is not None:
         outages.warning(f"{method} {path}: {fault.detail} ({type(exc).__name__}: {exc})")
         return problem_response(fault.status, fault.detail, fault.headers)
+    if database_unavailable(exc):
+        log.error("database unavailable on %s %s: %s", method, path, exc)
+        return problem_response(503, "the database is unavailable; retry in a moment", {"Retry-After": "1"})
     log.error("unhandled error on %s %s", method, path, exc_info=exc)
     return problem_response(500, "something went wrong on our side; it has been logged")
 
@@ -146,6 +149,35 @@ class ContainUnexpectedErrors:
                 raise
             response = unexpected_response(scope["method"], scope["path"], exc, self.outages)
             await response(scope, receive, send)
+
+
+_UNAVAILABLE_STATES = frozenset({"57P01", "57P02", "57P03", "53300"})
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` is the database going away — a dropped or refused connection, a server
+    shutting down, SQLite's lock held past its timeout — rather than a bug: a client should retry
+    (503), and the next request gets a fresh connection (SQLAlchemy's pool and ``Direct`` drop
+    broken ones)."""
+    from sqlalchemy.exc import DBAPIError
+
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        exc = exc.orig
+    module = type(exc).__module__.split(".", 1)[0]
+    if module == "psycopg":
+        import psycopg
+
+        if not isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError)):
+            return False
+        # No SQLSTATE: the client lost the connection. 08: connection exceptions; 57P01-03: the
+        # server shut down, crashed or is starting; 53300: too many connections.
+        state = getattr(exc, "sqlstate", None)
+        return state is None or state.startswith("08") or state in _UNAVAILABLE_STATES
+    if module == "sqlite3":
+        return "locked" in str(exc) or "busy" in str(exc)
+    return False
 
 
 def install(app) -> None:

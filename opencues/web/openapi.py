@@ -386,7 +386,7 @@ SPEC_DOCS: dict[tuple[str, str], Docs] = {
     ("POST", "/users/{}/events"): Docs(body=json_body(EventTrack)),
     ("POST", "/import/profiles"): Docs(Accepted, 202, upload_bodies(rows_body(ProfileRow), "user_id and attributes"), IDEMPOTENCY),
     ("POST", "/import/events"): Docs(Accepted, 202, upload_bodies(rows_body(EventRow), "user_id, name, timestamp, …"), IDEMPOTENCY),
-    ("POST", "/export/events"): Docs(Accepted, 202, json_body(ExportRequest)),
+    ("POST", "/export/events"): Docs(Accepted, 202, json_body(ExportRequest), IDEMPOTENCY),
     ("POST", "/analytics/query"): Docs(list[dict[str, Any]], body=json_body(analytics.SpecBody), csv=False,
                                       description="Rows: dimensions then metrics (or the raw columns). At most 1000 rows; "
                                       "`X-Rows-Truncated: true` when more matched. Rate-limit headers on every response."),
@@ -446,6 +446,14 @@ ERRORS = {
     413: "Payload Too Large: the body exceeds the configured limit",
     415: "Unsupported Media Type: the Content-type is not accepted here",
     429: "Too Many Requests: this API key is being throttled; see Retry-After",
+    422: "Unprocessable Content: this Idempotency-Key was already used for a different request",
+    503: "Service Unavailable: the database connection was lost; retry after Retry-After seconds",
+}
+# A download link is its own credential: tampered or foreign (403), file gone (404), expired (410).
+DOWNLOAD_ERRORS = {
+    403: "Forbidden: the link was altered or not issued by this server",
+    404: "Not Found: the export file no longer exists",
+    410: "Gone: the link has expired",
 }
 BODY_ERRORS = (413, 415)
 PATH_PARAMS = {
@@ -460,6 +468,11 @@ PATH_PARAMS = {
     "sdk_key_id": "SDK key ID",
     "group_id": "Group ID, percent-encoded like a user ID",
 }
+
+
+def problem_responses(descriptions: dict[int, str]) -> dict[int, Any]:
+    """``responses`` entries for error statuses: each a Problem Details body."""
+    return {code: {"model": Problem, "description": text} for code, text in descriptions.items()}
 
 
 def shape(method: str, path: str) -> tuple[str, str]:
@@ -485,7 +498,7 @@ def route_kwargs(route) -> dict[str, Any]:
     status = route.status
     kwargs: dict[str, Any] = {}
     operation: dict[str, Any] = {"security": [{SECURITY_SCHEME: []}]}
-    codes = [401, 403, 404, 429]
+    codes = [401, 403, 404, 429, 503]
     if docs is not None:
         if status == 200:
             status = docs.status
@@ -502,6 +515,8 @@ def route_kwargs(route) -> dict[str, Any]:
             codes += BODY_ERRORS
         if docs.body or docs.params:
             codes.append(400)
+        if IDEMPOTENCY[0] in docs.params:
+            codes.append(422)
         if docs.params:
             operation["parameters"] = [
                 {"name": p.name, "in": p.where, "required": p.required, "schema": p.schema, "description": p.description}
@@ -545,7 +560,8 @@ def build(app: FastAPI) -> dict:
     }
     for operations in document.get("paths", {}).values():
         for operation in operations.values():
-            operation.get("responses", {}).pop("422", None)
+            if operation.get("responses", {}).get("422", {}).get("description") == "Validation Error":
+                del operation["responses"]["422"]  # FastAPI's; this API's own 422s stay
             for parameter in operation.get("parameters", []):
                 if parameter["in"] == "path" and parameter["name"] in PATH_PARAMS:
                     parameter.setdefault("description", PATH_PARAMS[parameter["name"]])

@@ -115,7 +115,10 @@ def register(app) -> None:
             description="Streams an export file. The link itself is the credential: a tampered link "
             "is 403, an expired one 410, a removed file 404.",
             response_class=Response,
-            responses={200: {"content": {"text/csv": {}, "application/x-ndjson": {}}, "description": "The export file"}},
+            responses={
+                200: {"content": {"text/csv": {}, "application/x-ndjson": {}}, "description": "The export file"},
+                **openapi.problem_responses(openapi.DOWNLOAD_ERRORS),
+            },
         )
     for route in ROUTES:
         app.add_api_route(

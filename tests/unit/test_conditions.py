@@ -83,6 +83,16 @@ def test_named_fields(seeded):
     ])
 
 
+def test_attribute_paths_walk_objects_not_arrays(seeded):
+    # PostgreSQL's path operator read `arr.0` as arr's first element; SQLite reads a key "0".
+    check(seeded, [
+        ([["attributes.arr.0", "==", 1]], []),
+        ([["attributes.arr.0", "is not null"]], []),
+        ([["attributes.arr.0", "is null"]], ALL),
+        ([["attributes.nested.deep.z", "is not null"]], ["e1"]),
+    ])
+
+
 def test_nps_fields_read_only_nps_events(seeded):
     check(seeded, [
         ([["nps_score", "==", 9]], ["e4"]),
@@ -244,11 +254,14 @@ def test_conjunctions_nest(seeded):
         ([["timestamp", "<", -(2**63) - 1]], "conditions[0][2]"),
         ([["or", ["name", "==", "a"], ["timestamp", "in", [1, -1e300]]]], "conditions[0][2][2][1]"),
         ([["and", ["not", ["timestamp", "==", float("nan")]]]], "conditions[0][1][1][2]"),
+        ([["attributes.n", "==", float("inf")]], "conditions[0][2]"),
         ([["user_segment_id", "like", "x"]], "conditions[0][1]"),
         ([["user_segment_id", "==", 5]], "conditions[0][2]"),
         ([["attributes.", "==", 1]], "conditions[0][0]"),
         ([["attributes.a..b", "==", 1]], "conditions[0][0]"),
         ([['attributes.a"b', "==", 1]], "conditions[0][0]"),
+        ([["attributes.a\tb", "==", 1]], "conditions[0][0]"),
+        ([["attributes.a.line\nbreak", "is null"]], "conditions[0][0]"),
         ([[]], "conditions[0]:"),
         (["flow_id"], "conditions[0]:"),
         ([[5, "==", 1]], "conditions[0][0]"),

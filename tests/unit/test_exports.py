@@ -770,3 +770,31 @@ def test_the_row_pass_binds_nested_paths_and_lists_like_the_query_planner_saw_th
     count, data = export(db, {"format": fmt, "conditions": conditions})
     users = [r["user_id"] for r in json_rows(data)] if fmt == "json" else [r[2] for r in csv_rows(data)[1:]]
     assert count == 1 and users == ["a"]
+
+
+def test_csv_columns_walk_objects_not_arrays(db):
+    # PostgreSQL's path operator read `attributes.a.0` of a row whose `a` is an array as the
+    # array's first element: the row's value showed up in a second column (SQLite: empty).
+    insert(db, [
+        {"timestamp": T0, "attributes": {"a": {"0": 1}}},
+        {"timestamp": T0 + 1, "attributes": {"a": [5, 6]}},
+    ])  # fmt: skip
+    _count, data = export(db, {"format": "csv"})
+    header, first, second = csv_rows(data)
+    assert header == ["name", "timestamp", "user_id", "attributes.a", "attributes.a.0"]
+    assert first[3:] == ["", "1"]
+    assert orjson.loads(second[3]) == [5, 6] and second[4] == ""
+
+
+def test_csv_columns_of_keys_sqlite_paths_cannot_spell(db):
+    # A quote, a backslash or a control character in a key: SQLite's JSON path read such keys as absent.
+    insert(db, [
+        {"timestamp": T0, "attributes": {'say "hi"': "x", "back\\slash": {"tab\tbed": 2.5}, "n": 1}},
+        {"timestamp": T0 + 1, "attributes": {'say "hi"': {"deep": True}, "back\\slash": "not an object"}},
+    ])  # fmt: skip
+    _count, data = export(db, {"format": "csv"})
+    header, first, second = csv_rows(data)
+    assert header[3:] == ['attributes.back\\slash', 'attributes.back\\slash.tab\tbed', "attributes.n",
+                          'attributes.say "hi"', 'attributes.say "hi".deep']  # fmt: skip
+    assert first[3:] == ["", "2.5", "1", "x", ""]
+    assert second[3:] == ["not an object", "", "", "", "true"]
