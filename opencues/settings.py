@@ -14,6 +14,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 SQLITE_CACHE_MB = 32  # the default of ``sqlite_cache_mb``, also for a ``Database`` opened without settings
+MAX_ATTRIBUTE_KEYS = 1000  # the default of ``max_attribute_keys``, also for library calls without settings
 
 
 class Settings(BaseSettings):
@@ -71,6 +72,11 @@ class Settings(BaseSettings):
         2,
         ge=0,
         description="Helpers that render a large export's time windows in parallel: processes on SQLite, database connections on PostgreSQL (0: the job worker renders it alone).",
+    )
+    max_attribute_keys: int = Field(
+        MAX_ATTRIBUTE_KEYS,
+        ge=1,
+        description="Most object keys in one event's attributes or one profile update, counted at every depth (HTTP 400 above; a failed row in imports).",
     )
 
     @cached_property
