@@ -63,7 +63,7 @@ def user_id_too_long(user_id: str) -> bool:
 #   none of them survives a CSV cell, a log line or a terminal intact;
 # - ``.`` and ``..``: URL libraries, curl and browsers remove them from a path as dot segments;
 # - longer than ``MAX_USER_ID_BYTES``.
-_DOT_SEGMENTS = frozenset({".", ".."})
+DOT_SEGMENTS = frozenset({".", ".."})
 
 
 def user_id_problem(user_id: str, *, reading: bool = False) -> str | None:
@@ -87,7 +87,7 @@ def user_id_problem(user_id: str, *, reading: bool = False) -> str | None:
             if unicodedata.category(character) == "Cc":
                 return f"must not contain control characters (U+{ord(character):04X})"
     if user_id.isspace():
-        return "must not be blank"
-    if user_id in _DOT_SEGMENTS:
+        return "must be a non-empty string, not only whitespace"
+    if user_id in DOT_SEGMENTS:
         return "must not be `.` or `..` (URLs drop them as dot segments)"
     return None

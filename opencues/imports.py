@@ -8,7 +8,10 @@ lock and proves the lease before any row is written). A crash therefore loses or
 batch together with its mark: on resumption nothing is skipped and nothing is written twice.
 
 A bad row never blocks the good ones: it is counted in ``ingestions_failed`` and its line number
-and reason are kept (the first ``settings.job_error_samples``) for the ``Completed`` event.
+and reason are kept (the first ``settings.job_error_samples``) for the ``Completed`` event. A row
+is bad when ``opencues.readers`` refuses it, and also when its attributes break
+``opencues.attributes``' rules (nesting, ``settings.max_attribute_keys``, NUL) — checked here,
+on the JSON text every row is encoded to anyway, so that no row can fail a whole batch's write.
 
 Writers bypass SQLAlchemy's per-row overhead and talk to the driver connection of the same
 transaction. Events: PostgreSQL ``COPY``; SQLite one ``INSERT … SELECT`` per 10,000 rows, read out
@@ -30,7 +33,7 @@ from typing import Callable
 
 import orjson
 
-from opencues import attribute_keys, profiles, readers
+from opencues import attribute_keys, attributes as attribute_rules, profiles, readers
 from opencues.readers import Format, RowError, RowInvalid
 from opencues.timestamps import now_ms
 from opencues.worker import JobContext, JobFailed, register
@@ -170,12 +173,27 @@ class _Pipeline:
         return False
 
 
+def _stored_text(attributes: dict, where: str, max_keys: int) -> str:
+    """``attributes`` as the JSON text to store, or ``RowInvalid`` naming what breaks the rules."""
+    try:
+        text = _dumps(attributes)
+    except orjson.JSONEncodeError:  # nested beyond what the encoder writes: the walk names it
+        text = None
+    problem = attribute_rules.problem(attributes, max_keys=max_keys, where=where, text=text)
+    if problem is not None:
+        raise RowInvalid(problem)
+    if text is None:
+        raise RowInvalid(f"`{where or 'row'}` cannot be written as JSON")
+    return text.decode()
+
+
 # --------------------------------------------------------------------------- events
 
 
 def import_events(ctx: JobContext) -> None:
     account_id = ctx.job.account_id
     event_from_record = readers.event_from_record
+    max_keys = ctx.settings.max_attribute_keys
 
     postgres = ctx.db.is_postgres
 
@@ -190,13 +208,14 @@ def import_events(ctx: JobContext) -> None:
             line, value = item
             try:
                 user_id, name, timestamp, attributes = event_from_record(value)
+                document = _stored_text(attributes, "attributes", max_keys)
             except RowInvalid as exc:
                 errors.append(RowError(line, exc.reason))
                 continue
             if postgres:
-                append((account_id, user_id, name, timestamp, _dumps(attributes).decode()))
+                append((account_id, user_id, name, timestamp, document))
             else:
-                append((user_id, name, timestamp, _dumps(attributes).decode()))
+                append((user_id, name, timestamp, document))
             keys.add(attributes)
         if postgres or not rows:
             return _Batch(len(chunk), rows, errors, keys.pairs)
@@ -250,6 +269,7 @@ def _copy_events(raw, rows) -> None:
 def import_profiles(ctx: JobContext) -> None:
     account_id = ctx.job.account_id
     profile_from_record = readers.profile_from_record
+    max_keys = ctx.settings.max_attribute_keys
 
     def parse(chunk) -> _Batch:
         # Each change is kept as JSON text until it is written: a batch of 50,000 profile dicts
@@ -263,10 +283,9 @@ def import_profiles(ctx: JobContext) -> None:
             line, value = item
             try:
                 user_id, attributes = profile_from_record(value)
+                changes.append((user_id, _stored_text(attributes, "", max_keys)))
             except RowInvalid as exc:
                 errors.append(RowError(line, exc.reason))
-                continue
-            changes.append((user_id, _dumps(attributes).decode()))
         return _Batch(len(chunk), changes, errors)
 
     merge = _merge_profiles_postgres if ctx.db.is_postgres else _merge_profiles_sqlite

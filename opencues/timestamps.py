@@ -27,7 +27,7 @@ _OFFSET_RE = re.compile(r"^([+-]?)([0-9]{1,2}):?([0-9]{2})$")
 _MINUTES_RE = re.compile(r"[+-]?[0-9]{1,3}")
 MIN_MS = -62_135_596_800_000  # 0001-01-01T00:00:00.000Z
 MAX_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
-OUT_OF_RANGE = "must be between 0001-01-01T00:00:00Z and 9999-12-31T23:59:59.999Z (in UTC)"
+OUT_OF_RANGE = "is out of range: it must be from 0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999Z (in UTC)"
 MIN_OFFSET_MINUTES = -12 * 60
 MAX_OFFSET_MINUTES = 14 * 60
 
