@@ -22,23 +22,21 @@ from __future__ import annotations
 MAX_DEPTH = 64
 
 
-def problem(document: dict, *, max_keys: int, where: str = "", text: bytes | str | None = None) -> str | None:
+def problem(document: dict, *, max_keys: int, where: str = "", text: bytes | None = None) -> str | None:
     """The first breach of the rules in ``document`` (an object), or None.
 
     ``where`` names the document in messages (``attributes``; "" for a profile, whose keys are
     top-level fields); ``text``, when given, is ``document`` as JSON (``orjson.dumps``).
     """
-    if text is not None:
-        if type(text) is str:
-            nul, colon, brace, bracket = "\\u0000", ":", "{", "["
-        else:
-            nul, colon, brace, bracket = b"\\u0000", b":", b"{", b"["
-        # A key is followed by a colon, a nested level opens with a bracket, NUL is written
-        # escaped: fewer of them than the limits and no breach is possible.
-        if nul not in text and text.count(colon) <= max_keys and text.count(brace) + text.count(bracket) <= MAX_DEPTH:
+    if text is not None and b"\\u0000" not in text:
+        # A key is followed by a colon and a nested level opens with a bracket, so a text shorter
+        # than a limit cannot reach it (most documents: no counting at all).
+        size = len(text)
+        if (size <= max_keys or text.count(b":") <= max_keys) and (
+            size <= MAX_DEPTH or text.count(b"{") + text.count(b"[") <= MAX_DEPTH
+        ):
             return None
-    walk = _Walk(max_keys, where)
-    return walk.container(document, (), 0)
+    return _Walk(max_keys, where).container(document, (), 0)
 
 
 class _Walk:

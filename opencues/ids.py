@@ -73,6 +73,10 @@ def user_id_problem(user_id: str, *, reading: bool = False) -> str | None:
     stored is refused, so that ids stored before this rule (a tab, a carriage return) stay
     readable, and what PostgreSQL cannot take as a parameter (NUL) is a 400 rather than a 500.
     """
+    # The usual id, decided in three C calls: short, printable (so no control character), not blank.
+    if len(user_id) <= ALWAYS_SHORT_USER_ID and user_id.isprintable() and not user_id.isspace() and user_id:
+        if user_id not in DOT_SEGMENTS:
+            return None
     if not user_id:
         return "must be a non-empty string"
     if "\x00" in user_id:
