@@ -36,7 +36,7 @@ def check_user_id(user_id: object, *, reading: bool = False) -> str:
     """``user_id`` when it follows ``opencues.ids``' rule (its look-up form with ``reading``), else a 400."""
     if not isinstance(user_id, str) or user_id == "":
         raise bad_request("`user_id` is required and must be a non-empty string")
-    problem = ids.user_id_problem(user_id, reading=reading)
+    problem = ids.user_id_problem(user_id, reading=True) if reading else ids.user_id_problem(user_id)
     if problem is not None:
         raise bad_request(f"`user_id` {problem}")
     return user_id
