@@ -343,7 +343,6 @@ def compare_control_in_process(count: int, connections: int = 16, rounds: int = 
     """CPU time per track request of the app itself (no HTTP server, no load generator), with the
     control API off, on, and on with the journal; the configurations alternate ``rounds`` times
     and each one's median counts (on a busy machine single rounds scatter by ±25 %)."""
-    import httpx
 
     from opencues.web.app import create_app
 

@@ -17,8 +17,9 @@ from typing import Any, Mapping, Sequence
 import orjson
 from sqlalchemy import Connection, bindparam, select
 
-from opencues import attribute_keys, ids, ingestion_rules, timestamps
+from opencues import attribute_keys, attributes as attribute_rules, ids, ingestion_rules, timestamps
 from opencues.errors import bad_request
+from opencues.settings import MAX_ATTRIBUTE_KEYS
 from opencues.storage import Database
 from opencues.storage.schema import events
 
@@ -31,13 +32,13 @@ _LIMIT_RE = re.compile(r"\+?[0-9]{1,9}")
 _INSERT = events.insert().inline().values({c: bindparam(c) for c in ("account_id", "user_id", "name", "timestamp", "attributes", "group_id", "context")})  # fmt: skip
 
 
-def check_user_id(user_id: object) -> str:
+def check_user_id(user_id: object, *, reading: bool = False) -> str:
+    """``user_id`` when it follows ``opencues.ids``' rule (its look-up form with ``reading``), else a 400."""
     if not isinstance(user_id, str) or user_id == "":
         raise bad_request("`user_id` is required and must be a non-empty string")
-    if "\x00" in user_id:
-        raise bad_request("`user_id` must not contain NUL characters")
-    if ids.user_id_too_long(user_id):
-        raise bad_request(f"`user_id`: {ids.USER_ID_TOO_LONG}")
+    problem = ids.user_id_problem(user_id, reading=True) if reading else ids.user_id_problem(user_id)
+    if problem is not None:
+        raise bad_request(f"`user_id` {problem}")
     return user_id
 
 
@@ -54,7 +55,7 @@ def validate(payload: Mapping[str, Any]) -> tuple[str, int, dict]:
         raise bad_request("`name` must not contain NUL characters")
     if "timestamp" not in payload or payload["timestamp"] is None:
         raise bad_request("`timestamp` is required: an ISO 8601 date-time string")
-    timestamp = timestamps.parse_iso(payload["timestamp"], field="timestamp")
+    timestamp = timestamps.parse_instant(payload["timestamp"], field="timestamp")
     attributes = payload.get("attributes")
     if attributes is None:
         attributes = {}
@@ -63,35 +64,52 @@ def validate(payload: Mapping[str, Any]) -> tuple[str, int, dict]:
     return name, timestamp, attributes
 
 
-def extras(payload: Mapping[str, Any]) -> tuple[str | None, str | None]:
-    """``(group_id, context as JSON text)`` of a track body, each None when absent. Never a 400
-    (clients send these freely): a numeric ``group_id`` becomes its decimal text, and a
-    ``group_id`` that is not a non-empty string or number, or a ``context`` that is not an
-    object, is ignored."""
+def extras(payload: Mapping[str, Any], *, max_attribute_keys: int = MAX_ATTRIBUTE_KEYS) -> tuple[str | None, str | None]:
+    """``(group_id, context as JSON text)`` of a track body, each None when absent. Clients send
+    these freely, so an odd shape is ignored rather than refused: a numeric ``group_id`` becomes
+    its decimal text, and a ``group_id`` that is not a non-empty string or number, or a
+    ``context`` that is not an object, is left out. What no field may hold is still a 400 naming
+    it: NUL in ``group_id``, and a ``context`` breaking the attributes' rules (nesting, key count,
+    NUL: ``opencues.attributes``)."""
     group_id = payload.get("group_id")
     kind = type(group_id)
     if kind is int or (kind is float and group_id.is_integer()):
         group_id = str(int(group_id))
-    elif kind is not str or not group_id or "\x00" in group_id:
+    elif kind is not str or not group_id:
         group_id = None
+    elif "\x00" in group_id:
+        raise bad_request("`group_id` must not contain NUL characters")
     context = payload.get("context")
-    if type(context) is dict:
+    if type(context) is not dict:
+        return group_id, None
+    try:
         document = orjson.dumps(context)
-        context = None if b"\\u0000" in document else document.decode()
-    else:
-        context = None
-    return group_id, context
+    except orjson.JSONEncodeError:  # nested beyond what the encoder writes: the walk names it
+        document = None
+    problem = attribute_rules.problem(context, max_keys=max_attribute_keys, where="context", text=document)
+    if problem is not None:
+        raise bad_request(problem)
+    return group_id, document.decode()
 
 
-def event_row(account_id: str, user_id: str, payload: Mapping[str, Any]) -> dict:
+def event_row(
+    account_id: str, user_id: str, payload: Mapping[str, Any], *, max_attribute_keys: int = MAX_ATTRIBUTE_KEYS
+) -> dict:
     """The ``events`` row for a track body (attributes as JSON text, and their catalogue pairs
-    under ``attribute_keys.ROW_PAIRS``), or a 400 naming the field."""
+    under ``attribute_keys.ROW_PAIRS``), or a 400 naming the field. The attributes follow
+    ``opencues.attributes`` (nesting, ``max_attribute_keys``, no NUL)."""
     check_user_id(user_id)
     name, timestamp, attributes = validate(payload)
-    document = orjson.dumps(attributes)
-    if b"\\u0000" in document:  # PostgreSQL's JSONB cannot hold NUL; refuse it on every backend
-        raise bad_request("`attributes` must not contain NUL characters")
-    group_id, context = extras(payload) if "group_id" in payload or "context" in payload else (None, None)
+    try:
+        document = orjson.dumps(attributes)
+    except orjson.JSONEncodeError:  # nested beyond what the encoder writes: the walk names it
+        document = None
+    problem = attribute_rules.problem(attributes, max_keys=max_attribute_keys, where="attributes", text=document)
+    if problem is not None:
+        raise bad_request(problem)
+    group_id, context = (
+        extras(payload, max_attribute_keys=max_attribute_keys) if "group_id" in payload or "context" in payload else (None, None)
+    )
     return {"account_id": account_id, "user_id": user_id, "name": name, "timestamp": timestamp,
             "attributes": document.decode(), "group_id": group_id, "context": context,
             attribute_keys.ROW_PAIRS: attribute_keys.pairs_of(attributes)}  # fmt: skip
@@ -121,11 +139,12 @@ def _insert(db: Database):
 
 
 def track(
-    db: Database, account_id: str, user_id: str, payload: Mapping[str, Any], rules: ingestion_rules.Rules | None = None
+    db: Database, account_id: str, user_id: str, payload: Mapping[str, Any], rules: ingestion_rules.Rules | None = None,
+    *, max_attribute_keys: int = MAX_ATTRIBUTE_KEYS,
 ) -> bool:
     """Validate a track body and store the event; committed when this returns. False (nothing
     stored) when the account's ingestion rules drop its name (``rules``: read now when None)."""
-    row = event_row(account_id, user_id, payload)
+    row = event_row(account_id, user_id, payload, max_attribute_keys=max_attribute_keys)
     if not (rules or ingestion_rules.load(db, account_id)).keeps_event(row["name"]):
         return False
     db.direct.write(_insert(db), [row])
@@ -133,15 +152,21 @@ def track(
 
 
 async def track_grouped(
-    db: Database, account_id: str, user_id: str, payload: Mapping[str, Any], rules: ingestion_rules.Rules | None = None
+    db: Database, account_id: str, user_id: str, payload: Mapping[str, Any], rules: ingestion_rules.Rules | None = None,
+    *, max_attribute_keys: int = MAX_ATTRIBUTE_KEYS,
 ) -> bool:
     """``track`` for the server: the row joins the event loop's next group commit (see
     ``opencues.storage.direct``) and this returns once that commit is done."""
-    row = event_row(account_id, user_id, payload)
+    row = event_row(account_id, user_id, payload, max_attribute_keys=max_attribute_keys)
     if not (rules or ingestion_rules.load(db, account_id)).keeps_event(row["name"]):
         return False
-    await db.direct.write_grouped(_insert(db), row)
+    await write_grouped(db, row)
     return True
+
+
+async def write_grouped(db: Database, row: dict) -> None:
+    """Store an ``event_row`` in the event loop's next group commit; returns once committed."""
+    await db.direct.write_grouped(_insert(db), row)
 
 
 def parse_limit(value: object, default: int, maximum: int) -> int:
@@ -196,7 +221,7 @@ def event_as_dict(row: Sequence, offset_minutes: int = 0) -> dict:
 def history_rows(db: Database, account_id: str, user_id: str, limit: int) -> list[tuple]:
     """``(user_id, timestamp_ms, name, attributes_json_text, group_id, context_json_text)`` rows,
     newest first."""
-    check_user_id(user_id)
+    check_user_id(user_id, reading=True)
     return db.direct.fetch_all(_HISTORY, {"account_id": account_id, "user_id": user_id, "limit": limit})
 
 

@@ -37,7 +37,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, BinaryIO, Callable, Iterable, Iterator, Sequence
 
 import orjson
-from sqlalchemy import BigInteger, LargeBinary, Text, bindparam, case, cast, func, literal, null, or_, select, true, type_coerce
+from sqlalchemy import BigInteger, LargeBinary, Text, bindparam, case, cast, func, literal, null, or_, select, type_coerce
 from sqlalchemy import text as sql_text
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.dialects.postgresql import JSONB

@@ -14,6 +14,7 @@ from sqlalchemy import select, update
 
 from opencues import ids, ingestion_rules, profiles, timestamps
 from opencues.errors import ApiError, bad_request, invalid_field
+from opencues.settings import MAX_ATTRIBUTE_KEYS
 from opencues.storage import Database
 from opencues.storage.schema import groups
 from opencues.storage.schema import profiles as profiles_table
@@ -26,19 +27,18 @@ def not_found() -> ApiError:
     return ApiError(404, "group not found")
 
 
-def check_group_id(group_id: str) -> str:
-    if not group_id or group_id.isspace():
-        raise bad_request("`group_id` must be a non-empty string")
-    if "\x00" in group_id:  # PostgreSQL text cannot hold NUL: refused on both databases
-        raise bad_request("`group_id` must not contain NUL characters")
-    if ids.user_id_too_long(group_id):
-        raise bad_request(f"`group_id`: {ids.USER_ID_TOO_LONG.replace('user id', 'group id')}")
+def check_group_id(group_id: str, *, reading: bool = False) -> str:
+    """``group_id`` when it follows the user-id rule (``opencues.ids``; its look-up form with
+    ``reading``), else a 400 naming it."""
+    problem = ids.user_id_problem(group_id, reading=reading)
+    if problem is not None:
+        raise bad_request(f"`group_id` {problem}")
     return group_id
 
 
 def get_group(db: Database, account_id: str, group_id: str) -> dict:
     """``{"group_id": …, <properties>}``; 404 ``group not found``."""
-    check_group_id(group_id)
+    check_group_id(group_id, reading=True)
     with db.connect() as conn:
         row = conn.execute(
             select(groups.c.attributes).where(groups.c.account_id == account_id, groups.c.group_id == group_id)
@@ -57,7 +57,8 @@ def _ensure(conn, db: Database, account_id: str, group_id: str, now: int) -> Non
 
 
 def update_group(
-    db: Database, account_id: str, group_id: str, changes: Any, rules: ingestion_rules.Rules | None = None
+    db: Database, account_id: str, group_id: str, changes: Any, rules: ingestion_rules.Rules | None = None,
+    *, max_attribute_keys: int = MAX_ATTRIBUTE_KEYS,
 ) -> dict:
     """Merge ``changes`` into the group's properties (creating the group) in one transaction,
     after the account's ingestion rules (``rules``: read now when None); return the properties.
@@ -67,6 +68,7 @@ def update_group(
         raise bad_request("request body must be a JSON object of group properties")
     if "" in changes:
         raise bad_request("group property names must be non-empty strings; got `\"\"`")
+    profiles.check_changes(changes, max_attribute_keys=max_attribute_keys)  # nesting, key count, NUL
     changes = {k: v for k, v in changes.items() if k != "group_id"}
     changes, _dropped = (rules or ingestion_rules.load(db, account_id)).filter_group(changes)
     now = timestamps.now_ms()
@@ -98,10 +100,9 @@ def user_ids_of(body: Any) -> list[str]:
     except ValidationError as exc:
         raise invalid_field(exc) from None
     for index, user_id in enumerate(user_ids):
-        if user_id.isspace():
-            raise bad_request(f"`user_ids[{index}]` must be a non-empty string")
-        if ids.user_id_too_long(user_id):
-            raise bad_request(f"`user_ids[{index}]`: {ids.USER_ID_TOO_LONG}")
+        problem = ids.user_id_problem(user_id)
+        if problem is not None:
+            raise bad_request(f"`user_ids[{index}]` {problem}")
     return list(dict.fromkeys(user_ids))
 
 

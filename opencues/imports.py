@@ -8,7 +8,10 @@ lock and proves the lease before any row is written). A crash therefore loses or
 batch together with its mark: on resumption nothing is skipped and nothing is written twice.
 
 A bad row never blocks the good ones: it is counted in ``ingestions_failed`` and its line number
-and reason are kept (the first ``settings.job_error_samples``) for the ``Completed`` event.
+and reason are kept (the first ``settings.job_error_samples``) for the ``Completed`` event. A row
+is bad when ``opencues.readers`` refuses it, and also when its attributes break
+``opencues.attributes``' rules (nesting, ``settings.max_attribute_keys``, NUL) — checked here,
+on the JSON text every row is encoded to anyway, so that no row can fail a whole batch's write.
 
 Writers bypass SQLAlchemy's per-row overhead and talk to the driver connection of the same
 transaction. Events: PostgreSQL ``COPY``; SQLite one ``INSERT … SELECT`` per 10,000 rows, read out
@@ -30,7 +33,7 @@ from typing import Callable
 
 import orjson
 
-from opencues import attribute_keys, ingestion_rules, profiles, readers
+from opencues import attribute_keys, attributes as attribute_rules, ingestion_rules, profiles, readers
 from opencues.readers import Format, RowError, RowInvalid
 from opencues.timestamps import now_ms
 from opencues.worker import JobContext, JobFailed, register
@@ -173,12 +176,27 @@ class _Pipeline:
         return False
 
 
+def _stored_text(attributes: dict, where: str, max_keys: int) -> str:
+    """``attributes`` as the JSON text to store, or ``RowInvalid`` naming what breaks the rules."""
+    try:
+        text = _dumps(attributes)
+    except orjson.JSONEncodeError:  # nested beyond what the encoder writes: the walk names it
+        text = None
+    problem = attribute_rules.problem(attributes, max_keys=max_keys, where=where, text=text)
+    if problem is not None:
+        raise RowInvalid(problem)
+    if text is None:
+        raise RowInvalid(f"`{where or 'row'}` cannot be written as JSON")
+    return text.decode()
+
+
 # --------------------------------------------------------------------------- events
 
 
 def import_events(ctx: JobContext) -> None:
     account_id = ctx.job.account_id
     event_from_record = readers.event_from_record
+    max_keys = ctx.settings.max_attribute_keys
 
     postgres = ctx.db.is_postgres
     rules = ingestion_rules.load(ctx.db, account_id)
@@ -196,6 +214,7 @@ def import_events(ctx: JobContext) -> None:
             line, value = item
             try:
                 user_id, name, timestamp, attributes = event_from_record(value)
+                document = _stored_text(attributes, "attributes", max_keys)
             except RowInvalid as exc:
                 errors.append(RowError(line, exc.reason))
                 continue
@@ -203,9 +222,9 @@ def import_events(ctx: JobContext) -> None:
                 filtered += 1
                 continue
             if postgres:
-                append((account_id, user_id, name, timestamp, _dumps(attributes).decode()))
+                append((account_id, user_id, name, timestamp, document))
             else:
-                append((user_id, name, timestamp, _dumps(attributes).decode()))
+                append((user_id, name, timestamp, document))
             keys.add(attributes)
         if postgres or not rows:
             return _Batch(len(chunk), rows, errors, keys.pairs, filtered=filtered)
@@ -271,6 +290,7 @@ def _import_bags(ctx: JobContext, from_record, rule_filter, *, table: str = "pro
     """Merge rows of ``(id, attributes)`` (``from_record``) into ``table`` keyed by ``key``, after
     ``rule_filter`` (None: the account's rules drop nothing of this kind)."""
     account_id = ctx.job.account_id
+    max_keys = ctx.settings.max_attribute_keys
 
     def parse(chunk) -> _Batch:
         # Each change is kept as JSON text until it is written: a batch of 50,000 profile dicts
@@ -285,13 +305,13 @@ def _import_bags(ctx: JobContext, from_record, rule_filter, *, table: str = "pro
             line, value = item
             try:
                 user_id, attributes = from_record(value)
+                dropped = 0
+                if rule_filter is not None:
+                    attributes, dropped = rule_filter(attributes)
+                changes.append((user_id, _stored_text(attributes, "", max_keys)))
+                filtered += dropped
             except RowInvalid as exc:
                 errors.append(RowError(line, exc.reason))
-                continue
-            if rule_filter is not None:
-                attributes, dropped = rule_filter(attributes)
-                filtered += dropped
-            changes.append((user_id, _dumps(attributes).decode()))
         return _Batch(len(chunk), changes, errors, filtered=filtered)
 
     merge = _merge_profiles_postgres if ctx.db.is_postgres else _merge_profiles_sqlite

@@ -7,10 +7,12 @@ same rule serves the synchronous PATCH and the bulk profile import (``merge``).
 
 from __future__ import annotations
 
+import orjson
 from sqlalchemy import delete, select, update
 
-from opencues import ids, ingestion_rules, timestamps
+from opencues import attributes, ids, ingestion_rules, timestamps
 from opencues.errors import ApiError, bad_request, not_found
+from opencues.settings import MAX_ATTRIBUTE_KEYS
 from opencues.storage import Database
 from opencues.storage.schema import profiles
 
@@ -30,15 +32,30 @@ def merge(existing: dict, changes: dict) -> dict:
     return merged
 
 
-def _check_user_id(user_id: str) -> None:
-    if not user_id:
-        raise bad_request("`user_id` must be a non-empty string")
-    if ids.user_id_too_long(user_id):
-        raise bad_request(f"`user_id`: {ids.USER_ID_TOO_LONG}")
+def _check_user_id(user_id: str, *, reading: bool = False) -> None:
+    problem = ids.user_id_problem(user_id, reading=reading)
+    if problem is not None:
+        raise bad_request(f"`user_id` {problem}")
+
+
+def check_changes(changes: object, *, max_attribute_keys: int = MAX_ATTRIBUTE_KEYS) -> dict:
+    """``changes`` when it is a valid profile update (an object following ``opencues.attributes``), else a 400."""
+    if not isinstance(changes, dict):
+        raise bad_request("request body must be a JSON object of profile attributes")
+    if "" in changes:
+        raise bad_request("profile attribute names must be non-empty strings; got `\"\"`")
+    try:
+        text = orjson.dumps(changes)
+    except orjson.JSONEncodeError:  # nested beyond what the encoder writes: the walk names it
+        text = None
+    problem = attributes.problem(changes, max_keys=max_attribute_keys, text=text)
+    if problem is not None:
+        raise bad_request(problem)
+    return changes
 
 
 def get_profile(db: Database, account_id: str, user_id: str) -> dict:
-    _check_user_id(user_id)
+    _check_user_id(user_id, reading=True)
     with db.connect() as conn:
         row = conn.execute(
             select(profiles.c.attributes).where(profiles.c.account_id == account_id, profiles.c.user_id == user_id)
@@ -52,7 +69,7 @@ def delete_profile(db: Database, account_id: str, user_id: str) -> None:
     """Erase the user's profile — every attribute and the user's group membership — keeping the
     user's events (they stay in the history and in exports). 404 ``user not found`` when there is
     no profile; a later update creates a new, empty one."""
-    _check_user_id(user_id)
+    _check_user_id(user_id, reading=True)
     with db.begin() as conn:
         deleted = conn.execute(
             delete(profiles).where(profiles.c.account_id == account_id, profiles.c.user_id == user_id)
@@ -62,17 +79,15 @@ def delete_profile(db: Database, account_id: str, user_id: str) -> None:
 
 
 def update_profile(
-    db: Database, account_id: str, user_id: str, changes: dict, rules: "ingestion_rules.Rules | None" = None
+    db: Database, account_id: str, user_id: str, changes: dict, rules: "ingestion_rules.Rules | None" = None,
+    *, max_attribute_keys: int = MAX_ATTRIBUTE_KEYS,
 ) -> dict:
     """Merge ``changes`` into the user's profile (creating it), in one transaction, and return
     the new profile. The read-merge-write holds the row (PostgreSQL) or the database's write
     lock (SQLite), so concurrent updates of the same user both land. Attributes the account's
     ingestion rules drop are left out (``rules``: read now when None)."""
     _check_user_id(user_id)
-    if not isinstance(changes, dict):
-        raise bad_request("request body must be a JSON object of profile attributes")
-    if "" in changes:
-        raise bad_request("profile attribute names must be non-empty strings; got `\"\"`")
+    check_changes(changes, max_attribute_keys=max_attribute_keys)
     changes, _dropped = (rules or ingestion_rules.load(db, account_id)).filter_profile(changes)
     now = timestamps.now_ms()
     key = (profiles.c.account_id == account_id, profiles.c.user_id == user_id)

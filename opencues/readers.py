@@ -33,8 +33,8 @@ from typing import BinaryIO, Iterator
 import orjson
 
 from opencues.errors import ApiError
-from opencues.ids import ALWAYS_SHORT_USER_ID, USER_ID_TOO_LONG, user_id_too_long
-from opencues.timestamps import parse_iso
+from opencues.ids import ALWAYS_SHORT_USER_ID, DOT_SEGMENTS, user_id_problem
+from opencues.timestamps import MAX_MS, MIN_MS, OUT_OF_RANGE, parse_instant
 
 __all__ = [
     "Format",
@@ -182,12 +182,12 @@ def _ndjson_user_ids(stream: BinaryIO, skip: int):
         line_no, value = item
         if type(value) is not str:
             yield RowError(line_no, "a user id must be a JSON string in double quotes")
-        elif not value or value.isspace():
-            yield RowError(line_no, "user id is empty")
-        elif user_id_too_long(value):
-            yield RowError(line_no, USER_ID_TOO_LONG)
-        else:
+            continue
+        problem = user_id_problem(value)
+        if problem is None:
             yield line_no, value
+        else:
+            yield RowError(line_no, f"user id {problem}")
 
 
 def _load_document(stream: BinaryIO):
@@ -234,12 +234,12 @@ def _json_user_ids(stream: BinaryIO, skip: int):
         value = document[index]
         if type(value) is not str:
             yield RowError(index + 1, f"`user_ids[{index}]` must be a string")
-        elif not value or value.isspace():
-            yield RowError(index + 1, f"`user_ids[{index}]` is empty")
-        elif user_id_too_long(value):
-            yield RowError(index + 1, f"`user_ids[{index}]`: {USER_ID_TOO_LONG}")
-        else:
+            continue
+        problem = user_id_problem(value)
+        if problem is None:
             yield index + 1, value
+        else:
+            yield RowError(index + 1, f"`user_ids[{index}]` {problem}")
 
 
 # --------------------------------------------------------------------------- CSV
@@ -439,18 +439,15 @@ def _csv_user_ids(stream: BinaryIO, skip: int):
             value = row[0].strip()
         else:
             value = row[column].strip() if column < len(row) else ""
-        if not value:
-            yield RowError(first, "user id is empty")
-        elif user_id_too_long(value):
-            yield RowError(first, USER_ID_TOO_LONG)
-        else:
+        problem = user_id_problem(value)
+        if problem is None:
             yield first, value
+        else:
+            yield RowError(first, f"user id {problem}")
 
 
 # --------------------------------------------------------------------------- validators
 
-_MIN_MS = -62_135_596_800_000  # 0001-01-01T00:00:00Z
-_MAX_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
 _CACHE_LIMIT = 100_000
 _day_ms: dict[str, int] = {}  # "YYYY-MM-DDT" → epoch ms at midnight UTC, learned
 # Fixed tables (1,440 + 60 + 1,000 entries): "HH:MM" → ms, "SS" → ms, "fff" → ms.
@@ -477,7 +474,8 @@ def _learn_day(key: str) -> int | None:
 def parse_timestamp(text: str) -> int:
     """ISO 8601 → epoch ms; offset-less times are UTC. ``YYYY-MM-DDTHH:MM:SS[.fff]Z`` — what
     exporters write — costs four dictionary look-ups (day, hour and minute, second, milliseconds);
-    every other ISO 8601 form goes through ``opencues.timestamps.parse_iso``. Raises ``RowInvalid``."""
+    every other ISO 8601 form goes through ``opencues.timestamps.parse_instant`` (so within its
+    range: the fast path only reads years 0001-9999 in UTC, all inside it). Raises ``RowInvalid``."""
     size = len(text)
     try:
         if size == 24:
@@ -496,12 +494,9 @@ def parse_timestamp(text: str) -> int:
 
 def _parse_timestamp_slowly(text: str) -> int:
     try:
-        ms = parse_iso(text, field="timestamp")
+        return parse_instant(text, field="timestamp")
     except ApiError as exc:
         raise RowInvalid(exc.detail) from None
-    if not _MIN_MS <= ms <= _MAX_MS:
-        raise RowInvalid("`timestamp` is out of range")
-    return ms
 
 
 def _user_id(value: object, other: object) -> str:
@@ -513,11 +508,10 @@ def _user_id(value: object, other: object) -> str:
         raise RowInvalid("`user_id` and `userId` differ; give one of them")
     kind = type(value)
     if kind is str:
-        if value and not value.isspace():
-            if user_id_too_long(value):
-                raise RowInvalid(f"`user_id`: {USER_ID_TOO_LONG}")
+        problem = user_id_problem(value)
+        if problem is None:
             return value
-        raise RowInvalid("`user_id` must be a non-empty string")
+        raise RowInvalid(f"`user_id` {problem}")
     if value is None:
         raise RowInvalid("`user_id` (or `userId`) is required")
     if kind is int:
@@ -525,6 +519,15 @@ def _user_id(value: object, other: object) -> str:
     if kind is float and value.is_integer():
         return str(int(value))
     raise RowInvalid("`user_id` must be a non-empty string")
+
+
+def _needs_checking(user_id: object, record: dict) -> bool:
+    """False for the usual ``user_id`` (a short, printable, lone string), which follows
+    ``opencues.ids``' rule without asking it; ``_user_id`` decides the rest."""
+    return (
+        type(user_id) is not str or "userId" in record or not user_id or len(user_id) > ALWAYS_SHORT_USER_ID
+        or not user_id.isprintable() or user_id.isspace() or user_id in DOT_SEGMENTS
+    )  # fmt: skip
 
 
 def profile_from_record(value: object) -> tuple[str, dict]:
@@ -535,7 +538,7 @@ def profile_from_record(value: object) -> tuple[str, dict]:
     attributes = value.copy()
     pop = attributes.pop
     user_id = pop("user_id", None)
-    if type(user_id) is not str or "userId" in attributes or not user_id or user_id.isspace() or len(user_id) > ALWAYS_SHORT_USER_ID:
+    if _needs_checking(user_id, attributes):
         user_id = _user_id(user_id, pop("userId", None))
     return user_id, attributes
 
@@ -552,12 +555,14 @@ def event_from_record(value: object) -> tuple[str, str, int, dict]:
     attributes = value.copy()
     pop = attributes.pop
     user_id = pop("user_id", None)
-    if type(user_id) is not str or "userId" in attributes or not user_id or user_id.isspace() or len(user_id) > ALWAYS_SHORT_USER_ID:
+    if _needs_checking(user_id, attributes):
         user_id = _user_id(user_id, pop("userId", None))
     name = pop("name", None)
-    if type(name) is not str or not name or name.isspace():
+    if type(name) is not str or not name or name.isspace() or "\x00" in name:
         if name is None:
             raise RowInvalid("`name` is required")
+        if type(name) is str and "\x00" in name:
+            raise RowInvalid("`name` must not contain NUL characters")
         raise RowInvalid("`name` must be a non-empty string")
     stamp = pop("timestamp", None)
     if type(stamp) is str:
@@ -585,9 +590,9 @@ def _numeric_timestamp(stamp: object) -> int:
         if stamp != stamp or stamp in _INFINITIES:  # int() would raise
             raise RowInvalid("`timestamp` is out of range")
         timestamp = int(stamp)
-        if _MIN_MS <= timestamp <= _MAX_MS:
+        if MIN_MS <= timestamp <= MAX_MS:
             return timestamp
-        raise RowInvalid("`timestamp` is out of range")
+        raise RowInvalid(f"`timestamp` {OUT_OF_RANGE}")
     if stamp is None:
         raise RowInvalid("`timestamp` is required")
     raise RowInvalid("`timestamp` must be an ISO 8601 string or milliseconds since 1970")
@@ -610,13 +615,9 @@ def group_from_record(value: object) -> tuple[str, dict]:
         return str(int(group_id)), properties
     if group_id is None:
         raise RowInvalid("`group_id` (or `groupId`) is required")
-    if kind is not str or not group_id or group_id.isspace():
+    if kind is not str:
         raise RowInvalid("`group_id` must be a non-empty string")
-    if "\x00" in group_id:
-        raise RowInvalid("`group_id` must not contain NUL characters")
-    if user_id_too_long(group_id):
-        raise RowInvalid(f"`group_id`: {GROUP_ID_TOO_LONG}")
+    problem = user_id_problem(group_id)  # group ids follow the user-id rule
+    if problem is not None:
+        raise RowInvalid(f"`group_id` {problem}")
     return group_id, properties
-
-
-GROUP_ID_TOO_LONG = USER_ID_TOO_LONG.replace("user id", "group id")

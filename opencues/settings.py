@@ -15,6 +15,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 SQLITE_CACHE_MB = 32  # the default of ``sqlite_cache_mb``, also for a ``Database`` opened without settings
+MAX_ATTRIBUTE_KEYS = 1000  # the default of ``max_attribute_keys``, also for library calls without settings
 
 
 class Settings(BaseSettings):
@@ -92,13 +93,17 @@ class Settings(BaseSettings):
         description="`on`: record API requests in the request journal (`GET /-/requests`); always on under `opencues serve --test`.",
     )
     journal_max_requests: int = Field(10_000, ge=1, description="Requests the journal keeps (the oldest are dropped).")
-
     analytics_rate_limit: str = Field(
         "60/second",
         description="Per-account request rate of the `analytics/*` routes (their `X-RateLimit-*` headers), e.g. `60/second`.",
     )
     analytics_export_concurrency: int = Field(
         2, ge=1, description="Analytics export jobs an account may have queued or running at once (429 beyond)."
+    )
+    max_attribute_keys: int = Field(
+        MAX_ATTRIBUTE_KEYS,
+        ge=1,
+        description="Most object keys in one event's attributes or one profile update, counted at every depth (HTTP 400 above; a failed row in imports).",
     )
 
     @cached_property

@@ -3,6 +3,13 @@
 Storage keeps every instant as integer milliseconds since the Unix epoch (UTC): compact, fast to
 index and compare on both databases. The API renders instants as ISO 8601 with exactly three
 fractional digits (``2021-07-16T16:02:50.037Z``), the shape data-pipeline clients parse.
+
+Accepted instants (``MIN_MS`` to ``MAX_MS``) are those whose UTC date has a four-digit year,
+``0001-01-01T00:00:00.000Z`` to ``9999-12-31T23:59:59.999Z``: every path that stores a client's
+time checks it here (``parse_instant``, ``check_range``). Rendering is total: an instant that
+cannot be written in the requested offset (the first or last hours of the range) is written in
+UTC, and a stored value outside the range (written before it was enforced, or by another tool)
+in ECMAScript's expanded-year form (``+010000-01-01T00:00:00.000Z``) — a read never fails.
 """
 
 from __future__ import annotations
@@ -15,7 +22,12 @@ from functools import lru_cache
 from opencues.errors import bad_request
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-_OFFSET_RE = re.compile(r"^([+-]?)(\d{1,2}):?(\d{2})$")
+# ASCII digits only: ``\d`` would also take ``٣٠`` (Arabic-Indic digits) as 30.
+_OFFSET_RE = re.compile(r"^([+-]?)([0-9]{1,2}):?([0-9]{2})$")
+_MINUTES_RE = re.compile(r"[+-]?[0-9]{1,3}")
+MIN_MS = -62_135_596_800_000  # 0001-01-01T00:00:00.000Z
+MAX_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
+OUT_OF_RANGE = "is out of range: it must be from 0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999Z (in UTC)"
 MIN_OFFSET_MINUTES = -12 * 60
 MAX_OFFSET_MINUTES = 14 * 60
 
@@ -40,6 +52,21 @@ def parse_iso(value: object, *, field: str, default_tz: timezone = timezone.utc)
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=default_tz)
     return datetime_to_ms(parsed)
+
+
+def check_range(ms: int, *, field: str) -> int:
+    """``ms`` when it is an accepted instant, else a 400 naming ``field``."""
+    if MIN_MS <= ms <= MAX_MS:
+        return ms
+    raise bad_request(f"`{field}` {OUT_OF_RANGE}")
+
+
+def parse_instant(value: object, *, field: str, default_tz: timezone = timezone.utc) -> int:
+    """``parse_iso`` for a time that will be stored: also within ``MIN_MS``..``MAX_MS``."""
+    ms = parse_iso(value, field=field, default_tz=default_tz)
+    if MIN_MS <= ms <= MAX_MS:  # ``check_range``, inlined: this is on the track hot path
+        return ms
+    raise bad_request(f"`{field}` {OUT_OF_RANGE}")
 
 
 def parse_time(value: object, *, field: str, default_tz: timezone = timezone.utc) -> int:
@@ -86,13 +113,41 @@ def render(ms: int | None, offset_minutes: int = 0) -> str | None:
     if ms is None:
         return None
     day, rest = divmod(ms + offset_minutes * 60_000, 86_400_000)
+    try:
+        prefix = _day_prefix(day)
+    except (ValueError, OverflowError):  # not a year 0001-9999 in this offset
+        return _render_beyond(ms, offset_minutes)
     seconds, millis = divmod(rest, 1000)
     minutes, seconds = divmod(seconds, 60)
     hours, minutes = divmod(minutes, 60)
     return (
-        _day_prefix(day) + _TWO_DIGITS[hours] + ":" + _TWO_DIGITS[minutes] + ":" + _TWO_DIGITS[seconds]
+        prefix + _TWO_DIGITS[hours] + ":" + _TWO_DIGITS[minutes] + ":" + _TWO_DIGITS[seconds]
         + _MILLIS[millis] + _offset_suffix(offset_minutes)
     )  # fmt: skip
+
+
+_DAYS_PER_400_YEARS = 146_097  # the Gregorian calendar repeats every 400 years
+
+
+def _render_beyond(ms: int, offset_minutes: int) -> str:
+    """An instant whose date in ``offset_minutes`` has no four-digit year: in UTC when it is in
+    the accepted range, else with an expanded year (a sign and at least six digits; year 0 and
+    years beyond 9999 as ECMAScript's ``Date.prototype.toISOString`` writes them)."""
+    if offset_minutes and MIN_MS <= ms <= MAX_MS:
+        return render(ms, 0)
+    day, rest = divmod(ms, 86_400_000)
+    # Shift the day by whole 400-year cycles into ``date``'s range, then shift the year back.
+    cycles = (day + _EPOCH_ORDINAL - 1) // _DAYS_PER_400_YEARS - 1
+    moment = date.fromordinal(day + _EPOCH_ORDINAL - cycles * _DAYS_PER_400_YEARS)
+    year = moment.year + 400 * cycles
+    if 0 <= year <= 9999:
+        head = f"{year:04d}"
+    else:
+        head = f"{'-' if year < 0 else '+'}{abs(year):06d}"
+    seconds, millis = divmod(rest, 1000)
+    minutes, seconds = divmod(seconds, 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{head}-{moment.month:02d}-{moment.day:02d}T{hours:02d}:{minutes:02d}:{seconds:02d}.{millis:03d}Z"
 
 
 def parse_offset(value: object, *, field: str = "time_zone") -> int:
@@ -106,7 +161,7 @@ def parse_offset(value: object, *, field: str = "time_zone") -> int:
         minutes = int(value)
     elif isinstance(value, str):
         text = value.strip()
-        if re.fullmatch(r"[+-]?\d{1,4}", text) and ":" not in text and len(text.lstrip("+-")) <= 3:
+        if _MINUTES_RE.fullmatch(text):
             minutes = int(text)
         else:
             match = _OFFSET_RE.match(text)

@@ -156,6 +156,9 @@ class JobContext:
         self.row_errors: list[dict] = list(job.row_errors or [])
         self._started = time.monotonic()
         self._last_progress_event = self._started
+        # Counters ``commit_progress`` wrote in the current ``transaction()`` of each thread: they
+        # become the context's counters only once that transaction has committed.
+        self._staged = threading.local()
 
     @property
     def lease_ms(self) -> int:
@@ -166,8 +169,24 @@ class JobContext:
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
-        with self.db.begin() as conn:
-            yield conn
+        staged = self._staged
+        outer = getattr(staged, "inside", False), getattr(staged, "values", None)  # a transaction in a transaction
+        staged.inside, staged.values = True, None
+        try:
+            with self.db.begin() as conn:
+                yield conn
+            if staged.values is not None:  # committed: the counters it wrote are now true
+                self._take(staged.values)
+        finally:
+            staged.inside, staged.values = outer
+
+    def _take(self, values: dict) -> None:
+        self.rows_done = values["rows_done"]
+        self.ingestions_completed = values["ingestions_completed"]
+        self.ingestions_failed = values["ingestions_failed"]
+        self.requests_failed = values["requests_failed"]
+        self.ingestions_filtered = values["ingestions_filtered"]
+        self.row_errors = values["row_errors"]
 
     def _fence(self, conn: Connection, **values) -> None:
         values.setdefault("lease_expires_at", timestamps.now_ms() + self.lease_ms)
@@ -211,13 +230,12 @@ class JobContext:
                 "ingestions_failed": values["ingestions_failed"],
             })  # fmt: skip
             self._last_progress_event = now
-        # The in-memory mark follows the transaction; if it rolls back the attempt is abandoned.
-        self.rows_done = values["rows_done"]
-        self.ingestions_completed = values["ingestions_completed"]
-        self.ingestions_failed = values["ingestions_failed"]
-        self.requests_failed = values["requests_failed"]
-        self.ingestions_filtered = values["ingestions_filtered"]
-        self.row_errors = row_errors
+        # The in-memory counters follow the transaction once it commits (a rolled-back batch —
+        # its write failed — must not be counted in a ``Failed`` event or the next batch's mark).
+        if getattr(self._staged, "inside", False):
+            self._staged.values = values
+        else:  # a connection from elsewhere: the caller answers for its commit
+            self._take(values)
 
     def add_event(self, name: str, attributes: dict | None = None, conn: Connection | None = None) -> None:
         if conn is not None:
@@ -232,13 +250,26 @@ class JobContext:
         with self.transaction() as conn:
             self._fence(conn)
 
-    def _finish(self, status: JobStatus, event: str, attributes: dict) -> None:
+    def _finish(self, status: JobStatus, event: str, lead: dict | None = None, extra: dict | None = None) -> None:
+        """End the job with ``event``: ``lead`` attributes, then the counters as committed (read
+        back from the job row in this transaction: they count exactly the rows that are stored),
+        then ``extra``."""
         with self.transaction() as conn:
             self._fence(
                 conn, status=status.value, finished_at=timestamps.now_ms(), runtime_ms=self.runtime_ms(),
                 lease_owner=None, lease_expires_at=None,
             )  # fmt: skip
-            jobs.add_event(conn, self.job.id, event, attributes)
+            self._reload_counters(conn)
+            jobs.add_event(conn, self.job.id, event, {**(lead or {}), **self.completed_attributes(), **(extra or {})})
+
+    def _reload_counters(self, conn: Connection) -> None:
+        row = conn.execute(
+            select(
+                jobs_table.c.rows_done, jobs_table.c.ingestions_completed, jobs_table.c.ingestions_failed,
+                jobs_table.c.requests_failed, jobs_table.c.ingestions_filtered, jobs_table.c.row_errors,
+            ).where(jobs_table.c.id == self.job.id)
+        ).one()  # fmt: skip
+        self._take({**row._mapping, "row_errors": list(row.row_errors or [])})
 
     def completed_attributes(self) -> dict:
         attributes = {
@@ -406,7 +437,7 @@ class Worker:
             else:
                 ctx.add_event("Resumed", {"attempt": job.attempts, "rows_processed": job.rows_done})
             extra = registration.handler(ctx) or {}
-            ctx._finish(JobStatus.COMPLETED, "Completed", {**ctx.completed_attributes(), **extra})
+            ctx._finish(JobStatus.COMPLETED, "Completed", extra=extra)
         except LeaseLost:
             log.warning("job %s: lease lost to another worker; abandoning this attempt", job.id)
             return
@@ -416,7 +447,7 @@ class Worker:
             return
         except JobFailed as exc:
             try:
-                ctx._finish(JobStatus.FAILED, "Failed", {"reason": exc.reason, **ctx.completed_attributes()})
+                ctx._finish(JobStatus.FAILED, "Failed", {"reason": exc.reason})
             except LeaseLost:
                 return
         except Exception as exc:  # noqa: BLE001 - a handler bug or a database outage: retry later
@@ -436,7 +467,7 @@ class Worker:
                     reason = f"internal error after {job.attempts} attempts: {type(exc).__name__}: {exc}"
                     if fault is not None:
                         reason = f"{_storage_reason(fault)} (after {job.attempts} attempts)"
-                    ctx._finish(JobStatus.FAILED, "Failed", {"reason": reason[:500], **ctx.completed_attributes()})
+                    ctx._finish(JobStatus.FAILED, "Failed", {"reason": reason[:500]})
                 except Exception:  # noqa: BLE001
                     log.exception("job %s: could not record the failure", job.id)
                     return

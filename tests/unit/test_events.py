@@ -324,4 +324,120 @@ def test_library_track_without_http(db, account):
     ]
     with pytest.raises(ApiError) as raised:
         events.track(db, account.account_id, "u", {"name": "x", "timestamp": "2021-08-10", "attributes": {"k": "\x00"}})
-    assert raised.value.status == 400 and "`attributes`" in raised.value.detail
+    assert raised.value.status == 400 and "`attributes.k`" in raised.value.detail
+
+
+# --- hostile input ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stamp", ["9999-12-31T23:59:59-12:00", "0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59.999-00:01"])
+def test_track_refuses_a_timestamp_outside_the_range(api, stamp):
+    assert_problem(track(api, "u", timestamp=stamp), 400, "`timestamp`")
+    assert api.get(events_path("u")).status_code == 200
+
+
+@pytest.mark.parametrize("time_zone", ["+01:00", "+14:00", "-12:00", "0"])
+def test_history_renders_the_edges_of_the_range_in_every_time_zone(api, time_zone):
+    assert track(api, "u", name="last", timestamp="9999-12-31T23:59:59.999Z").status_code == 200
+    assert track(api, "u", name="first", timestamp="0001-01-01T00:00:00Z").status_code == 200
+    for accept in ("application/json", "text/csv"):
+        response = api.get(events_path("u"), params={"time_zone": time_zone}, headers={"Accept": accept})
+        assert response.status_code == 200, response.text
+    body = api.get(events_path("u"), params={"time_zone": time_zone}).json()
+    assert [timestamps.parse_iso(e["timestamp"], field="t") for e in body] == [timestamps.MAX_MS, timestamps.MIN_MS]
+
+
+def test_history_reads_every_stored_value(api, db):
+    # Rows stored before the range was enforced (or written by other tools): reads stay total.
+    with db.begin() as conn:
+        for ms in (timestamps.MAX_MS + 43_200_000, timestamps.MIN_MS - 50_400_000, 2**62, -(2**62)):
+            events.insert_event(conn, api.creds.account_id, "u", "x", ms)
+    for time_zone in ("0", "+14:00", "-12:00"):
+        for accept in ("application/json", "text/csv"):
+            response = api.get(events_path("u"), params={"time_zone": time_zone}, headers={"Accept": accept})
+            assert response.status_code == 200, response.text
+    assert api.get(events_path("u")).json()[0]["timestamp"].startswith("+")
+
+
+@pytest.mark.parametrize("time_zone", ["٣٠", "+٠٥:٣٠", "０"])
+def test_history_time_zone_takes_ascii_digits_only(api, time_zone):
+    assert_problem(api.get(events_path("u"), params={"time_zone": time_zone}), 400, "`time_zone`")
+
+
+def nested_json(depth: int) -> str:
+    """JSON text of a value nesting ``depth`` arrays and objects (alternating) around a number
+    (written by hand: ``json``/``orjson`` cannot write some of the depths tested)."""
+    text = "1"
+    for level in range(depth):
+        text = '{"k":' + text + "}" if level % 2 else "[" + text + "]"
+    return text
+
+
+def nested(depth: int):
+    return orjson.loads(nested_json(depth))
+
+
+@pytest.mark.parametrize("depth", [65, 254, 255, 600, 1021])
+def test_track_refuses_attributes_nested_too_deep(api, depth):
+    from opencues import attributes
+
+    assert attributes.MAX_DEPTH == 64
+    body = '{"name": "x", "timestamp": "2021-01-01T00:00:00Z", "attributes": {"deep": %s}}' % nested_json(depth)
+    response = api.post(events_path("u"), content=body, headers={"Content-Type": "application/json"})
+    assert_problem(response, 400, "`attributes.deep`")
+    assert api.get(events_path("u")).json() == []
+
+
+def test_track_accepts_attributes_nested_up_to_the_limit(api):
+    body = '{"name": "x", "timestamp": "2021-01-01T00:00:00Z", "attributes": {"deep": %s}}' % nested_json(64)
+    assert api.post(events_path("u"), content=body, headers={"Content-Type": "application/json"}).status_code == 200
+    assert api.get(events_path("u")).json()[0]["attributes"] == {"deep": nested(64)}
+
+
+def test_track_refuses_too_many_attribute_keys_counted_at_every_depth(settings, db, account):
+    from starlette.testclient import TestClient
+
+    from opencues.web.app import create_app
+
+    small = settings.model_copy(update={"max_attribute_keys": 10})
+    with TestClient(create_app(small, db)) as client:
+        api = AccountClient(client, account)
+        ten = {"a": {f"k{i}": i for i in range(4)}, "b": [{"c": 1, "d": 2}], "e": 1, "f": 2}  # 10 keys
+        assert track(api, "u", attributes=ten).status_code == 200
+        assert_problem(track(api, "u", attributes={**ten, "g": 3}), 400, "`attributes`")
+        assert_problem(track(api, "u", attributes={**ten, "b": [{"c": 1, "d": 2, "x": 3}]}), 400, "more than 10")
+    assert len(events.history(db, account.account_id, "u")) == 1
+
+
+def test_the_attribute_key_cap_is_a_setting_with_a_default():
+    from opencues.settings import Settings
+
+    assert Settings().max_attribute_keys == 1000
+
+
+@pytest.mark.parametrize(
+    "attributes, field",
+    [
+        ({"k": "a\x00b"}, "`attributes.k`"),
+        ({"k": {"deeper": ["x", "\x00"]}}, "`attributes.k.deeper[1]`"),
+        ({"k\x00": 1}, "`attributes`"),
+        ({"k": [{"\x00": 1}]}, "`attributes.k[0]`"),
+    ],
+)
+def test_track_refuses_nul_anywhere_naming_the_field(api, attributes, field):
+    assert_problem(track(api, "u", attributes=attributes), 400, field)
+    assert_problem(track(api, "u", name="a\x00"), 400, "`name`")
+    assert api.get(events_path("u")).json() == []
+
+
+def test_a_literal_backslash_u0000_is_text_not_nul(api):
+    assert track(api, "u", name="\\u0000", attributes={"k": "\\u0000", "\\u0000": 1}).status_code == 200
+    [event] = api.get(events_path("u")).json()
+    assert event["name"] == "\\u0000" and event["attributes"] == {"k": "\\u0000", "\\u0000": 1}
+
+
+def test_library_track_applies_the_same_rules(db, account):
+    for attributes in ({"deep": nested(300)}, {f"k{i}": i for i in range(1001)}):
+        with pytest.raises(ApiError) as raised:
+            events.track(db, account.account_id, "u", {"name": "x", "timestamp": "2021-08-10", "attributes": attributes})
+        assert raised.value.status == 400 and "`attributes" in raised.value.detail

@@ -497,3 +497,124 @@ def test_event_batches_are_written_beside_the_parsing_thread_and_sqlite_profiles
     # SQLite's profile upsert retakes the GIL for every row: a parsing thread beside it would starve it.
     profiles_thread = "import-writer" if db.is_postgres else threading.current_thread().name
     assert threads == [("events", "import-writer"), ("profiles", profiles_thread)]
+
+
+# --------------------------------------------------------------------------- hostile rows
+
+
+def deep_json(depth: int) -> str:
+    """JSON text nesting ``depth`` arrays and objects (by hand: orjson cannot write all of them)."""
+    text = "1"
+    for level in range(depth):
+        text = '{"k":' + text + "}" if level % 2 else "[" + text + "]"
+    return text
+
+
+def deep(depth: int):
+    return orjson.loads(deep_json(depth))
+
+
+@pytest.mark.parametrize("depth", [65, 254, 300, 1000])
+def test_a_deeply_nested_event_row_is_a_row_error_and_good_rows_are_stored(api, app, db, depth):
+    body = "\n".join([
+        '{"user_id": "u1", "name": "ok", "timestamp": 1}',
+        '{"user_id": "u2", "name": "deep", "timestamp": 2, "attributes": {"d": %s}}' % deep_json(depth),
+        '{"user_id": "u3", "name": "deep too", "timestamp": 3, "d": %s}' % deep_json(depth),
+        '{"user_id": "u4", "name": "ok", "timestamp": 4, "d": %s}' % deep_json(64),
+    ]).encode()  # fmt: skip
+    job = job_of(api, api.post("import/events", content=body, headers=NDJSON))
+    drain(app)
+    attributes = completed(api, job["job_id"])
+    assert attributes["ingestions_completed"] == 2 and attributes["ingestions_failed"] == 2
+    assert [e["line"] for e in attributes["errors"]] == [2, 3]
+    assert all("`attributes.d`" in e["reason"] and "64" in e["reason"] for e in attributes["errors"])
+    assert [r.user_id for r in event_rows(db)] == ["u1", "u4"]
+
+
+@pytest.mark.parametrize("depth", [65, 254, 300, 1000])
+def test_a_deeply_nested_profile_row_is_a_row_error_and_good_rows_are_stored(api, app, db, depth):
+    body = ('{"user_id": "u1", "plan": "pro"}\n{"user_id": "u2", "d": %s}\n{"user_id": "u3", "d": %s}\n'
+            % (deep_json(depth), deep_json(64))).encode()  # fmt: skip
+    job = job_of(api, api.post("import/profiles", content=body, headers=NDJSON))
+    drain(app)
+    attributes = completed(api, job["job_id"])
+    assert attributes["ingestions_completed"] == 2 and attributes["ingestions_failed"] == 1
+    assert attributes["errors"][0]["line"] == 2 and "`d`" in attributes["errors"][0]["reason"]
+    assert profile_of(db, "u1") == {"plan": "pro"} and profile_of(db, "u2") is None
+    assert profile_of(db, "u3") == {"d": deep(64)}
+
+
+def test_nul_in_event_rows_is_a_row_error_on_every_backend(api, app, db):
+    body = ndjson(
+        {"user_id": "u1", "name": "ok", "timestamp": 1},
+        {"user_id": "u2", "name": "a\x00b", "timestamp": 2},
+        {"user_id": "u\x003", "name": "x", "timestamp": 3},
+        {"user_id": "u4", "name": "x", "timestamp": 4, "attributes": {"k": ["\x00"]}},
+        {"user_id": "u5", "name": "x", "timestamp": 5, "k\x00": 1},
+        {"user_id": "u6", "name": "\\u0000", "timestamp": 6, "k": "\\u0000"},  # backslash-u text: fine
+    )
+    job = job_of(api, api.post("import/events", content=body, headers=NDJSON))
+    drain(app)
+    attributes = completed(api, job["job_id"])
+    assert attributes["ingestions_completed"] == 2 and attributes["ingestions_failed"] == 4
+    reasons = [e["reason"] for e in attributes["errors"]]
+    assert "`name`" in reasons[0] and "`user_id`" in reasons[1] and "`attributes.k[0]`" in reasons[2]
+    assert all("NUL" in reason for reason in reasons)
+    rows = event_rows(db)
+    assert [(r.user_id, r.name) for r in rows] == [("u1", "ok"), ("u6", "\\u0000")]
+
+
+def test_nul_in_a_csv_cell_is_a_row_error(api, app, db):
+    body = b"user_id,name,timestamp,color\nu1,ok,1,red\nu2,a\x00b,2,red\nu3,ok,3,r\x00d\n"
+    job = job_of(api, api.post("import/events", content=body, headers=CSV))
+    drain(app)
+    attributes = completed(api, job["job_id"])
+    assert attributes["ingestions_completed"] == 1 and attributes["ingestions_failed"] == 2
+    assert [r.name for r in event_rows(db)] == ["ok"]
+
+
+def test_nul_in_profile_rows_is_a_row_error_on_every_backend(api, app, db):
+    body = ndjson({"user_id": "u1", "plan": "pro"}, {"user_id": "u2", "plan": "a\x00"}, {"user_id": "u\x00", "plan": "x"},
+                  {"user_id": "u4", "m": {"k\x00": 1}})  # fmt: skip
+    job = job_of(api, api.post("import/profiles", content=body, headers=NDJSON))
+    drain(app)
+    attributes = completed(api, job["job_id"])
+    assert attributes["ingestions_completed"] == 1 and attributes["ingestions_failed"] == 3
+    assert profile_of(db, "u1") == {"plan": "pro"} and profile_of(db, "u2") is None and profile_of(db, "u4") is None
+
+
+def test_nul_in_segment_uploads_is_a_row_error_on_every_backend(api, app, db, segment):
+    for form in (dict(content=b'"a"\n"b\\u0000"\n"c"\n', headers=NDJSON), dict(json={"user_ids": ["a", "b\x00", "c"]}),
+                 dict(content=b"a\nb\x00\nc\n", headers=CSV)):  # fmt: skip
+        job = job_of(api, api.post(f"segments/{segment}/add_user_ids", **form))
+        drain(app)
+        attributes = completed(api, job["job_id"])
+        assert attributes["ingestions_completed"] == 2 and attributes["ingestions_failed"] == 1
+        assert attributes["errors"][0]["line"] == 2 and "NUL" in attributes["errors"][0]["reason"]
+    assert members(db, segment) == ["a", "c"]
+
+
+@pytest.mark.parametrize("stamp", ["9999-12-31T23:59:59-12:00", "0001-01-01T00:00:00+14:00", 253_402_300_800_000, -62_135_596_800_001])
+def test_an_event_timestamp_outside_the_range_is_a_row_error(api, app, db, stamp):
+    body = ndjson({"user_id": "u1", "name": "bad", "timestamp": stamp}, {"user_id": "u1", "name": "edge", "timestamp": "9999-12-31T23:59:59.999Z"})
+    job = job_of(api, api.post("import/events", content=body, headers=NDJSON))
+    drain(app)
+    attributes = completed(api, job["job_id"])
+    assert attributes["ingestions_completed"] == 1 and attributes["ingestions_failed"] == 1
+    assert "`timestamp`" in attributes["errors"][0]["reason"]
+    assert api.get("users/u1/events", params={"time_zone": "+01:00"}).status_code == 200
+
+
+def test_too_many_attribute_keys_is_a_row_error(api, app, db, settings):
+    settings.max_attribute_keys = 3
+    events_body = ndjson({"user_id": "u1", "name": "ok", "timestamp": 1, "a": 1, "attributes": {"b": {"c": 1}}},
+                         {"user_id": "u2", "name": "many", "timestamp": 2, "a": 1, "attributes": {"b": {"c": 1, "d": 2}}})  # fmt: skip
+    profiles_body = ndjson({"user_id": "u1", "a": 1, "b": [{"c": 1}]}, {"user_id": "u2", "a": 1, "b": [{"c": 1}], "d": 1})
+    for path, body in (("import/events", events_body), ("import/profiles", profiles_body)):
+        job = job_of(api, api.post(path, content=body, headers=NDJSON))
+        drain(app)
+        attributes = completed(api, job["job_id"])
+        assert attributes["ingestions_completed"] == 1 and attributes["ingestions_failed"] == 1
+        assert attributes["errors"][0]["line"] == 2 and "more than 3" in attributes["errors"][0]["reason"]
+    assert [r.user_id for r in event_rows(db)] == ["u1"]
+    assert profile_of(db, "u2") is None

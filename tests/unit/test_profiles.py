@@ -1,6 +1,7 @@
 import threading
 from urllib.parse import quote
 
+import orjson
 import pytest
 
 from opencues import profiles
@@ -138,3 +139,61 @@ def test_a_user_id_over_the_limit_is_a_400(api):
     assert_problem(api.patch(path(too_long), json={"a": 1}), 400, "`user_id`")
     assert_problem(api.get(path(too_long)), 400, "`user_id`")
     assert api.patch(path("ü" * 512), json={"a": 1}).status_code == 200
+
+
+# --- hostile input ---
+
+
+def nested_json(depth: int) -> str:
+    text = "1"
+    for level in range(depth):
+        text = '{"k":' + text + "}" if level % 2 else "[" + text + "]"
+    return text
+
+
+def nested(depth: int):
+    return orjson.loads(nested_json(depth))
+
+
+@pytest.mark.parametrize("depth", [65, 254, 255, 600, 1022])
+def test_patch_refuses_values_nested_too_deep_naming_the_field(api, depth):
+    body = '{"ok": 1, "deep": %s}' % nested_json(depth)
+    response = api.patch(path("u1"), content=body, headers={"Content-Type": "application/json"})
+    assert_problem(response, 400, "`deep`")
+    assert_problem(api.get(path("u1")), 404)
+
+
+def test_patch_accepts_values_nested_up_to_the_limit(api):
+    assert api.patch(path("u1"), json={"deep": nested(64)}).status_code == 200
+    assert api.get(path("u1")).json() == {"deep": nested(64)}
+
+
+def test_patch_refuses_too_many_keys_counted_at_every_depth(settings, db, account):
+    from starlette.testclient import TestClient
+
+    from opencues.web.app import create_app
+
+    small = settings.model_copy(update={"max_attribute_keys": 5})
+    with TestClient(create_app(small, db)) as client:
+        api = AccountClient(client, account)
+        assert api.patch(path("u1"), json={"a": 1, "b": {"c": 1, "d": [{"e": 1}]}}).status_code == 200
+        assert_problem(api.patch(path("u1"), json={"a": 1, "b": {"c": 1, "d": [{"e": 1, "f": 2}]}}), 400, "more than 5")
+    assert profiles.get_profile(db, account.account_id, "u1") == {"a": 1, "b": {"c": 1, "d": [{"e": 1}]}}
+
+
+@pytest.mark.parametrize(
+    "body, field",
+    [({"k": "a\x00"}, "`k`"), ({"k": {"x": ["\x00"]}}, "`k.x[0]`"), ({"k\x00": 1}, "field names"), ({"k": {"\x00": 1}}, "`k`")],
+)
+def test_patch_refuses_nul_anywhere_naming_the_field(api, body, field):
+    assert_problem(api.patch(path("u1"), json=body), 400, field)
+    assert_problem(api.get(path("u1")), 404)
+
+
+def test_library_update_applies_the_same_rules(db, account):
+    from opencues.errors import ApiError
+
+    for changes in ({"deep": nested(300)}, {f"k{i}": i for i in range(1001)}, {"k": ["\x00"]}):
+        with pytest.raises(ApiError) as raised:
+            profiles.update_profile(db, account.account_id, "u1", changes)
+        assert raised.value.status == 400

@@ -2,7 +2,6 @@
 exactly the items after the first N, whatever the input), and totality (no input raises: every
 item is a value or a ``RowError``, and the row validators raise only ``RowInvalid``)."""
 
-import csv
 import io
 
 import orjson

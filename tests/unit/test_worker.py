@@ -377,3 +377,47 @@ def test_a_job_goes_on_once_space_is_back(db, store, settings, kind):
     assert job_row(db, job_id).status == "COMPLETED"
     assert names(db, job_id) == ["Ingesting", "Retrying", "Resumed", "Completed"]
     assert "read-only" in jobs.job_events_of(db, job_id)[1]["attributes"]["reason"]
+# --- counters come from what committed -----------------------------------------------------------
+
+
+def test_a_failed_event_counts_only_the_batches_that_committed(db, store, settings, kind):
+    job_id = new_job(db)
+
+    def handler(ctx):
+        with ctx.transaction() as conn:
+            ctx.commit_progress(conn, consumed=10, completed=9, failed=1, errors=[(3, "bad")])
+        with ctx.transaction() as conn:  # this batch's write fails: its transaction rolls back
+            ctx.commit_progress(conn, consumed=10, completed=8, failed=2, errors=[(12, "bad"), (15, "bad")])
+            raise worker.JobFailed("the segment was deleted")
+
+    kind.handler = handler
+    worker.run_pending_jobs(db, store, settings)
+    row = job_row(db, job_id)
+    assert row.status == "FAILED" and row.rows_done == 10 and row.ingestions_completed == 9
+    failed = jobs.job_events_of(db, job_id)[-1]
+    assert failed["name"] == "Failed"
+    assert failed["attributes"]["ingestions_completed"] == 9 and failed["attributes"]["ingestions_failed"] == 1
+    assert failed["attributes"]["errors"] == [{"line": 3, "reason": "bad"}]
+
+
+def test_after_a_rolled_back_batch_the_context_keeps_the_committed_counters(db, store, settings, kind):
+    settings.job_max_attempts = 1
+    job_id = new_job(db)
+    seen = {}
+
+    def handler(ctx):
+        with ctx.transaction() as conn:
+            ctx.commit_progress(conn, consumed=5, completed=5)
+        try:
+            with ctx.transaction() as conn:
+                ctx.commit_progress(conn, consumed=5, completed=5)
+                raise RuntimeError("the write failed")
+        finally:
+            seen.update(rows_done=ctx.rows_done, completed=ctx.ingestions_completed)
+
+    kind.handler = handler
+    worker.run_pending_jobs(db, store, settings)
+    assert seen == {"rows_done": 5, "completed": 5}
+    failed = jobs.job_events_of(db, job_id)[-1]
+    assert failed["name"] == "Failed" and failed["attributes"]["ingestions_completed"] == 5
+    assert job_row(db, job_id).ingestions_completed == 5

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from functools import partial
+
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -11,10 +13,13 @@ from opencues.web.responses import JSON_TYPE, ok, respond, wants_csv
 
 async def track_event(request: Request, account_id: str, user_id: str):
     authorize(request, account_id, write=True)
-    payload = await read_json(request)
-    db = request.app.state.db
-    rules = request.app.state.ingestion_rules.rules(db, account_id)
-    await events.track_grouped(db, account_id, user_id, payload, rules)
+    state = request.app.state
+    # The row is built (and validated) right after parsing: off the event loop for a large body.
+    row = await read_json(request, prepare=partial(
+        events.event_row, account_id, user_id, max_attribute_keys=state.settings.max_attribute_keys
+    ))  # fmt: skip
+    if state.ingestion_rules.rules(state.db, account_id).keeps_event(row["name"]):  # else dropped by a rule
+        await events.write_grouped(state.db, row)
     return ok(request)
 
 

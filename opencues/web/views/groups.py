@@ -21,7 +21,9 @@ async def update_group(request: Request, account_id: str, group_id: str):
     authorize(request, account_id, write=True)
     changes = await read_json(request)
     db = request.app.state.db
-    groups.update_group(db, account_id, group_id, changes, request.app.state.ingestion_rules.rules(db, account_id))
+    settings = request.app.state.settings
+    rules = request.app.state.ingestion_rules.rules(db, account_id)
+    groups.update_group(db, account_id, group_id, changes, rules, max_attribute_keys=settings.max_attribute_keys)
     return ok(request)
 
 

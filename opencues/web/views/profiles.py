@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+from functools import partial
+
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
 from opencues import profiles
@@ -18,9 +21,15 @@ async def get_profile(request: Request, account_id: str, user_id: str):
 
 async def update_profile(request: Request, account_id: str, user_id: str):
     authorize(request, account_id, write=True)
-    changes = await read_json(request)
-    db = request.app.state.db
-    profiles.update_profile(db, account_id, user_id, changes, request.app.state.ingestion_rules.rules(db, account_id))
+    state = request.app.state
+    max_keys = state.settings.max_attribute_keys
+    changes = await read_json(request, prepare=partial(profiles.check_changes, max_attribute_keys=max_keys))
+    rules = state.ingestion_rules.rules(state.db, account_id)
+    # In a thread: the read-merge-write waits for the database (and for a concurrent update of
+    # the same user), and a large profile's JSON is encoded there too.
+    await run_in_threadpool(
+        profiles.update_profile, state.db, account_id, user_id, changes, rules, max_attribute_keys=max_keys
+    )
     return ok(request)
 
 

@@ -16,9 +16,7 @@ import psycopg
 import pytest
 from starlette.testclient import TestClient
 
-from opencues import jobs, segments, worker
-from opencues.settings import Settings
-from opencues.storage import Database
+from opencues import jobs, worker
 from opencues.web.app import create_app
 from opencues.web.errors import database_unavailable
 from tests.conftest import assert_problem, make_account

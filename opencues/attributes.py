@@ -1,0 +1,81 @@
+"""What a stored attributes document may hold: one rule for an event's attributes and for a
+profile update, on every path in (track, profile PATCH, event and profile imports).
+
+- **Nesting**: an attribute's value nests at most ``MAX_DEPTH`` (64) levels of objects and arrays.
+  The JSON encoder cannot write a document nested more than 254 levels, and PostgreSQL's JSONB
+  and SQLite's JSON functions have limits of their own; one limit well below all of them keeps a
+  deep value a 400 (or a failed row) on both databases instead of a 500 or a failed import job.
+- **Size**: at most ``settings.max_attribute_keys`` object keys, counted at every depth (nested
+  objects and objects inside arrays too). Every key costs storage and indexing work (the
+  attribute-key catalogue, JSONB's sorted keys), far beyond what its bytes cost to parse.
+- **NUL** (U+0000) in no string, key or value, at any depth: PostgreSQL's text and JSONB cannot
+  hold it, so it is refused on SQLite alike.
+
+``problem`` returns the first breach as a phrase naming the field (``attributes.page.title``), or
+None. Given the document's JSON text — which every writer produces anyway — it decides nearly
+every document with three scans of that text in C, and walks the values only when a scan says
+a limit might be reached.
+"""
+
+from __future__ import annotations
+
+MAX_DEPTH = 64
+
+
+def problem(document: dict, *, max_keys: int, where: str = "", text: bytes | None = None) -> str | None:
+    """The first breach of the rules in ``document`` (an object), or None.
+
+    ``where`` names the document in messages (``attributes``; "" for a profile, whose keys are
+    top-level fields); ``text``, when given, is ``document`` as JSON (``orjson.dumps``).
+    """
+    if text is not None and b"\\u0000" not in text:
+        # A key is followed by a colon and a nested level opens with a bracket, so a text shorter
+        # than a limit cannot reach it (most documents: no counting at all).
+        size = len(text)
+        if (size <= max_keys or text.count(b":") <= max_keys) and (
+            size <= MAX_DEPTH or text.count(b"{") + text.count(b"[") <= MAX_DEPTH
+        ):
+            return None
+    return _Walk(max_keys, where).container(document, (), 0)
+
+
+class _Walk:
+    __slots__ = ("max_keys", "keys_left", "where")
+
+    def __init__(self, max_keys: int, where: str):
+        self.max_keys = self.keys_left = max_keys
+        self.where = where
+
+    def name(self, path: tuple) -> str:
+        text = self.where
+        for part in path:
+            if type(part) is int:
+                text += f"[{part}]"
+            else:
+                text = f"{text}.{part}" if text else part
+        return text or "body"
+
+    def container(self, value, path: tuple, level: int) -> str | None:
+        """Check ``value`` (a dict or list) at nesting ``level`` (0: the document itself)."""
+        if level > MAX_DEPTH:
+            return f"`{self.name(path[:1])}` nests objects and arrays more than {MAX_DEPTH} levels deep"
+        if type(value) is dict:
+            self.keys_left -= len(value)
+            if self.keys_left < 0:
+                what = f"`{self.where}`" if self.where else "the body"
+                return f"{what} has more than {self.max_keys} attribute keys (counted at every depth)"
+            items = value.items()
+        else:
+            items = enumerate(value)
+        for key, item in items:
+            if type(key) is str and "\x00" in key:
+                return f"attribute names must not contain NUL characters (in `{self.name(path)}`)"
+            kind = type(item)
+            if kind is str:
+                if "\x00" in item:
+                    return f"`{self.name(path + (key,))}` must not contain NUL characters"
+            elif kind is dict or kind is list:
+                found = self.container(item, path + (key,), level + 1)
+                if found is not None:
+                    return found
+        return None
