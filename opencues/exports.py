@@ -32,6 +32,7 @@ import logging
 import queue
 import re
 import threading
+import time
 from contextlib import closing, contextmanager
 from dataclasses import asdict, dataclass
 from typing import Any, BinaryIO, Callable, Iterable, Iterator, Sequence
@@ -47,6 +48,7 @@ from opencues import conditions as conditions_lang
 from opencues import attribute_keys, export_cells, export_windows, links, mail, timestamps, worker
 from opencues.csv_writer import CsvWriter
 from opencues.errors import bad_request
+from opencues.filestore import PRESIGNED_MAX_SECONDS
 from opencues.storage import Database
 from opencues.storage.schema import events
 
@@ -826,6 +828,18 @@ def file_key(account_id: str, job_id: str, request: ExportRequest) -> str:
     return f"{FILE_PREFIX}/{account_id}/{job_id}.{EXTENSIONS[request.format]}" + (".gz" if request.gzip else "")
 
 
+def download_link(settings, file_store, key: str, filename: str, base_url: str) -> tuple[str, int]:
+    """The link to an export file and its expiry (epoch seconds): this server's signed
+    ``/downloads/`` link, or with ``s3_presigned_links`` a presigned object-store URL (which
+    S3 caps at 7 days)."""
+    ttl = settings.export_link_ttl_days * 86_400
+    if settings.s3_presigned_links and hasattr(file_store, "presigned_url"):
+        ttl = min(ttl, PRESIGNED_MAX_SECONDS)
+        return file_store.presigned_url(key, filename, ttl), int(time.time()) + ttl
+    token, expires_at = links.sign(links.server_secret(settings), key, filename, ttl)
+    return base_url + DOWNLOAD_PATH + token, expires_at
+
+
 def download_filename(account_id: str, job_id: str, request: ExportRequest) -> str:
     """What the browser saves: the uncompressed name (gzip is a transfer encoding, see the view)."""
     return f"events-{account_id}-{job_id[:8]}.{EXTENSIONS[request.format]}"
@@ -855,11 +869,7 @@ def run_export_job(ctx) -> dict:
             sink.close()
     settings = ctx.settings
     base_url = (settings.public_url or job.params.get("base_url") or "http://localhost:8000").rstrip("/")
-    token, expires_at = links.sign(
-        links.server_secret(settings), key, download_filename(job.account_id, job.id, request),
-        settings.export_link_ttl_days * 86_400,
-    )  # fmt: skip
-    url = base_url + DOWNLOAD_PATH + token
+    url, expires_at = download_link(settings, ctx.file_store, key, download_filename(job.account_id, job.id, request), base_url)
     attributes = {
         "rows_exported": rows,
         "download_url": url,

@@ -2,14 +2,19 @@
 
 ``LocalFileStore`` keeps them under ``<data dir>/files``. Writes are durable before they are
 acknowledged (file and directory fsync'd), because an import's 202 promises the payload survives
-a crash. An object store (S3 and the like) can replace it by implementing ``FileStore``.
+a crash. ``S3FileStore`` (``OPENCUES_FILE_STORE=s3://bucket/prefix``) keeps them in an S3-compatible
+object store instead, so servers and workers on different machines share nothing but the database
+and the bucket; it streams both ways (multipart upload, ranged reads) and an object exists only
+once its upload has completed, which is what makes it durable.
 """
 
 from __future__ import annotations
 
+import io
 import os
 import secrets
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO, Iterator, Protocol
@@ -93,6 +98,209 @@ class LocalFileStore:
         return removed
 
 
+class S3FileStore:
+    """Files as objects under ``prefix/`` of an S3 bucket (AWS, MinIO, Ceph, moto…), through boto3.
+
+    Credentials and region come from boto3's usual sources (``AWS_ACCESS_KEY_ID``,
+    ``AWS_SECRET_ACCESS_KEY``, ``AWS_DEFAULT_REGION``, profiles, instance roles). A write is a
+    multipart upload of ``part_bytes`` parts (one ``PutObject`` when the whole file fits in one
+    part), so at most two parts are held in memory; the object appears only when
+    ``CompleteMultipartUpload`` succeeds, and a failed write aborts the upload, leaving nothing.
+    """
+
+    def __init__(self, bucket: str, prefix: str = "", *, endpoint_url: str | None = None,
+                 part_bytes: int = 8 * 1024 * 1024, client=None):  # fmt: skip
+        if client is None:
+            try:
+                import boto3
+                from botocore.config import Config
+            except ImportError:  # pragma: no cover - depends on the installed extras
+                raise RuntimeError("an s3:// file store needs boto3: pip install 'opencues[s3]'") from None
+            config = Config(retries={"max_attempts": 5, "mode": "standard"})
+            client = boto3.client("s3", endpoint_url=endpoint_url or None, config=config)
+        self.client = client
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        self.part_bytes = part_bytes
+
+    def object_key(self, key: str) -> str:
+        if key.startswith("/") or ".." in key.split("/"):
+            raise ValueError(f"file key escapes the store: {key!r}")
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    @contextmanager
+    def writer(self, key: str) -> Iterator[BinaryIO]:
+        upload = _MultipartWriter(self.client, self.bucket, self.object_key(key), self.part_bytes)
+        try:
+            yield upload
+            upload.finish()
+        except BaseException:
+            upload.abort()
+            raise
+
+    def open(self, key: str) -> BinaryIO:
+        return io.BufferedReader(_ObjectReader(self.client, self.bucket, self.object_key(key)), buffer_size=256 * 1024)
+
+    def size(self, key: str) -> int:
+        return self.client.head_object(Bucket=self.bucket, Key=self.object_key(key))["ContentLength"]
+
+    def exists(self, key: str) -> bool:
+        from botocore.exceptions import ClientError
+
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=self.object_key(key))
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise
+        return True
+
+    def delete(self, key: str) -> None:
+        self.client.delete_object(Bucket=self.bucket, Key=self.object_key(key))
+
+    def remove_older_than(self, prefix: str, age_seconds: float) -> int:
+        cutoff = time.time() - age_seconds
+        removed = 0
+        pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self.object_key(prefix) + "/")
+        for page in pages:
+            old = [{"Key": item["Key"]} for item in page.get("Contents", []) if item["LastModified"].timestamp() < cutoff]
+            if old:  # a page holds at most 1000 keys, DeleteObjects' limit
+                self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": old, "Quiet": True})
+                removed += len(old)
+        return removed
+
+    def presigned_url(self, key: str, filename: str, ttl_seconds: int) -> str:
+        """A direct download link from the object store (SigV4 links live at most 7 days)."""
+        return self.client.generate_presigned_url(
+            "get_object",
+            Params={"Bucket": self.bucket, "Key": self.object_key(key),
+                    "ResponseContentDisposition": f'attachment; filename="{filename}"'},
+            ExpiresIn=min(int(ttl_seconds), PRESIGNED_MAX_SECONDS),
+        )  # fmt: skip
+
+
+PRESIGNED_MAX_SECONDS = 7 * 86_400  # the SigV4 ceiling
+
+
+class _MultipartWriter(io.BufferedIOBase):
+    """A write-only file that uploads itself part by part; the previous part uploads in a
+    background thread while the next one fills, so writing rarely waits on the network."""
+
+    def __init__(self, client, bucket: str, key: str, part_bytes: int):
+        super().__init__()
+        self.client, self.bucket, self.key, self.part_bytes = client, bucket, key, part_bytes
+        self.buffer = bytearray()
+        self.upload_id: str | None = None
+        self.parts: list[dict] = []
+        self.pending: Future | None = None
+        self.executor: ThreadPoolExecutor | None = None
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        self.buffer += data
+        if len(self.buffer) >= self.part_bytes:
+            self._send_part(bytes(self.buffer))
+            self.buffer.clear()
+        return len(data)
+
+    def _send_part(self, body: bytes) -> None:
+        if self.upload_id is None:
+            self.upload_id = self.client.create_multipart_upload(Bucket=self.bucket, Key=self.key)["UploadId"]
+            self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="s3-part")
+        self._wait_pending()
+        number = len(self.parts) + 1
+        self.pending = self.executor.submit(self._upload_part, number, body)
+
+    def _upload_part(self, number: int, body: bytes) -> None:
+        answer = self.client.upload_part(Bucket=self.bucket, Key=self.key, UploadId=self.upload_id, PartNumber=number, Body=body)
+        self.parts.append({"PartNumber": number, "ETag": answer["ETag"]})
+
+    def _wait_pending(self) -> None:
+        if self.pending is not None:
+            pending, self.pending = self.pending, None
+            pending.result()  # raises the part's upload error
+
+    def finish(self) -> None:
+        """Upload what is left and complete: only now does the object exist."""
+        if self.upload_id is None:
+            self.client.put_object(Bucket=self.bucket, Key=self.key, Body=bytes(self.buffer))
+        else:
+            if self.buffer:
+                self._send_part(bytes(self.buffer))
+            self._wait_pending()
+            self.client.complete_multipart_upload(
+                Bucket=self.bucket, Key=self.key, UploadId=self.upload_id, MultipartUpload={"Parts": self.parts}
+            )
+            self.executor.shutdown()
+        self.buffer = bytearray()
+        self.close()
+
+    def abort(self) -> None:
+        if self.upload_id is not None:
+            try:
+                self._wait_pending()
+            except Exception:  # noqa: BLE001 - aborting anyway
+                pass
+            self.executor.shutdown()
+            try:
+                self.client.abort_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=self.upload_id)
+            except Exception:  # noqa: BLE001 - a bucket lifecycle rule cleans up stray uploads
+                pass
+        self.buffer = bytearray()
+        self.close()
+
+
+class _ObjectReader(io.RawIOBase):
+    """A seekable read-only view of one object: a streamed GET from the current position,
+    reopened with a ``Range`` after a seek."""
+
+    def __init__(self, client, bucket: str, key: str):
+        super().__init__()
+        self.client, self.bucket, self.key = client, bucket, key
+        head = client.head_object(Bucket=bucket, Key=key)  # a missing object fails here, like open()
+        self.length = head["ContentLength"]
+        self.position = 0
+        self.body = None
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        if self.position >= self.length:
+            return 0
+        if self.body is None:
+            answer = self.client.get_object(Bucket=self.bucket, Key=self.key, Range=f"bytes={self.position}-")
+            self.body = answer["Body"]
+        data = self.body.read(len(buffer))
+        buffer[: len(data)] = data
+        self.position += len(data)
+        return len(data)
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        target = {io.SEEK_SET: 0, io.SEEK_CUR: self.position, io.SEEK_END: self.length}[whence] + offset
+        if target != self.position:
+            self._drop_body()
+            self.position = max(0, target)
+        return self.position
+
+    def tell(self) -> int:
+        return self.position
+
+    def _drop_body(self) -> None:
+        if self.body is not None:
+            self.body.close()
+            self.body = None
+
+    def close(self) -> None:
+        self._drop_body()
+        super().close()
+
+
 def _fsync_dir(directory: Path) -> None:
     fd = os.open(directory, os.O_RDONLY)
     try:
@@ -101,5 +309,15 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def open_file_store(settings) -> LocalFileStore:
-    return LocalFileStore(Path(settings.data_dir) / "files")
+def open_file_store(settings) -> LocalFileStore | S3FileStore:
+    """The store ``settings.file_store`` names: ``s3://bucket/prefix``, or unset for ``<data dir>/files``."""
+    location = settings.file_store
+    if not location:
+        return LocalFileStore(Path(settings.data_dir) / "files")
+    if location.startswith("s3://"):
+        bucket, _, prefix = location[len("s3://"):].partition("/")
+        if not bucket:
+            raise ValueError(f"OPENCUES_FILE_STORE {location!r} names no bucket: use s3://bucket/prefix")
+        return S3FileStore(bucket, prefix, endpoint_url=settings.s3_endpoint_url,
+                           part_bytes=settings.s3_part_mb * 1024 * 1024)  # fmt: skip
+    raise ValueError(f"OPENCUES_FILE_STORE {location!r} is not supported: use s3://bucket/prefix, or leave it unset")

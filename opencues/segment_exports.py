@@ -19,7 +19,7 @@ import orjson
 from pydantic import BaseModel, Field, StringConstraints, ValidationError
 from sqlalchemy import and_, select
 
-from opencues import exports, links, mail, timestamps, worker
+from opencues import exports, mail, timestamps, worker
 from opencues.csv_writer import CsvWriter
 from opencues.errors import ApiError, bad_request, invalid_field
 from opencues.storage import Database
@@ -124,11 +124,7 @@ def run_membership_export(ctx) -> dict:
         rows = write_members(ctx.db, job.account_id, segment_id, params["property_names"], params["format"], handle)
     settings = ctx.settings
     base_url = (settings.public_url or params.get("base_url") or "http://localhost:8000").rstrip("/")
-    token, expires_at = links.sign(
-        links.server_secret(settings), key, f"segment-{segment_id}-{job.id[:8]}.{extension}",
-        settings.export_link_ttl_days * 86_400,
-    )  # fmt: skip
-    url = base_url + exports.DOWNLOAD_PATH + token
+    url, expires_at = exports.download_link(settings, ctx.file_store, key, f"segment-{segment_id}-{job.id[:8]}.{extension}", base_url)
     attributes = {"rows_exported": rows, "download_url": url, "expires_at": timestamps.render(expires_at * 1000)}
     emails = params.get("emails") or []
     if emails:

@@ -105,6 +105,23 @@ class Settings(BaseSettings):
         ge=1,
         description="Most object keys in one event's attributes or one profile update, counted at every depth (HTTP 400 above; a failed row in imports).",
     )
+    file_store: str | None = Field(
+        None,
+        description="Where uploads and export files live: `s3://bucket/prefix` for an S3-compatible object store (credentials from the standard `AWS_*` variables; needs the `s3` extra). Unset: `<data dir>/files`.",
+    )
+    s3_endpoint_url: str | None = Field(
+        None,
+        description="Endpoint of a non-AWS S3-compatible store (MinIO, Ceph, …), e.g. `http://minio:9000`. Unset: AWS.",
+    )
+    s3_part_mb: int = Field(
+        8,
+        ge=5,
+        description="Part size of multipart uploads to the object store, in MiB (S3's minimum is 5); a write holds at most two parts in memory.",
+    )
+    s3_presigned_links: bool = Field(
+        False,
+        description="With an `s3://` file store, export download links are presigned object-store URLs (at most 7 days) instead of this server's `/downloads/` links.",
+    )
 
     @cached_property
     def resolved_database_url(self) -> str:

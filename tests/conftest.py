@@ -237,3 +237,61 @@ def assert_problem(response, status: int, mentions: str | None = None) -> dict:
     if mentions:
         assert mentions in body["detail"], body["detail"]
     return body
+
+
+@dataclass
+class S3Server:
+    """moto's S3-compatible server, started for the test session (``moto_server`` on a free port)."""
+
+    endpoint_url: str
+    env: dict  # what a process needs to reach it: endpoint and (fake) credentials
+
+    def client(self):
+        import boto3
+
+        return boto3.client("s3", endpoint_url=self.endpoint_url, aws_access_key_id="testing",
+                            aws_secret_access_key="testing", region_name="us-east-1")  # fmt: skip
+
+    def new_bucket(self) -> str:
+        name = f"opencues-test-{uuid.uuid4().hex[:12]}"
+        self.client().create_bucket(Bucket=name)
+        return name
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """A real S3-compatible HTTP server (moto); skipped when moto is not installed — unless
+    ``OPENCUES_REQUIRE_S3=1`` (CI), which fails instead."""
+    try:
+        import boto3  # noqa: F401
+        from moto.server import ThreadedMotoServer
+    except ImportError as exc:
+        if os.environ.get("OPENCUES_REQUIRE_S3") == "1":
+            pytest.fail(f"OPENCUES_REQUIRE_S3=1 but moto/boto3 are missing: {exc}")
+        pytest.skip("moto[server] and boto3 are not installed (pip install '.[test]')")
+    port = _free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    env = {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "OPENCUES_S3_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+    }
+    saved = {name: os.environ.get(name) for name in env}
+    os.environ.update({k: v for k, v in env.items() if k.startswith("AWS_")})
+    yield S3Server(f"http://127.0.0.1:{port}", env)
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+    server.stop()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

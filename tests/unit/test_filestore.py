@@ -52,3 +52,111 @@ def test_only_old_files_under_the_prefix_are_removed(store):
     assert store.exists("exports/acct/new.csv") and store.exists("uploads/old.ndjson")
     assert store.remove_older_than("exports", 600) == 0
     assert store.remove_older_than("nothing-here", 600) == 0
+
+
+# --- S3FileStore, against a real S3-compatible server (moto) ---------------------------------
+
+MiB = 1024 * 1024
+
+
+@pytest.fixture
+def s3(s3_server):
+    """A fresh bucket and an ``S3FileStore`` on it (5 MiB parts, S3's minimum)."""
+    from opencues.filestore import S3FileStore
+
+    bucket = s3_server.new_bucket()
+    store = S3FileStore(bucket, "pre/fix", endpoint_url=s3_server.endpoint_url, part_bytes=5 * MiB)
+    return store
+
+
+def uploads_in_progress(store) -> list:
+    return store.client.list_multipart_uploads(Bucket=store.bucket).get("Uploads", [])
+
+
+def test_s3_a_written_object_is_read_back_and_deleted(s3):
+    write(s3, "uploads/a.csv", b"user_id\nu1\n")
+    assert s3.exists("uploads/a.csv") and s3.size("uploads/a.csv") == 11
+    assert s3.client.head_object(Bucket=s3.bucket, Key="pre/fix/uploads/a.csv")["ContentLength"] == 11
+    with s3.open("uploads/a.csv") as handle:
+        assert handle.readline() == b"user_id\n"
+        assert handle.read() == b"u1\n"
+    s3.delete("uploads/a.csv")
+    s3.delete("uploads/a.csv")  # a missing key is not an error
+    assert not s3.exists("uploads/a.csv")
+
+
+def test_s3_a_large_write_is_a_multipart_upload_that_appears_only_when_complete(s3):
+    chunk = bytes(range(256)) * 256  # 64 KiB, as a request body arrives
+    total = 0
+    with s3.writer("uploads/big.ndjson") as handle:
+        for _ in range(12 * MiB // len(chunk)):
+            handle.write(memoryview(chunk))
+            total += len(chunk)
+            if total == 11 * MiB:
+                # Two parts sent, the object does not exist yet: a crash now acknowledges nothing.
+                assert not s3.exists("uploads/big.ndjson")
+                assert len(uploads_in_progress(s3)) == 1
+    head = s3.client.head_object(Bucket=s3.bucket, Key="pre/fix/uploads/big.ndjson")
+    assert head["ContentLength"] == 12 * MiB
+    assert head["ETag"].strip('"').endswith("-3")  # 5 + 5 + 2 MiB parts
+    assert uploads_in_progress(s3) == []
+    with s3.open("uploads/big.ndjson") as handle:
+        data = handle.read()
+    assert data == chunk * (12 * MiB // len(chunk))
+
+
+def test_s3_a_failed_write_leaves_no_object_and_no_upload(s3):
+    with pytest.raises(RuntimeError):
+        with s3.writer("exports/x.csv") as handle:
+            handle.write(b"x" * (6 * MiB))  # one part already uploaded
+            raise RuntimeError("worker died")
+    assert not s3.exists("exports/x.csv")
+    assert uploads_in_progress(s3) == []
+    with pytest.raises(RuntimeError):
+        with s3.writer("exports/small.csv") as handle:
+            handle.write(b"half")
+            raise RuntimeError("worker died")
+    assert not s3.exists("exports/small.csv")
+
+
+def test_s3_reads_seek_with_ranges(s3):
+    write(s3, "uploads/r.csv", b"0123456789")
+    with s3.open("uploads/r.csv") as handle:
+        assert handle.read(3) == b"012"
+        handle.seek(7)
+        assert handle.read() == b"789"
+        handle.seek(-4, 2)
+        assert handle.read(2) == b"67"
+        assert handle.seekable()
+
+
+def test_s3_sweep_removes_only_old_objects_under_the_prefix(s3):
+    write(s3, "exports/acct/a.csv")
+    write(s3, "exports/acct/b.csv")
+    write(s3, "uploads/u.ndjson")
+    write(s3, "exportsnot/c.csv")
+    assert s3.remove_older_than("exports", 3600) == 0  # all just written
+    assert s3.remove_older_than("exports", -60) == 2  # all "old"
+    assert not s3.exists("exports/acct/a.csv") and not s3.exists("exports/acct/b.csv")
+    assert s3.exists("uploads/u.ndjson") and s3.exists("exportsnot/c.csv")
+
+
+def test_s3_keys_cannot_escape_the_prefix(s3):
+    with pytest.raises(ValueError):
+        s3.object_key("../outside")
+
+
+def test_open_file_store_reads_the_setting(s3_server, tmp_path):
+    from opencues.filestore import S3FileStore, open_file_store
+    from opencues.settings import Settings
+
+    local = open_file_store(Settings(data_dir=tmp_path))
+    assert isinstance(local, LocalFileStore) and local.root == tmp_path / "files"
+    bucket = s3_server.new_bucket()
+    store = open_file_store(Settings(data_dir=tmp_path, file_store=f"s3://{bucket}/a/b", s3_endpoint_url=s3_server.endpoint_url))
+    assert isinstance(store, S3FileStore) and (store.bucket, store.prefix) == (bucket, "a/b")
+    write(store, "uploads/x.csv", b"hello")
+    assert s3_server.client().get_object(Bucket=bucket, Key="a/b/uploads/x.csv")["Body"].read() == b"hello"
+    for bad in ("s3:///nobucket", "ftp://elsewhere"):
+        with pytest.raises(ValueError, match="OPENCUES_FILE_STORE"):
+            open_file_store(Settings(data_dir=tmp_path, file_store=bad))

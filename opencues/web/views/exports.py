@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import os
 
 import orjson
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import FileResponse, StreamingResponse
 
@@ -48,20 +48,37 @@ async def export_events(request: Request, account_id: str):
 async def download(request: Request, token: str):
     link = links.verify(links.server_secret(request.app.state.settings), token)
     store = request.app.state.file_store
-    if not store.exists(link.key):
+    if not await run_in_threadpool(store.exists, link.key):
         raise ApiError(404, "this export file no longer exists")
-    path = store.path(link.key)
     compressed = link.key.endswith(".gz")
     plain_key = link.key[:-3] if compressed else link.key
     media_type = exports.MEDIA_TYPES["csv" if plain_key.endswith(".csv") else "json"]
     if plain_key.endswith(".json"):  # an analytics export: one JSON array
         media_type = "application/json"
     disposition = {"Content-Disposition": f'attachment; filename="{link.filename}"', "Cache-Control": "private, no-store"}
-    if not compressed:
-        return FileResponse(path, media_type=media_type, headers=disposition)
-    if _accepts_gzip(request):
-        return FileResponse(path, media_type=media_type, headers={**disposition, "Content-Encoding": "gzip", "Vary": "Accept-Encoding"})
-    return StreamingResponse(_gunzip(path), media_type=media_type, headers={**disposition, "Vary": "Accept-Encoding"})
+    as_stored = not compressed or _accepts_gzip(request)
+    headers = dict(disposition)
+    if compressed:
+        headers["Vary"] = "Accept-Encoding"
+        if as_stored:
+            headers["Content-Encoding"] = "gzip"
+    if hasattr(store, "path"):  # a local file: sendfile, ranges and all
+        path = store.path(link.key)
+        if as_stored:
+            return FileResponse(path, media_type=media_type, headers=headers)
+        return StreamingResponse(_gunzip(open(path, "rb")), media_type=media_type, headers=headers)
+    # An object store: streamed from it in chunks, never whole in memory.
+    stream = await run_in_threadpool(store.open, link.key)
+    if as_stored:
+        headers["Content-Length"] = str(await run_in_threadpool(store.size, link.key))
+        return StreamingResponse(_chunks(stream), media_type=media_type, headers=headers)
+    return StreamingResponse(_gunzip(stream), media_type=media_type, headers=headers)
+
+
+def _chunks(handle):
+    with handle:
+        while chunk := handle.read(CHUNK_BYTES):
+            yield chunk
 
 
 def _accepts_gzip(request: Request) -> bool:
@@ -72,7 +89,7 @@ def _accepts_gzip(request: Request) -> bool:
     return False
 
 
-def _gunzip(path: os.PathLike):
-    with gzip.open(path, "rb") as handle:
+def _gunzip(raw):
+    with raw, gzip.GzipFile(fileobj=raw, mode="rb") as handle:
         while chunk := handle.read(CHUNK_BYTES):
             yield chunk
