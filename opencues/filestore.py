@@ -116,7 +116,7 @@ class S3FileStore:
                 from botocore.config import Config
             except ImportError:  # pragma: no cover - depends on the installed extras
                 raise RuntimeError("an s3:// file store needs boto3: pip install 'opencues[s3]'") from None
-            config = Config(retries={"max_attempts": 5, "mode": "standard"})
+            config = Config(signature_version="s3v4", retries={"max_attempts": 5, "mode": "standard"})
             client = boto3.client("s3", endpoint_url=endpoint_url or None, config=config)
         self.client = client
         self.bucket = bucket

@@ -269,6 +269,9 @@ def s3_server():
         if os.environ.get("OPENCUES_REQUIRE_S3") == "1":
             pytest.fail(f"OPENCUES_REQUIRE_S3=1 but moto/boto3 are missing: {exc}")
         pytest.skip("moto[server] and boto3 are not installed (pip install '.[test]')")
+    import logging
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per S3 request otherwise
     port = _free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()

@@ -160,3 +160,112 @@ def test_open_file_store_reads_the_setting(s3_server, tmp_path):
     for bad in ("s3:///nobucket", "ftp://elsewhere"):
         with pytest.raises(ValueError, match="OPENCUES_FILE_STORE"):
             open_file_store(Settings(data_dir=tmp_path, file_store=bad))
+
+
+# --- the whole API over an S3 file store, on SQLite and PostgreSQL ---------------------------
+
+
+@pytest.fixture
+def settings(database_url, tmp_path, s3_server):
+    from opencues.settings import Settings
+
+    return Settings(data_dir=tmp_path / "data", database_url=database_url, job_workers=0,
+                    file_store=f"s3://{s3_server.new_bucket()}/oc", s3_endpoint_url=s3_server.endpoint_url)  # fmt: skip
+
+
+def drain(app) -> int:
+    from opencues.worker import run_pending_jobs
+
+    return run_pending_jobs(app.state.db, app.state.file_store, app.state.settings)
+
+
+def completed(api, response) -> dict:
+    assert response.status_code == 202, response.text
+    job = api.get(f"jobs/{response.json()['job_id']}").json()
+    assert job["status"] == "COMPLETED", job
+    return job["events"][-1]["attributes"]
+
+
+def bucket_keys(store) -> list[str]:
+    listed = store.client.list_objects_v2(Bucket=store.bucket, Prefix=store.prefix + "/")
+    return sorted(item["Key"][len(store.prefix) + 1 :] for item in listed.get("Contents", []))
+
+
+def test_imports_exports_and_downloads_go_through_the_bucket(api, app, client, settings, s3_server):
+    import gzip
+
+    import orjson
+
+    from opencues.filestore import S3FileStore
+
+    store = app.state.file_store
+    assert isinstance(store, S3FileStore)
+    body = b"".join(orjson.dumps({"user_id": f"u{i % 3}", "name": "clicked", "timestamp": 1_628_640_000_000 + i}) + b"\n" for i in range(50))
+    response = api.post("import/events", content=body, headers={"Content-Type": "application/ndjson"})
+    assert response.status_code == 202
+    # Acknowledged: the payload is in the bucket, nowhere on the local disk.
+    [upload] = bucket_keys(store)
+    assert upload.startswith("uploads/") and store.size(upload) == len(body)
+    assert not (settings.data_dir / "files").exists()
+    assert drain(app) == 1
+    assert completed(api, response)["ingestions_completed"] == 50
+    assert bucket_keys(store) == []  # the finished job's payload is removed
+    uploaded = api.post("import/profiles", files={"file": ("p.csv", b"user_id,plan\nu1,pro\nu2,free\n", "text/csv")})
+    drain(app)
+    assert completed(api, uploaded)["ingestions_completed"] == 2
+
+    export = api.post("export/events", json={"email": "a@example.com", "format": "json", "conditions": [], "start_time": 0, "compression": "gzip"})
+    drain(app)
+    link = completed(api, export)["download_url"]
+    assert link.startswith("http://testserver/downloads/")
+    [exported] = bucket_keys(store)
+    assert exported.startswith("exports/acct1/") and exported.endswith(".ndjson.gz")
+    assert len(gzip.decompress(store.open(exported).read()).splitlines()) == 50
+    as_gzip = client.get(link, headers={"Accept-Encoding": "gzip"})
+    assert as_gzip.status_code == 200 and as_gzip.headers["content-encoding"] == "gzip"
+    assert len(as_gzip.content.splitlines()) == 50  # httpx undoes the transfer encoding
+    plain = client.get(link, headers={"Accept-Encoding": "identity"})
+    assert "content-encoding" not in plain.headers and len(plain.content.splitlines()) == 50
+
+    segment = api.post("segments", json={"name": "s"}).json()["id"]
+    api.post(f"segments/{segment}/add_user_ids", json={"user_ids": ["u1", "u2"]})
+    drain(app)
+    membership = api.post(f"segments/{segment}/segment_membership_export", json={"format": "csv", "property_names": ["plan"]})
+    drain(app)
+    download = client.get(completed(api, membership)["download_url"])
+    assert download.status_code == 200 and download.text.splitlines() == ["user_id,plan", "u1,pro", "u2,free"]
+    assert download.headers["content-length"] == str(len(download.content))
+
+    # Expired links' files are swept from the bucket; then the link answers 404.
+    from opencues.worker import Worker
+
+    sweeper = Worker(app.state.db, store, settings.model_copy(update={"export_link_ttl_days": -1}))
+    assert sweeper.remove_expired_exports() == 2
+    assert bucket_keys(store) == []
+    assert client.get(link).status_code == 404
+
+
+def test_presigned_links_point_at_the_object_store(api, app, db, s3_server):
+    import httpx
+
+    from opencues.web.app import create_app
+
+    presigning = app.state.settings.model_copy(update={"s3_presigned_links": True})
+    app = create_app(presigning, db)
+    from starlette.testclient import TestClient
+
+    with TestClient(app, base_url="http://testserver") as client:
+        from tests.conftest import AccountClient
+
+        api = AccountClient(client, api.creds)
+        api.post("import/events", content=b'{"user_id":"u1","name":"e","timestamp":1628640000000}\n',
+                 headers={"Content-Type": "application/ndjson"})  # fmt: skip
+        drain(app)
+        export = api.post("export/events", json={"email": "a@example.com", "format": "csv", "conditions": [], "start_time": 0})
+        drain(app)
+        attributes = completed(api, export)
+    url = attributes["download_url"]
+    assert url.startswith(s3_server.endpoint_url + "/") and "X-Amz-Signature=" in url
+    fetched = httpx.get(url)
+    assert fetched.status_code == 200 and fetched.text.splitlines()[1].startswith("e,")
+    assert 'filename="events-acct1-' in fetched.headers["content-disposition"]
