@@ -171,12 +171,11 @@ class S3FileStore:
 
     def presigned_url(self, key: str, filename: str, ttl_seconds: int) -> str:
         """A direct download link from the object store (SigV4 links live at most 7 days)."""
-        return self.client.generate_presigned_url(
-            "get_object",
-            Params={"Bucket": self.bucket, "Key": self.object_key(key),
-                    "ResponseContentDisposition": f'attachment; filename="{filename}"'},
-            ExpiresIn=min(int(ttl_seconds), PRESIGNED_MAX_SECONDS),
-        )  # fmt: skip
+        params = {"Bucket": self.bucket, "Key": self.object_key(key),
+                  "ResponseContentDisposition": f'attachment; filename="{filename}"'}  # fmt: skip
+        if key.endswith(".gz"):  # saved under its plain name, so gzip is the transfer encoding
+            params["ResponseContentEncoding"] = "gzip"
+        return self.client.generate_presigned_url("get_object", Params=params, ExpiresIn=min(int(ttl_seconds), PRESIGNED_MAX_SECONDS))
 
 
 PRESIGNED_MAX_SECONDS = 7 * 86_400  # the SigV4 ceiling

@@ -247,6 +247,7 @@ def test_imports_exports_and_downloads_go_through_the_bucket(api, app, client, s
 
 def test_presigned_links_point_at_the_object_store(api, app, db, s3_server):
     import httpx
+    import orjson
 
     from opencues.web.app import create_app
 
@@ -269,3 +270,10 @@ def test_presigned_links_point_at_the_object_store(api, app, db, s3_server):
     fetched = httpx.get(url)
     assert fetched.status_code == 200 and fetched.text.splitlines()[1].startswith("e,")
     assert 'filename="events-acct1-' in fetched.headers["content-disposition"]
+    with TestClient(app, base_url="http://testserver") as client:
+        api = AccountClient(client, api.creds)
+        export = api.post("export/events", json={"email": "a@example.com", "format": "json", "conditions": [],
+                                                 "start_time": 0, "compression": "gzip"})  # fmt: skip
+        drain(app)
+        gzipped = httpx.get(completed(api, export)["download_url"])
+    assert gzipped.headers["content-encoding"] == "gzip" and orjson.loads(gzipped.content)["name"] == "e"
