@@ -205,14 +205,17 @@ class _MultipartWriter(io.BufferedIOBase):
         return len(data)
 
     def _send_part(self, body: bytes) -> None:
-        if self.upload_id is None:
-            self.upload_id = self.client.create_multipart_upload(Bucket=self.bucket, Key=self.key)["UploadId"]
+        """Queue a part; only waits while the previous part is still uploading (a caller on an
+        event loop, like the upload intake, blocks for no network round trip otherwise)."""
+        if self.executor is None:
             self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="s3-part")
         self._wait_pending()
         number = len(self.parts) + 1
         self.pending = self.executor.submit(self._upload_part, number, body)
 
     def _upload_part(self, number: int, body: bytes) -> None:
+        if self.upload_id is None:  # in the background thread too, like every request of the upload
+            self.upload_id = self.client.create_multipart_upload(Bucket=self.bucket, Key=self.key)["UploadId"]
         answer = self.client.upload_part(Bucket=self.bucket, Key=self.key, UploadId=self.upload_id, PartNumber=number, Body=body)
         self.parts.append({"PartNumber": number, "ETag": answer["ETag"]})
 
@@ -223,7 +226,7 @@ class _MultipartWriter(io.BufferedIOBase):
 
     def finish(self) -> None:
         """Upload what is left and complete: only now does the object exist."""
-        if self.upload_id is None:
+        if self.executor is None:
             self.client.put_object(Bucket=self.bucket, Key=self.key, Body=bytes(self.buffer))
         else:
             if self.buffer:
@@ -237,12 +240,13 @@ class _MultipartWriter(io.BufferedIOBase):
         self.close()
 
     def abort(self) -> None:
-        if self.upload_id is not None:
+        if self.executor is not None:
             try:
                 self._wait_pending()
             except Exception:  # noqa: BLE001 - aborting anyway
                 pass
             self.executor.shutdown()
+        if self.upload_id is not None:
             try:
                 self.client.abort_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=self.upload_id)
             except Exception:  # noqa: BLE001 - a bucket lifecycle rule cleans up stray uploads

@@ -169,7 +169,7 @@ def test_open_file_store_reads_the_setting(s3_server, tmp_path):
 def settings(database_url, tmp_path, s3_server):
     from opencues.settings import Settings
 
-    return Settings(data_dir=tmp_path / "data", database_url=database_url, job_workers=0,
+    return Settings(data_dir=tmp_path / "data", database_url=database_url, job_workers=0, s3_part_mb=5,
                     file_store=f"s3://{s3_server.new_bucket()}/oc", s3_endpoint_url=s3_server.endpoint_url)  # fmt: skip
 
 
@@ -277,3 +277,16 @@ def test_presigned_links_point_at_the_object_store(api, app, db, s3_server):
         drain(app)
         gzipped = httpx.get(completed(api, export)["download_url"])
     assert gzipped.headers["content-encoding"] == "gzip" and orjson.loads(gzipped.content)["name"] == "e"
+
+
+def test_a_large_upload_is_complete_in_the_bucket_when_it_is_acknowledged(api, app):
+    store = app.state.file_store
+    line = b'{"user_id":"u1","name":"big","timestamp":1628640000000,"attributes":{"pad":"' + b"x" * 900 + b'"}}\n'
+    body = line * (6 * MiB // len(line) + 1)  # more than one 5 MiB part
+    response = api.post("import/events", files={"file": ("big.ndjson", body, "application/x-ndjson")})
+    assert response.status_code == 202, response.text
+    [upload] = bucket_keys(store)
+    head = store.client.head_object(Bucket=store.bucket, Key=f"{store.prefix}/{upload}")
+    # A completed multipart upload ("<md5>-<parts>"; the test client hands the body over in one chunk).
+    assert head["ContentLength"] == len(body) and "-" in head["ETag"]
+    assert uploads_in_progress(store) == []
