@@ -25,7 +25,7 @@ from tests.conftest import _driver_url, create_postgres_database
 
 T0 = 1_628_640_000_000
 
-# Keys as clients send them: dots, quotes, backslashes, non-ASCII, spaces (NUL is h9-input's).
+# Keys as clients send them: dots, quotes, backslashes, non-ASCII, spaces (NUL is refused at every entry: tests/unit/test_attributes.py).
 keys = st.sampled_from(["a", "b", "0", "1", "plan", "b.c", "é", " sp", "$", "[0]", "x-y"])
 # Keys SQLite's JSON paths cannot spell (a quote, a backslash, a control character).
 hard_keys = st.sampled_from(['q"k', "back\\slash", "line\nbreak", 'both"\\', "a"])
