@@ -9,10 +9,18 @@ from sqlalchemy import func, select, update
 
 from opencues import idempotency, jobs
 from opencues.errors import ApiError
+from opencues.settings import Settings
 from opencues.storage.schema import idempotency_keys
 from opencues.storage.schema import jobs as jobs_table
 from opencues.timestamps import now_ms
 from tests.conftest import AccountClient, assert_problem, make_account
+
+
+@pytest.fixture
+def settings(database_url, tmp_path):
+    """No in-process job worker: these tests read jobs made by hand, which a worker would claim
+    (and, finding no payload, resume) while the test reads them."""
+    return Settings(data_dir=tmp_path / "data", database_url=database_url, job_workers=0)
 
 
 def new_job(db, kind="import_profiles", account_id="acct1", started_at=None) -> str:
