@@ -92,19 +92,44 @@ def serve(ctx, host: str, port: int, workers: int, demo: bool):
     """Run the API server."""
     import uvicorn
 
+    from opencues import logs
+
+    settings = ctx.obj["settings"]
+    logs.configure(settings)
     db = _db(ctx)  # migrate once, before any server process starts
     if demo:
         _print_demo(db, host, port)
     db.dispose()
-    uvicorn.run(
-        "opencues.web.app:app_factory",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_level="info",
-        access_log=False,
-    )
+    metrics_dir = _multiprocess_metrics_dir(settings, workers)
+    try:
+        uvicorn.run(
+            "opencues.web.app:app_factory",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_config=None,  # opencues.logs formats every line (each server process configures it)
+            log_level=settings.log_level.lower(),
+            access_log=False,  # opencues.web.observe writes the access log, with request ids
+            timeout_graceful_shutdown=settings.shutdown_grace_seconds,
+        )
+    finally:
+        if metrics_dir:
+            import shutil
+
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _multiprocess_metrics_dir(settings, workers: int) -> str | None:
+    """Several server processes: their metrics go to files in a directory of this run (see
+    opencues.metrics), removed when ``serve`` exits. A directory the operator set is used as is."""
+    if not settings.metrics or workers == 1 or os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return None
+    import tempfile
+
+    directory = tempfile.mkdtemp(prefix="opencues-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+    return directory
 
 
 def _print_demo(db, host: str, port: int) -> None:
@@ -140,15 +165,23 @@ def worker(ctx, threads: int, name: str | None):
     one worker at a time. SIGTERM/Ctrl-C: stop claiming, release the running job at its next batch
     (another worker resumes it) and exit.
     """
-    import logging
     import signal
 
+    from opencues import logs
     from opencues.filestore import open_file_store
     from opencues.worker import WorkerPool
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     settings = ctx.obj["settings"]
-    pool = WorkerPool(_db(ctx), open_file_store(settings), settings, threads, name=name)
+    logs.configure(settings)
+    db = _db(ctx)
+    if settings.metrics and settings.worker_metrics_port is not None:
+        from prometheus_client import start_http_server
+
+        from opencues import metrics
+
+        metrics.watch_pool(db.engine)
+        start_http_server(settings.worker_metrics_port, registry=metrics.worker_registry(db))
+    pool = WorkerPool(db, open_file_store(settings), settings, threads, name=name)
 
     def stop(_signum, _frame):
         pool.stopping.set()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -77,6 +78,19 @@ class Settings(BaseSettings):
         ge=0,
         description="How long a server process keeps an account's ingestion filtering rules: a change applies at once in the process that saved it, within this many seconds in the others.",
     )
+    metrics: bool = Field(True, description="Serve Prometheus metrics at `/metrics` (no auth; `off` removes the route).")
+    worker_metrics_port: int | None = Field(
+        None, ge=0, le=65535,
+        description="Port on which `opencues worker` serves its Prometheus metrics at `/metrics` (unset: none).",
+    )  # fmt: skip
+    log_format: Literal["text", "json"] = Field("text", description="Log lines as `text` or as JSON objects, one a line (`json`).")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "debug", "info", "warning", "error"] = Field(
+        "INFO", description="Least severity logged: `DEBUG`, `INFO` (one access-log line a request), `WARNING` or `ERROR`."
+    )
+    shutdown_grace_seconds: float = Field(
+        30.0, ge=0,
+        description="On SIGTERM, how long a server waits for in-flight requests to finish before closing them (its job workers stop at their next batch and release their jobs).",
+    )  # fmt: skip
 
     @cached_property
     def resolved_database_url(self) -> str:

@@ -63,6 +63,9 @@ def throttle(request: Request, principal: Principal) -> None:
         return
     rate, strategy = limiter
     if not strategy.hit(rate, principal.key_id):
+        from opencues.metrics import RATE_LIMITED
+
+        RATE_LIMITED.inc()
         stats = strategy.get_window_stats(rate, principal.key_id)
         retry_after = max(1, math.ceil(stats.reset_time - time.time()))
         raise ApiError(
