@@ -15,7 +15,9 @@ so understates the server) on:
   ``--history-connections`` (4): its target is latency, which at saturation is only queueing;
 * ``track_rules`` — track again once the account has ``--rules`` (50) ingestion filtering rules
   (deny rules on names the load never sends, so every event is checked and stored): it must keep
-  90% of track's rate (``--only track,track_rules`` compares just those two).
+  90% of track's rate (``--only track,track_rules`` compares just those two);
+* ``--metrics-compare``: track again on a second server with ``OPENCUES_METRICS=off``: with
+  metrics on, track must keep 90% of that rate.
 
 and prints requests/s, p50/p99 latency, errors, the track / no-op ratio and the targets. After the
 track run it counts the stored rows: every 200 must be a committed row.
@@ -51,7 +53,7 @@ from opencues.storage.schema import events
 ACCOUNT = "bench"
 HOT_USER = "hot-user@example.com"
 BASE_MS = 1_600_000_000_000
-TARGETS = {"track_rps": 3000, "track_ratio": 0.40, "history_p99_ms": 10.0, "rules_ratio": 0.90}
+TARGETS = {"track_rps": 3000, "track_ratio": 0.40, "history_p99_ms": 10.0, "rules_ratio": 0.90, "metrics_ratio": 0.90}
 
 
 # --- data -----------------------------------------------------------------------------------
@@ -127,7 +129,9 @@ def free_port() -> int:
 @contextmanager
 def server(env: dict, port: int, extra_args: list[str]):
     cmd = [sys.executable, "-m", "opencues", "serve", "--port", str(port), *extra_args]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    # The server's log (one access-log line a request) goes to a file: an unread pipe would fill and stall it.
+    log = tempfile.TemporaryFile()
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=log, start_new_session=True)
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -136,7 +140,8 @@ def server(env: dict, port: int, extra_args: list[str]):
                 break
             except OSError:
                 if proc.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit(f"server did not start:\n{proc.stderr.read().decode()}") from None
+                    log.seek(0)
+                    raise SystemExit(f"server did not start:\n{log.read().decode()}") from None
                 time.sleep(0.1)
         yield proc
     finally:
@@ -145,6 +150,7 @@ def server(env: dict, port: int, extra_args: list[str]):
             proc.wait(10)
         except subprocess.TimeoutExpired:
             proc.kill()
+        log.close()
 
 
 # --- load generators ------------------------------------------------------------------------
@@ -261,6 +267,8 @@ def main() -> None:
     parser.add_argument("--only", help="comma-separated scenarios to run: noop,track,history")
     parser.add_argument("--profile", type=Path, help="directory for py-spy profiles of the server, one per scenario")
     parser.add_argument("--serve-arg", action="append", default=[], help="extra argument for `opencues serve`")
+    parser.add_argument("--metrics-compare", action="store_true",
+                        help="also run track on a server with OPENCUES_METRICS=off: metrics must keep 90%% of its rate")  # fmt: skip
     parser.add_argument("--rules", type=int, default=50, help="ingestion filtering rules for track_rules (default 50)")
     args = parser.parse_args()
 
@@ -322,12 +330,27 @@ def main() -> None:
                     print(f"{scenario['name']:>8} (c={connections:>2}): {result['rps']:8.0f} req/s   p50 {result['p50_ms']:6.2f} ms   "
                           f"p99 {result['p99_ms']:6.2f} ms   server CPU {result['cpu_us']:5.0f} us/req   "
                           f"errors {result['errors']}", flush=True)  # fmt: skip
+            if args.metrics_compare:
+                # The same track load on a server without metrics: what counting every request costs.
+                with server({**env, "OPENCUES_METRICS": "off"}, free_port(), args.serve_arg) as proc:
+                    scenario = {"name": "track_metrics_off", "method": "POST", "path_prefix": prefix + "bench-user-", "auth": auth}
+                    off_base = f"http://127.0.0.1:{proc.args[proc.args.index('--port') + 1]}"
+                    cpu_before = cpu_seconds(proc.pid)
+                    if use_wrk:
+                        result = run_wrk(off_base, scenario, args.duration, args.connections, args.threads, workdir)
+                    else:
+                        result = asyncio.run(_python_load(off_base, scenario, args.duration, args.connections))
+                    result["cpu_us"] = (cpu_seconds(proc.pid) - cpu_before) / max(1, result["requests"]) * 1e6
+                    results["track_metrics_off"] = result
+                    print(f"track, metrics off (c={args.connections:>2}): {result['rps']:8.0f} req/s   p50 {result['p50_ms']:6.2f} ms   "
+                          f"p99 {result['p99_ms']:6.2f} ms   server CPU {result['cpu_us']:5.0f} us/req   "
+                          f"errors {result['errors']}", flush=True)  # fmt: skip
             stored = count_events(db) - before
             db.dispose()
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
-    tracks = [results[name] for name in ("track", "track_rules") if name in results]
+    tracks = [results[name] for name in ("track", "track_rules", "track_metrics_off") if name in results]
     if tracks:
         answered = sum(t["requests"] - t["errors"] for t in tracks)
         print(f"track: {stored:,} rows stored for {answered:,} answered requests "
@@ -342,6 +365,10 @@ def main() -> None:
     if "track" in results and "track_rules" in results:
         checks.append(("rules / track", results["track_rules"]["rps"] / results["track"]["rps"], ">=", TARGETS["rules_ratio"]))
         checks.append(("rules / track CPU", results["track"]["cpu_us"] / results["track_rules"]["cpu_us"], ">=", TARGETS["rules_ratio"]))
+    if "track" in results and "track_metrics_off" in results:
+        on, off = results["track"], results["track_metrics_off"]
+        checks.append(("metrics on / off", on["rps"] / off["rps"], ">=", TARGETS["metrics_ratio"]))
+        checks.append(("metrics on/off CPU", off["cpu_us"] / on["cpu_us"], ">=", TARGETS["metrics_ratio"]))
     if "history" in results:
         checks.append(("history p99 ms", results["history"]["p99_ms"], "<=", TARGETS["history_p99_ms"]))
     for label, value, op, target in checks:
