@@ -51,16 +51,83 @@ def _with_url(ctx: click.Context, account_id: str, flow: dict) -> dict:
 
 
 class _ApiErrorsAsClickErrors(click.Group):
+    """Errors a user can cause by configuration or input are one line on stderr, never a traceback."""
+
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
         except ApiError as exc:
             raise click.ClickException(exc.detail) from None
+        except Exception as exc:  # noqa: BLE001 - only the known kinds below; anything else propagates
+            message = _one_line_error(exc)
+            if message is None:
+                raise
+            raise click.ClickException(message) from None
+
+    def parse_args(self, ctx, args):
+        return super().parse_args(ctx, _group_options_first(args))
+
+
+GROUP_OPTIONS = ("--data-dir", "--database-url")
+
+
+def _group_options_first(args: list[str]) -> list[str]:
+    """Accept ``opencues serve --data-dir X`` as ``opencues --data-dir X serve``."""
+    moved, rest = [], []
+    index = 0
+    while index < len(args):
+        arg = args[index]
+        if arg == "--":
+            rest.extend(args[index:])
+            break
+        if arg in GROUP_OPTIONS and index + 1 < len(args):
+            moved += [arg, args[index + 1]]
+            index += 2
+            continue
+        if arg.split("=", 1)[0] in GROUP_OPTIONS and "=" in arg:
+            moved.append(arg)
+        else:
+            rest.append(arg)
+        index += 1
+    return moved + rest
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - an unparsable URL: show none of it
+        return "(unparsable URL)"
+
+
+def _one_line_error(exc: Exception) -> str | None:
+    """The message for a configuration or environment problem, or None for a real bug."""
+    from pydantic import ValidationError
+    from sqlalchemy import exc as sa_exc
+
+    from opencues.settings import ConfigurationError
+
+    if isinstance(exc, ConfigurationError):
+        return str(exc)
+    if isinstance(exc, ValidationError):
+        problems = [f"OPENCUES_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors()]
+        return "invalid setting " + "; ".join(problems).replace("Value error, ", "")
+    url = os.environ.get("OPENCUES_DATABASE_URL")
+    if isinstance(exc, (sa_exc.ArgumentError, sa_exc.NoSuchModuleError)):
+        return f"bad database URL {_safe_url(url) if url else ''}: {str(exc).splitlines()[0]}".replace("URL :", "URL:")
+    if isinstance(exc, sa_exc.OperationalError):
+        where = _safe_url(url) if url else "the SQLite database in the data dir"
+        reason = str(exc.orig or exc).strip().splitlines()[0] if str(exc.orig or exc).strip() else type(exc).__name__
+        return f"cannot use the database ({where}): {reason}"
+    if isinstance(exc, OSError) and exc.filename:
+        return f"cannot write {exc.filename}: {exc.strerror} (check --data-dir / OPENCUES_DATA_DIR)"
+    return None
 
 
 @click.group(cls=_ApiErrorsAsClickErrors)
-@click.option("--data-dir", envvar="OPENCUES_DATA_DIR", help="Data directory (default ./opencues-data).")
-@click.option("--database-url", envvar="OPENCUES_DATABASE_URL", help="Database URL (postgresql://… selects PostgreSQL).")
+@click.option("--data-dir", envvar="OPENCUES_DATA_DIR", show_envvar=True, help="Data directory (default ./opencues-data).")
+@click.option("--database-url", envvar="OPENCUES_DATABASE_URL", show_envvar=True, help="Database URL (postgresql://… selects PostgreSQL).")
 @click.version_option(package_name="opencues")
 @click.pass_context
 def main(ctx: click.Context, data_dir: str | None, database_url: str | None):
@@ -83,8 +150,8 @@ def migrate(ctx):
 
 
 @main.command()
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0: every interface).")
+@click.option("--port", default=8000, show_default=True, type=int, help="Port to listen on (0: any free port, printed).")
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1), help="Server processes.")
 @click.option("--demo", is_flag=True, help="Create a demo account with sample content and print a working key.")
 @click.pass_context
@@ -97,8 +164,9 @@ def serve(ctx, host: str, port: int, workers: int, demo: bool):
     settings = ctx.obj["settings"]
     logs.configure(settings)
     db = _db(ctx)  # migrate once, before any server process starts
+    listening = _bind_any_free_port(host) if port == 0 else None  # so the demo line shows the real port
     if demo:
-        _print_demo(db, host, port)
+        _print_demo(db, host, listening.getsockname()[1] if listening else port)
     db.dispose()
     metrics_dir = _multiprocess_metrics_dir(settings, workers)
     try:
@@ -107,6 +175,7 @@ def serve(ctx, host: str, port: int, workers: int, demo: bool):
             factory=True,
             host=host,
             port=port,
+            fd=listening.fileno() if listening else None,
             workers=workers,
             log_config=None,  # opencues.logs formats every line (each server process configures it)
             log_level=settings.log_level.lower(),
@@ -118,6 +187,18 @@ def serve(ctx, host: str, port: int, workers: int, demo: bool):
             import shutil
 
             shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _bind_any_free_port(host: str):
+    """``--port 0``: bind here (the OS picks the port) and hand the socket to uvicorn."""
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, 0))
+    sock.set_inheritable(True)  # uvicorn's worker processes listen on it too
+    return sock
 
 
 def _multiprocess_metrics_dir(settings, workers: int) -> str | None:
@@ -208,6 +289,7 @@ def accounts_group():
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
 def accounts_create(ctx, account_id, name, as_json):
+    """Create an account."""
     _emit(accounts.create_account(_db(ctx), account_id, name), as_json)
 
 
@@ -217,20 +299,22 @@ def keys_group():
 
 
 @keys_group.command("create")
-@click.option("--account", "account_id", required=True)
+@click.option("--account", "account_id", required=True, help="Account id.")
 @click.option("--read-only", is_flag=True, help="The key may only read.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
 def keys_create(ctx, account_id, read_only, as_json):
+    """Create an API key and print its secret (shown only this once)."""
     key = accounts.create_key(_db(ctx), account_id, read_only=read_only)
     _emit({"key": key["key"], "secret": key["secret"], "account_id": key["account_id"]}, as_json)
 
 
 @keys_group.command("list")
-@click.option("--account", "account_id", required=True)
+@click.option("--account", "account_id", required=True, help="Account id.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
 def keys_list(ctx, account_id, as_json):
+    """List an account's API keys (never their secrets)."""
     _emit(accounts.list_keys(_db(ctx), account_id), as_json)
 
 
@@ -238,6 +322,7 @@ def keys_list(ctx, account_id, as_json):
 @click.argument("key")
 @click.pass_context
 def keys_revoke(ctx, key):
+    """Revoke KEY: its requests get 401 from now on."""
     accounts.revoke_key(_db(ctx), key)
     click.echo(f"revoked {key}")
 
@@ -248,14 +333,15 @@ def flows_group():
 
 
 @flows_group.command("create")
-@click.option("--account", "account_id", required=True)
-@click.option("--name", required=True)
+@click.option("--account", "account_id", required=True, help="Account id.")
+@click.option("--name", required=True, help="Flow name.")
 @click.option("--id", "flow_id", help="Flow id (default: a UUID).")
-@click.option("--frequency", type=click.Choice(flows.FREQUENCIES), default="once", show_default=True)
-@click.option("--published", is_flag=True)
+@click.option("--frequency", type=click.Choice(flows.FREQUENCIES), default="once", show_default=True, help="How often the flow shows.")
+@click.option("--published", is_flag=True, help="Create it published.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
 def flows_create(ctx, account_id, name, flow_id, frequency, published, as_json):
+    """Create a flow."""
     db = _db(ctx)
     accounts.get_account(db, account_id)
     flow = flows.create_flow(db, account_id, name, flow_id=flow_id, frequency=frequency, published=published)
@@ -263,11 +349,12 @@ def flows_create(ctx, account_id, name, flow_id, frequency, published, as_json):
 
 
 @flows_group.command("import")
-@click.option("--account", "account_id", required=True)
+@click.option("--account", "account_id", required=True, help="Account id.")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
 def flows_import(ctx, account_id, file, as_json):
+    """Create flows from FILE, a JSON array of flow objects."""
     db = _db(ctx)
     accounts.get_account(db, account_id)
     imported = flows.import_flows(db, account_id, file)
@@ -283,7 +370,7 @@ def content_group():
 
 
 @content_group.command("import")
-@click.option("--account", "account_id", required=True)
+@click.option("--account", "account_id", required=True, help="Account id.")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print what was done as JSON.")
 @click.pass_context
@@ -303,3 +390,20 @@ def content_import(ctx, account_id, file, as_json):
                 click.echo(f"  [{error['index']}] {error['id'] or '(no id)'}: {error['detail']}")
     if any(outcome["failed"] for outcome in report.values()):
         ctx.exit(1)
+
+
+CONFIG_EPILOG = (
+    "Configuration: environment variables OPENCUES_* (see the README), among them OPENCUES_DATA_DIR "
+    "(--data-dir) and OPENCUES_DATABASE_URL (--database-url), which this command also accepts."
+)
+
+
+def _document_configuration(group: click.Group) -> None:
+    """Every command's --help names the environment variables that configure it."""
+    for command in group.commands.values():
+        if isinstance(command, click.Group):
+            _document_configuration(command)
+        command.epilog = CONFIG_EPILOG
+
+
+_document_configuration(main)

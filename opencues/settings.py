@@ -10,8 +10,12 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ConfigurationError(Exception):
+    """The configuration cannot work (e.g. PostgreSQL without its driver): the CLI prints it as one line."""
 
 
 SQLITE_CACHE_MB = 32  # the default of ``sqlite_cache_mb``, also for a ``Database`` opened without settings
@@ -91,6 +95,18 @@ class Settings(BaseSettings):
         30.0, ge=0,
         description="On SIGTERM, how long a server waits for in-flight requests to finish before closing them (its job workers stop at their next batch and release their jobs).",
     )  # fmt: skip
+
+    @field_validator("rate_limit")
+    @classmethod
+    def _rate_limit_parses(cls, value: str | None) -> str | None:
+        if value:
+            from limits import parse
+
+            try:
+                parse(value)
+            except ValueError:
+                raise ValueError(f"{value!r} is not a rate such as `100/second` or `1000/minute`") from None
+        return value
 
     @cached_property
     def resolved_database_url(self) -> str:

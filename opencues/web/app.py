@@ -14,7 +14,7 @@ from opencues.filestore import open_file_store
 from opencues.ingestion_rules import RulesCache
 from opencues.settings import Settings, load_settings
 from opencues.storage import Database, open_database
-from opencues.web import errors, openapi, routes
+from opencues.web import docs_page, errors, openapi, routes
 from opencues.web.auth import build_rate_limiter
 from opencues.web.dispatch import LeanRoute
 from opencues.web.observe import ObserveRequests
@@ -57,6 +57,8 @@ def create_app(settings: Settings | None = None, db: Database | None = None, *, 
         description="A self-hostable implementation of the Appcues Public API v2. "
         "Authenticate with HTTP Basic auth using an API key and secret (`opencues keys create`).",
         lifespan=lifespan,
+        docs_url=None,  # served from local files by opencues.web.docs_page
+        redoc_url=None,
     )
     app.router.route_class = LeanRoute  # handlers called directly; see opencues.web.dispatch
     app.state.settings = settings
@@ -68,6 +70,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None, *, 
     errors.install(app)
     routes.register(app)
     openapi.install(app)
+    docs_page.install(app)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz(_request: Request):
