@@ -181,3 +181,25 @@ def test_demo_on_port_zero_prints_the_port_it_listens_on(tmp_path):
     finally:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait(10)
+
+
+def test_a_worker_process_serves_its_metrics(live_server):
+    from tests.integration.conftest import free_port
+
+    server = live_server(env={"OPENCUES_JOB_WORKERS": "0", "OPENCUES_JOB_POLL_SECONDS": "0.1"})
+    account = server.create_account("acme")
+    auth = server.create_key(account)
+    port = free_port()
+    server.env = {**server.env, "OPENCUES_WORKER_METRICS_PORT": str(port)}
+    server.spawn("worker")
+    db = server.database()
+    try:
+        with server.client(auth=auth) as http:
+            job_id = _import(http, account, 300)
+        _wait_for(db, lambda c: c.execute(select(jobs.c.status).where(jobs.c.id == job_id)).scalar() == "COMPLETED")
+    finally:
+        db.dispose()
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+    assert 'opencues_jobs_total{kind="import_events",status="completed"} 1.0' in text
+    assert 'opencues_job_rows_total{kind="import_events",outcome="ingested"} 300.0' in text
+    assert "# TYPE opencues_jobs_queued gauge" in text
