@@ -12,6 +12,19 @@ from opencues.cli import main
 from tests.conftest import AccountClient, Credentials, assert_problem
 
 
+@pytest.fixture(autouse=True)
+def _restore_group_environment(monkeypatch):
+    """The group exports --data-dir/--database-url to os.environ (for server processes): undo it
+    after each test, so a test's bad URL never reaches the next test."""
+    import os
+
+    for name in ("OPENCUES_DATA_DIR", "OPENCUES_DATABASE_URL"):
+        if name in os.environ:
+            monkeypatch.setenv(name, os.environ[name])
+        else:
+            monkeypatch.delenv(name, raising=False)
+
+
 @pytest.fixture
 def cli(settings, db):
     """Run ``opencues ARGS`` against the test database; returns the click Result (exit code 0 checked
