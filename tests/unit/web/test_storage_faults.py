@@ -75,7 +75,7 @@ def test_a_full_database_is_507_for_writes_and_reads_go_on(api, backend, monkeyp
         raise error
 
     monkeypatch.setattr(segments, "create_segment", refuse)
-    monkeypatch.setattr(events, "track_grouped", refuse_async)  # the track hot path
+    monkeypatch.setattr(events, "write_grouped", refuse_async)  # the track hot path
     assert_problem(api.post("segments", json={"name": "s"}), 507, "full")
     assert_problem(api.post("users/u1/events", json={"name": "e", "timestamp": "2021-07-20T12:34:00.123Z"}), 507, "full")
     assert api.get("segments").status_code == 200
