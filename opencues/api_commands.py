@@ -176,7 +176,7 @@ def api_import(ctx, kind, file: Path, no_wait, timeout):
 @click.option("--start-time", required=True, help="ISO 8601 or epoch ms.")
 @click.option("--end-time", help="ISO 8601 or epoch ms (default: now).")
 @click.option("--email", "emails", multiple=True, required=True, help="Where the link is sent (repeatable).")
-@click.option("--format", "fmt", type=click.Choice(["csv", "json"]), default="csv", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["csv", "json"]), default="csv", show_default=True, help="File format of the export.")
 @click.option("--conditions", default="[]", help="The conditions, as JSON (default: every event).")
 @click.option("--download", type=click.Path(dir_okay=False, writable=True, path_type=Path), help="Save the file here once ready.")
 @click.option("--timeout", default=3600.0, show_default=True, help="Seconds to wait for the job.")

@@ -51,16 +51,83 @@ def _with_url(ctx: click.Context, account_id: str, flow: dict) -> dict:
 
 
 class _ApiErrorsAsClickErrors(click.Group):
+    """Errors a user can cause by configuration or input are one line on stderr, never a traceback."""
+
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
         except ApiError as exc:
             raise click.ClickException(exc.detail) from None
+        except Exception as exc:  # noqa: BLE001 - only the known kinds below; anything else propagates
+            message = _one_line_error(exc)
+            if message is None:
+                raise
+            raise click.ClickException(message) from None
+
+    def parse_args(self, ctx, args):
+        return super().parse_args(ctx, _group_options_first(args))
+
+
+GROUP_OPTIONS = ("--data-dir", "--database-url")
+
+
+def _group_options_first(args: list[str]) -> list[str]:
+    """Accept ``opencues serve --data-dir X`` as ``opencues --data-dir X serve``."""
+    moved, rest = [], []
+    index = 0
+    while index < len(args):
+        arg = args[index]
+        if arg == "--":
+            rest.extend(args[index:])
+            break
+        if arg in GROUP_OPTIONS and index + 1 < len(args):
+            moved += [arg, args[index + 1]]
+            index += 2
+            continue
+        if arg.split("=", 1)[0] in GROUP_OPTIONS and "=" in arg:
+            moved.append(arg)
+        else:
+            rest.append(arg)
+        index += 1
+    return moved + rest
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - an unparsable URL: show none of it
+        return "(unparsable URL)"
+
+
+def _one_line_error(exc: Exception) -> str | None:
+    """The message for a configuration or environment problem, or None for a real bug."""
+    from pydantic import ValidationError
+    from sqlalchemy import exc as sa_exc
+
+    from opencues.settings import ConfigurationError
+
+    if isinstance(exc, ConfigurationError):
+        return str(exc)
+    if isinstance(exc, ValidationError):
+        problems = [f"OPENCUES_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors()]
+        return "invalid setting " + "; ".join(problems).replace("Value error, ", "")
+    url = os.environ.get("OPENCUES_DATABASE_URL")
+    if isinstance(exc, (sa_exc.ArgumentError, sa_exc.NoSuchModuleError)):
+        return f"bad database URL {_safe_url(url) if url else ''}: {str(exc).splitlines()[0]}".replace("URL :", "URL:")
+    if isinstance(exc, sa_exc.OperationalError):
+        where = _safe_url(url) if url else "the SQLite database in the data dir"
+        reason = str(exc.orig or exc).strip().splitlines()[0] if str(exc.orig or exc).strip() else type(exc).__name__
+        return f"cannot use the database ({where}): {reason}"
+    if isinstance(exc, OSError) and exc.filename:
+        return f"cannot write {exc.filename}: {exc.strerror} (check --data-dir / OPENCUES_DATA_DIR)"
+    return None
 
 
 @click.group(cls=_ApiErrorsAsClickErrors)
-@click.option("--data-dir", envvar="OPENCUES_DATA_DIR", help="Data directory (default ./opencues-data).")
-@click.option("--database-url", envvar="OPENCUES_DATABASE_URL", help="Database URL (postgresql://… selects PostgreSQL).")
+@click.option("--data-dir", envvar="OPENCUES_DATA_DIR", show_envvar=True, help="Data directory (default ./opencues-data).")
+@click.option("--database-url", envvar="OPENCUES_DATABASE_URL", show_envvar=True, help="Database URL (postgresql://… selects PostgreSQL).")
 @click.version_option(package_name="opencues")
 @click.pass_context
 def main(ctx: click.Context, data_dir: str | None, database_url: str | None):
@@ -83,8 +150,8 @@ def migrate(ctx):
 
 
 @main.command()
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0: every interface).")
+@click.option("--port", default=8000, show_default=True, type=int, help="Port to listen on (0: any free port, printed).")
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1), help="Server processes.")
 @click.option("--demo", is_flag=True, help="Create a demo account with sample content and print a working key.")
 @click.option("--test", "test_mode", is_flag=True, help="Test harness: control API and journal on, ephemeral data dir.")
@@ -99,6 +166,7 @@ def serve(ctx, host: str, port: int, workers: int, demo: bool, test_mode: bool, 
     """
     import uvicorn
 
+    from opencues import logs
     from opencues.web.server import uvicorn_options
 
     ephemeral = _enter_test_mode(ctx) if test_mode else None
@@ -108,6 +176,9 @@ def serve(ctx, host: str, port: int, workers: int, demo: bool, test_mode: bool, 
         # uvicorn re-raises the SIGTERM it stopped on, once it has restored the handler it found:
         # with this one, the process unwinds (removing the temporary data dir) instead of dying.
         signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    settings = ctx.obj["settings"]
+    logs.configure(settings)
+    metrics_dir = None
     try:
         db = _db(ctx)  # migrate once, before any server process starts
         if seed_file:
@@ -115,24 +186,33 @@ def serve(ctx, host: str, port: int, workers: int, demo: bool, test_mode: bool, 
 
             loaded = control.seed(db, open(seed_file, "rb").read())
             click.echo(f"seeded {loaded['rows']} rows of {len(loaded['accounts'])} account(s) from {seed_file}")
+        listening = _bind_any_free_port(host) if port == 0 else None  # so the demo line shows the real port
         if demo:
-            _print_demo(db, host, port)
+            _print_demo(db, host, listening.getsockname()[1] if listening else port)
         db.dispose()
+        metrics_dir = _multiprocess_metrics_dir(settings, workers)
         sys.stdout.flush()
         uvicorn.run(
             "opencues.web.app:app_factory",
             factory=True,
             host=host,
             port=port,
+            fd=listening.fileno() if listening else None,
             workers=workers,
-            # each server process reads its limits from the environment
-            **{**uvicorn_options(None), **({"log_level": "warning"} if test_mode else {})},
+            **{
+                **uvicorn_options(None),  # each server process reads its limits from the environment
+                "log_config": None,  # opencues.logs formats every line (each server process configures it)
+                "log_level": "warning" if test_mode else settings.log_level.lower(),
+                "access_log": False,  # opencues.web.observe writes the access log, with request ids
+                "timeout_graceful_shutdown": settings.shutdown_grace_seconds,
+            },
         )
     finally:
-        if ephemeral:
-            import shutil
+        import shutil
 
-            shutil.rmtree(ephemeral, ignore_errors=True)
+        for directory in (ephemeral, metrics_dir):
+            if directory:
+                shutil.rmtree(directory, ignore_errors=True)
 
 
 def _exit_on_sigterm(_signum, _frame):
@@ -155,6 +235,30 @@ def _enter_test_mode(ctx) -> str | None:
     os.environ["OPENCUES_JOURNAL"] = "on"
     ctx.obj["settings"] = load_settings()
     return ephemeral
+
+
+def _bind_any_free_port(host: str):
+    """``--port 0``: bind here (the OS picks the port) and hand the socket to uvicorn."""
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, 0))
+    sock.set_inheritable(True)  # uvicorn's worker processes listen on it too
+    return sock
+
+
+def _multiprocess_metrics_dir(settings, workers: int) -> str | None:
+    """Several server processes: their metrics go to files in a directory of this run (see
+    opencues.metrics), removed when ``serve`` exits. A directory the operator set is used as is."""
+    if not settings.metrics or workers == 1 or os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return None
+    import tempfile
+
+    directory = tempfile.mkdtemp(prefix="opencues-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+    return directory
 
 
 def _print_demo(db, host: str, port: int) -> None:
@@ -190,15 +294,23 @@ def worker(ctx, threads: int, name: str | None):
     one worker at a time. SIGTERM/Ctrl-C: stop claiming, release the running job at its next batch
     (another worker resumes it) and exit.
     """
-    import logging
     import signal
 
+    from opencues import logs
     from opencues.filestore import open_file_store
     from opencues.worker import WorkerPool
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     settings = ctx.obj["settings"]
-    pool = WorkerPool(_db(ctx), open_file_store(settings), settings, threads, name=name)
+    logs.configure(settings)
+    db = _db(ctx)
+    if settings.metrics and settings.worker_metrics_port is not None:
+        from prometheus_client import start_http_server
+
+        from opencues import metrics
+
+        metrics.watch_pool(db.engine)
+        start_http_server(settings.worker_metrics_port, registry=metrics.worker_registry(db))
+    pool = WorkerPool(db, open_file_store(settings), settings, threads, name=name)
 
     def stop(_signum, _frame):
         pool.stopping.set()
@@ -225,6 +337,7 @@ def accounts_group():
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
 def accounts_create(ctx, account_id, name, as_json):
+    """Create an account."""
     _emit(accounts.create_account(_db(ctx), account_id, name), as_json)
 
 
@@ -234,20 +347,22 @@ def keys_group():
 
 
 @keys_group.command("create")
-@click.option("--account", "account_id", required=True)
+@click.option("--account", "account_id", required=True, help="Account id.")
 @click.option("--read-only", is_flag=True, help="The key may only read.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
 def keys_create(ctx, account_id, read_only, as_json):
+    """Create an API key and print its secret (shown only this once)."""
     key = accounts.create_key(_db(ctx), account_id, read_only=read_only)
     _emit({"key": key["key"], "secret": key["secret"], "account_id": key["account_id"]}, as_json)
 
 
 @keys_group.command("list")
-@click.option("--account", "account_id", required=True)
+@click.option("--account", "account_id", required=True, help="Account id.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
 def keys_list(ctx, account_id, as_json):
+    """List an account's API keys (never their secrets)."""
     _emit(accounts.list_keys(_db(ctx), account_id), as_json)
 
 
@@ -255,6 +370,7 @@ def keys_list(ctx, account_id, as_json):
 @click.argument("key")
 @click.pass_context
 def keys_revoke(ctx, key):
+    """Revoke KEY: its requests get 401 from now on."""
     accounts.revoke_key(_db(ctx), key)
     click.echo(f"revoked {key}")
 
@@ -265,14 +381,15 @@ def flows_group():
 
 
 @flows_group.command("create")
-@click.option("--account", "account_id", required=True)
-@click.option("--name", required=True)
+@click.option("--account", "account_id", required=True, help="Account id.")
+@click.option("--name", required=True, help="Flow name.")
 @click.option("--id", "flow_id", help="Flow id (default: a UUID).")
-@click.option("--frequency", type=click.Choice(flows.FREQUENCIES), default="once", show_default=True)
-@click.option("--published", is_flag=True)
+@click.option("--frequency", type=click.Choice(flows.FREQUENCIES), default="once", show_default=True, help="How often the flow shows.")
+@click.option("--published", is_flag=True, help="Create it published.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
 def flows_create(ctx, account_id, name, flow_id, frequency, published, as_json):
+    """Create a flow."""
     db = _db(ctx)
     accounts.get_account(db, account_id)
     flow = flows.create_flow(db, account_id, name, flow_id=flow_id, frequency=frequency, published=published)
@@ -280,11 +397,12 @@ def flows_create(ctx, account_id, name, flow_id, frequency, published, as_json):
 
 
 @flows_group.command("import")
-@click.option("--account", "account_id", required=True)
+@click.option("--account", "account_id", required=True, help="Account id.")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
 def flows_import(ctx, account_id, file, as_json):
+    """Create flows from FILE, a JSON array of flow objects."""
     db = _db(ctx)
     accounts.get_account(db, account_id)
     imported = flows.import_flows(db, account_id, file)
@@ -300,7 +418,7 @@ def content_group():
 
 
 @content_group.command("import")
-@click.option("--account", "account_id", required=True)
+@click.option("--account", "account_id", required=True, help="Account id.")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print what was done as JSON.")
 @click.pass_context
@@ -521,7 +639,7 @@ def control_fail_job(ctx, job_id, reason):
 @control_group.command("requests")
 @click.option("--path", help="Glob on the request path.")
 @click.option("--account", "account_id", help="Only this account's requests.")
-@click.option("--limit", type=int, default=100, show_default=True)
+@click.option("--limit", type=int, default=100, show_default=True, help="Most requests to list, newest first.")
 @click.option("--clear", is_flag=True, help="Clear the journal instead.")
 @click.pass_context
 def control_requests(ctx, path, account_id, limit, clear):
@@ -549,3 +667,18 @@ def control_outbox(ctx, message_id, clear):
         click.echo(control.outbox_message(settings, message_id).decode(errors="replace"))
     else:
         _print_json(control.list_outbox(settings))
+CONFIG_EPILOG = (
+    "Configuration: environment variables OPENCUES_* (see the README), among them OPENCUES_DATA_DIR "
+    "(--data-dir) and OPENCUES_DATABASE_URL (--database-url), which this command also accepts."
+)
+
+
+def _document_configuration(group: click.Group) -> None:
+    """Every command's --help names the environment variables that configure it."""
+    for command in group.commands.values():
+        if isinstance(command, click.Group):
+            _document_configuration(command)
+        command.epilog = CONFIG_EPILOG
+
+
+_document_configuration(main)

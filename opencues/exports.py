@@ -867,6 +867,10 @@ def run_export_job(ctx) -> dict:
         rows = write_export(ctx.db, job.account_id, request, sink, progress=progress, helpers=ctx.settings.export_helpers)
         if sink is not handle:
             sink.close()
+    from opencues import metrics
+
+    metrics.EXPORT_ROWS.inc(rows)
+    metrics.EXPORT_BYTES.inc(ctx.file_store.size(key))
     settings = ctx.settings
     base_url = (settings.public_url or job.params.get("base_url") or "http://localhost:8000").rstrip("/")
     url, expires_at = download_link(settings, ctx.file_store, key, download_filename(job.account_id, job.id, request), base_url)

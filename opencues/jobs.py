@@ -229,3 +229,12 @@ def progress_update(conn: Connection, job_id: str, owner: str, **values: Any) ->
         .values(updated_at=timestamps.now_ms(), **values)
     )
     return result.rowcount == 1
+
+
+def release(conn: Connection, job_id: str, owner: str, *, rows_done: int, reason: str) -> bool:
+    """Give the job up now (this worker is stopping): its lease expires at once, so another worker
+    resumes it from its progress mark without waiting out the lease; a ``Released`` event says why."""
+    if not progress_update(conn, job_id, owner, lease_owner=None, lease_expires_at=timestamps.now_ms()):
+        return False
+    add_event(conn, job_id, "Released", {"reason": reason, "rows_processed": rows_done})
+    return True

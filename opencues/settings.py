@@ -10,8 +10,12 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ConfigurationError(Exception):
+    """The configuration cannot work (e.g. PostgreSQL without its driver): the CLI prints it as one line."""
 
 
 SQLITE_CACHE_MB = 32  # the default of ``sqlite_cache_mb``, also for a ``Database`` opened without settings
@@ -122,6 +126,31 @@ class Settings(BaseSettings):
         False,
         description="With an `s3://` file store, export download links are presigned object-store URLs (at most 7 days) instead of this server's `/downloads/` links.",
     )
+    metrics: bool = Field(True, description="Serve Prometheus metrics at `/metrics` (no auth; `off` removes the route).")
+    worker_metrics_port: int | None = Field(
+        None, ge=0, le=65535,
+        description="Port on which `opencues worker` serves its Prometheus metrics at `/metrics` (unset: none).",
+    )  # fmt: skip
+    log_format: Literal["text", "json"] = Field("text", description="Log lines as `text` or as JSON objects, one a line (`json`).")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "debug", "info", "warning", "error"] = Field(
+        "INFO", description="Least severity logged: `DEBUG`, `INFO` (one access-log line a request), `WARNING` or `ERROR`."
+    )
+    shutdown_grace_seconds: float = Field(
+        30.0, ge=0,
+        description="On SIGTERM, how long a server waits for in-flight requests to finish before closing them (its job workers stop at their next batch and release their jobs).",
+    )  # fmt: skip
+
+    @field_validator("rate_limit")
+    @classmethod
+    def _rate_limit_parses(cls, value: str | None) -> str | None:
+        if value:
+            from limits import parse
+
+            try:
+                parse(value)
+            except ValueError:
+                raise ValueError(f"{value!r} is not a rate such as `100/second` or `1000/minute`") from None
+        return value
 
     @cached_property
     def resolved_database_url(self) -> str:

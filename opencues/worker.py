@@ -63,7 +63,7 @@ from typing import Callable, Iterator
 
 from sqlalchemy import Connection, and_, or_, select, update
 
-from opencues import jobs, timestamps
+from opencues import jobs, metrics, timestamps
 from opencues.errors import storage_fault
 from opencues.jobs import Job, JobStatus
 from opencues.storage import Database
@@ -230,6 +230,16 @@ class JobContext:
                 "ingestions_failed": values["ingestions_failed"],
             })  # fmt: skip
             self._last_progress_event = now
+            log.info("job %s (%s): progress, %d rows processed", self.job.id, self.job.kind, values["rows_done"],
+                     extra={"job_id": self.job.id, "kind": self.job.kind, "rows_processed": values["rows_done"]})  # fmt: skip
+        # Counted when the batch commits; a batch rolled back after this is re-counted on resumption.
+        kind = self.job.kind
+        if completed:
+            metrics.JOB_ROWS.labels(kind, "ingested").inc(completed)
+        if failed:
+            metrics.JOB_ROWS.labels(kind, "failed").inc(failed)
+        if filtered:
+            metrics.JOB_ROWS.labels(kind, "filtered").inc(filtered)
         # The in-memory counters follow the transaction once it commits (a rolled-back batch —
         # its write failed — must not be counted in a ``Failed`` event or the next batch's mark).
         if getattr(self._staged, "inside", False):
@@ -428,28 +438,38 @@ class Worker:
 
     def _run(self, ctx: JobContext, registration: Registration) -> None:
         job = ctx.job
+        fields = {"job_id": job.id, "kind": job.kind, "account_id": job.account_id, "attempt": job.attempts}
+        metrics.JOBS_CLAIMED.labels(job.kind).inc()
         try:
             if job.attempts > self.settings.job_max_attempts:
                 raise JobFailed(f"gave up after {job.attempts - 1} attempts")
             if not _has_history(self.db, job.id):
+                log.info("job %s (%s): claimed by %s", job.id, job.kind, self.name, extra=fields)
                 if registration.start_event:
                     ctx.add_event(registration.start_event)
             else:
+                log.info("job %s (%s): resumed by %s at row %d, attempt %d", job.id, job.kind, self.name,
+                         job.rows_done, job.attempts, extra=fields)  # fmt: skip
                 ctx.add_event("Resumed", {"attempt": job.attempts, "rows_processed": job.rows_done})
             extra = registration.handler(ctx) or {}
             ctx._finish(JobStatus.COMPLETED, "Completed", extra=extra)
+            metrics.JOBS.labels(job.kind, "completed").inc()
+            log.info("job %s (%s): completed, %d rows ingested, %d failed, in %d ms", job.id, job.kind,
+                     ctx.ingestions_completed, ctx.ingestions_failed, ctx.runtime_ms(), extra=fields)  # fmt: skip
         except LeaseLost:
-            log.warning("job %s: lease lost to another worker; abandoning this attempt", job.id)
+            metrics.JOBS.labels(job.kind, "lease_lost").inc()
+            log.warning("job %s: lease lost to another worker; abandoning this attempt", job.id, extra=fields)
             return
         except Interrupted:
-            log.info("job %s: interrupted by shutdown at row %d; released", job.id, ctx.rows_done)
-            _release(self.db, job, ctx.owner, refund_attempt=True)
+            self._release_for_shutdown(ctx)
             return
         except JobFailed as exc:
             try:
                 ctx._finish(JobStatus.FAILED, "Failed", {"reason": exc.reason})
             except LeaseLost:
                 return
+            metrics.JOBS.labels(job.kind, "failed").inc()
+            log.warning("job %s (%s): failed: %s", job.id, job.kind, exc.reason, extra=fields)
         except Exception as exc:  # noqa: BLE001 - a handler bug or a database outage: retry later
             fault = storage_fault(exc)
             if fault is None:
@@ -468,10 +488,12 @@ class Worker:
                     if fault is not None:
                         reason = f"{_storage_reason(fault)} (after {job.attempts} attempts)"
                     ctx._finish(JobStatus.FAILED, "Failed", {"reason": reason[:500]})
+                    metrics.JOBS.labels(job.kind, "failed").inc()
                 except Exception:  # noqa: BLE001
                     log.exception("job %s: could not record the failure", job.id)
                     return
             else:
+                metrics.JOBS.labels(job.kind, "retried").inc()
                 try:
                     _release(self.db, job, ctx.owner, delay_ms=min(60_000, 1000 * 2**job.attempts))
                 except Exception:  # noqa: BLE001 - the lease will expire on its own
@@ -482,6 +504,18 @@ class Worker:
             self.file_store.delete(job.payload_key)
             with self.db.begin() as conn:
                 conn.execute(update(jobs_table).where(jobs_table.c.id == job.id).values(payload_key=None))
+
+    def _release_for_shutdown(self, ctx: JobContext) -> None:
+        """This worker is stopping at a batch boundary: hand the job back at once (lease expired
+        now, the attempt refunded) so a waiting worker resumes it from its mark."""
+        job = ctx.job
+        with self.db.begin() as conn:
+            released = jobs.release(conn, job.id, ctx.owner, rows_done=ctx.rows_done, reason="worker stopping")
+            if released:
+                conn.execute(update(jobs_table).where(jobs_table.c.id == job.id).values(attempts=jobs_table.c.attempts - 1))
+        metrics.JOBS.labels(job.kind, "released").inc()
+        log.info("job %s (%s): released at row %d: worker stopping", job.id, job.kind, ctx.rows_done,
+                 extra={"job_id": job.id, "kind": job.kind, "rows_processed": ctx.rows_done})  # fmt: skip
 
     def _renew(self, ctx: JobContext, done: threading.Event) -> None:
         interval = max(0.05, self.settings.job_lease_seconds / 3)

@@ -40,7 +40,16 @@ class Database:
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
         else:
             kwargs.update(pool_size=10, max_overflow=20, pool_pre_ping=True)
-        self.engine: Engine = create_engine(url, **kwargs)
+        try:
+            self.engine: Engine = create_engine(url, **kwargs)
+        except ModuleNotFoundError as exc:
+            if not (exc.name or "").startswith("psycopg"):
+                raise
+            from opencues.settings import ConfigurationError
+
+            raise ConfigurationError(
+                "PostgreSQL needs the psycopg driver: pip install 'opencues[postgres]'"
+            ) from None
         if self.is_sqlite:
             event.listen(self.engine, "connect", partial(_sqlite_pragmas, cache_kib=sqlite_cache_mb * 1024))
 

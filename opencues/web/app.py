@@ -7,15 +7,17 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from starlette.requests import Request
+from starlette.responses import Response
 
-from opencues import __version__
+from opencues import __version__, logs
 from opencues.filestore import open_file_store
 from opencues.ingestion_rules import RulesCache
 from opencues.settings import Settings, load_settings
 from opencues.storage import Database, open_database
-from opencues.web import control_routes, errors, openapi, routes
+from opencues.web import control_routes, docs_page, errors, openapi, routes
 from opencues.web.auth import build_analytics_rate_limiter, build_rate_limiter
 from opencues.web.dispatch import LeanRoute
+from opencues.web.observe import ObserveRequests
 from opencues.web.responses import json_response
 
 
@@ -27,6 +29,10 @@ def create_app(settings: Settings | None = None, db: Database | None = None, *, 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         app.state.db = db or open_database(settings)
+        if settings.metrics:
+            from opencues import metrics
+
+            metrics.watch_pool(app.state.db.engine)
         # Job workers run in-process unless disabled (OPENCUES_JOB_WORKERS=0 + `opencues worker`).
         pool = None
         if settings.job_workers > 0:
@@ -46,6 +52,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None, *, 
                     limiter.close()
             if owns_db:
                 app.state.db.dispose()
+            _forget_this_process_gauges()
 
     app = FastAPI(
         title="opencues — Appcues Public API v2",
@@ -53,6 +60,8 @@ def create_app(settings: Settings | None = None, db: Database | None = None, *, 
         description="A self-hostable implementation of the Appcues Public API v2. "
         "Authenticate with HTTP Basic auth using an API key and secret (`opencues keys create`).",
         lifespan=lifespan,
+        docs_url=None,  # served from local files by opencues.web.docs_page
+        redoc_url=None,
     )
     app.router.route_class = LeanRoute  # handlers called directly; see opencues.web.dispatch
     app.state.settings = settings
@@ -70,12 +79,38 @@ def create_app(settings: Settings | None = None, db: Database | None = None, *, 
 
         app.add_middleware(ControlLayer, state=app.state, settings=settings)
     openapi.install(app)
+    docs_page.install(app)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz(_request: Request):
         return json_response({"status": 200, "title": "OK"})
 
+    if settings.metrics:
+
+        @app.get("/metrics", include_in_schema=False)
+        async def metrics_view(request: Request):
+            """Prometheus exposition (no auth: scrapers don't log in; OPENCUES_METRICS=off removes it)."""
+            from starlette.concurrency import run_in_threadpool
+
+            from opencues import metrics
+
+            body, content_type = await run_in_threadpool(metrics.render, request.app.state.db)
+            return Response(body, media_type=content_type)
+
+    app.add_middleware(ObserveRequests, metrics=settings.metrics)  # outermost: times everything
+
     return app
+
+
+def _forget_this_process_gauges() -> None:
+    """Under ``serve --workers N``: this process's live gauges (pool use) end with it."""
+    import os
+
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if directory:
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(os.getpid(), directory)
 
 
 def _freeze_startup_objects() -> None:
@@ -89,4 +124,6 @@ def _freeze_startup_objects() -> None:
 
 def app_factory() -> FastAPI:
     """Entry point for ``uvicorn --factory`` (each server process reads the environment)."""
-    return create_app(freeze_gc=True)
+    settings = load_settings()
+    logs.configure(settings)
+    return create_app(settings, freeze_gc=True)

@@ -67,6 +67,9 @@ def throttle(request: Request, principal: Principal) -> None:
         return
     retry_after = limiter.hit(principal.key_id)
     if retry_after is not None:
+        from opencues.metrics import RATE_LIMITED
+
+        RATE_LIMITED.inc()
         raise ApiError(
             429,
             f"rate limit of {limiter.rate} exceeded for this API key; retry after {retry_after}s",

@@ -60,5 +60,8 @@ class LeanRoute(APIRoute):
         # FastAPI's matching also resolves per-route context on every probe, for every route
         # tried (~4 µs each, ~25 routes); a direct handler needs only Starlette's path match.
         if self.lean:
-            return Route.matches(self, scope)
+            match, child_scope = Route.matches(self, scope)
+            if child_scope:
+                child_scope["route"] = self  # as FastAPI's own matching does: the access log and metrics read it
+            return match, child_scope
         return super().matches(scope)

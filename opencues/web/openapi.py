@@ -24,6 +24,7 @@ from opencues.sdk_keys import SWITCHES as SDK_SWITCHES
 from opencues.sdk_keys import SdkKeyCreate, SdkKeyTagField
 
 from opencues import groups, ingestion_rules, segment_exports
+from opencues.errors import status_title
 
 from opencues import analytics
 
@@ -448,6 +449,8 @@ ERRORS = {
     429: "Too Many Requests: this API key is being throttled; see Retry-After",
     422: "Unprocessable Content: this Idempotency-Key was already used for a different request",
     503: "Service Unavailable: the database connection was lost; retry after Retry-After seconds",
+    405: "Method Not Allowed: this path does not take this method (`Allow` lists those it does)",
+    410: "Gone: the download link has expired; request a new export",
 }
 # A download link is its own credential: tampered or foreign (403), file gone (404), expired (410).
 DOWNLOAD_ERRORS = {
@@ -567,8 +570,147 @@ def build(app: FastAPI) -> dict:
                     parameter.setdefault("description", PATH_PARAMS[parameter["name"]])
     for unused in ("HTTPValidationError", "ValidationError"):
         schemas.pop(unused, None)
+    for path, operations in document.get("paths", {}).items():
+        for operation in operations.values():
+            responses = operation.setdefault("responses", {})
+            responses.setdefault("405", _problem_response(405))
+            if path.startswith("/downloads/"):
+                responses.setdefault("410", _problem_response(410))
+    _add_examples(document)
     app.openapi_schema = document
     return document
+
+
+# --- examples: every request and response body gets one, made from its schema ---
+
+EXAMPLE_STRINGS = {
+    "date-time": "2021-07-16T16:02:50.037Z",
+    "date": "2021-07-16",
+    "uri": "https://cues.example.com/v2/accounts/12345/flows/flow1",
+    "email": "someone@example.com",
+    "binary": "(file contents)",
+}
+PROBLEM_DETAILS = {
+    400: "`name` is required", 401: "missing or invalid API key and secret",
+    403: "this API key cannot write", 404: "flow not found", 405: "method not allowed here; see Allow",
+    410: "this download link has expired; request a new export", 413: "the body is larger than 20971520 bytes",
+    415: "Content-Type must be application/json", 429: "rate limit of 100 per 1 second exceeded for this API key; retry after 1s",
+}  # fmt: skip
+
+
+def _problem_response(status: int) -> dict:
+    return {
+        "description": ERRORS[status],
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Problem"}}},
+    }
+
+
+def _named_string(name: str) -> str | None:
+    if name.endswith("_at") or name in ("timestamp", "start_time", "end_time"):
+        return EXAMPLE_STRINGS["date-time"]
+    if name == "url" or name.endswith("_url"):
+        return EXAMPLE_STRINGS["uri"]
+    if name == "id" or name.endswith("_id") or name.endswith("_by"):
+        return "0b9a3d52-7c1e-4f0e-9a51-3c2f1d6e8a47"
+    if "email" in name:
+        return EXAMPLE_STRINGS["email"]
+    if name == "name":
+        return "Welcome tour"
+    return None
+
+
+def example_for(schema: dict, components: dict, depth: int = 0, name: str = "") -> Any:
+    """A value valid against ``schema`` (first alternatives, documented examples and defaults first)."""
+    if depth > 12:
+        return None
+    if "$ref" in schema:
+        return example_for(components.get(schema["$ref"].rsplit("/", 1)[1], {}), components, depth + 1)
+    for key in ("example", "const", "default"):
+        if key in schema and schema[key] is not None:
+            return schema[key]
+    if schema.get("examples"):
+        return schema["examples"][0]
+    if "enum" in schema:
+        return schema["enum"][0]
+    for key in ("oneOf", "anyOf", "allOf"):
+        if schema.get(key):
+            choices = [c for c in schema[key] if c.get("type") != "null"] or schema[key]
+            return example_for(choices[0], components, depth + 1, name)
+    kind = schema.get("type")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), "null")
+    if kind == "object" or "properties" in schema:
+        value = {key: example_for(sub, components, depth + 1, key) for key, sub in schema.get("properties", {}).items()}
+        extra = schema.get("additionalProperties")
+        if not value and isinstance(extra, dict):
+            value = {"key": example_for(extra, components, depth + 1)}
+        return value
+    if kind == "array":
+        count = max(1, schema.get("minItems", 1))
+        return [example_for(schema.get("items", {}), components, depth + 1, name.removesuffix("s"))] * count
+    if kind == "string":
+        if schema.get("format") in EXAMPLE_STRINGS:
+            return EXAMPLE_STRINGS[schema["format"]]
+        named = _named_string(name)
+        if named and not schema.get("pattern") and len(named) <= schema.get("maxLength", 1000):
+            return named
+        return "example"[: schema.get("maxLength", 7)].ljust(schema.get("minLength", 0), "x")
+    if kind == "integer":
+        return max(1, schema.get("minimum", 1))
+    if kind == "number":
+        return max(1.5, schema.get("minimum", 1.5))
+    if kind == "boolean":
+        return True
+    return None
+
+
+def _csv_cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    text = orjson.dumps(value).decode()
+    return '"' + text.replace('"', '""') + '"' if "," in text or '"' in text else text
+
+
+def _text_example(media: str, value: Any) -> str:
+    rows = value if isinstance(value, list) else [value]
+    if media == "text/csv":
+        if rows and isinstance(rows[0], dict):
+            header = list(rows[0])
+            cells = [[_csv_cell(r.get(h)) for h in header] for r in rows]
+            return ",".join(header) + "\n" + "".join(",".join(row) + "\n" for row in cells)
+        return "user_id\nuser-1\n"
+    return "".join(orjson.dumps(row).decode() + "\n" for row in rows)
+
+
+def _add_examples(document: dict) -> None:
+    components = document.get("components", {}).get("schemas", {})
+    for operations in document.get("paths", {}).values():
+        for operation in operations.values():
+            bodies = [(None, operation.get("requestBody", {}).get("content", {}))]
+            bodies += [(code, r.get("content", {})) for code, r in operation.get("responses", {}).items()]
+            for code, content in bodies:
+                json_example = None
+                for media, entry in content.items():
+                    if "example" in entry or "examples" in entry:
+                        continue
+                    schema = entry.get("schema", {})
+                    if code is not None and code[0] in "45":
+                        entry["example"] = {"error": True, "status": int(code), "title": status_title(int(code)),
+                                            "detail": PROBLEM_DETAILS.get(int(code), ERRORS.get(int(code), ""))}  # fmt: skip
+                    elif media.endswith("json") and media != "application/ndjson":
+                        json_example = example_for(schema, components)
+                        entry["example"] = json_example
+                    elif media in ("text/csv", "application/ndjson", "application/x-ndjson"):
+                        if json_example is None:
+                            json_source = content.get("application/json", {}).get("schema")
+                            json_example = example_for(json_source, components) if json_source else {"user_id": "user-1"}
+                        entry["example"] = _text_example(media, json_example)
+                    elif media == "multipart/form-data":
+                        entry["example"] = {"file": "(the contents of a .csv or .ndjson file)"}
+                    else:  # a ZIP or another binary body
+                        entry["example"] = "(binary file contents)"
 
 
 def install(app: FastAPI) -> None:

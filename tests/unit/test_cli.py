@@ -12,6 +12,19 @@ from opencues.cli import main
 from tests.conftest import AccountClient, Credentials, assert_problem
 
 
+@pytest.fixture(autouse=True)
+def _restore_group_environment(monkeypatch):
+    """The group exports --data-dir/--database-url to os.environ (for server processes): undo it
+    after each test, so a test's bad URL never reaches the next test."""
+    import os
+
+    for name in ("OPENCUES_DATA_DIR", "OPENCUES_DATABASE_URL"):
+        if name in os.environ:
+            monkeypatch.setenv(name, os.environ[name])
+        else:
+            monkeypatch.delenv(name, raising=False)
+
+
 @pytest.fixture
 def cli(settings, db):
     """Run ``opencues ARGS`` against the test database; returns the click Result (exit code 0 checked
@@ -183,3 +196,87 @@ def test_the_database_url_flag_matches_the_environment(settings, db, monkeypatch
 
 def test_migrate(cli):
     assert "up to date" in cli("migrate").output
+
+
+def _walk(group, path=()):
+    for name, command in group.commands.items():
+        yield (*path, name), command
+        if hasattr(command, "commands"):
+            yield from _walk(command, (*path, name))
+
+
+def test_every_command_and_option_has_help_naming_its_environment():
+    import click
+
+    for path, command in _walk(main):
+        text = CliRunner().invoke(main, [*path, "--help"]).output
+        assert command.help or command.short_help, f"`opencues {' '.join(path)}` has no help line"
+        assert "OPENCUES_DATA_DIR" in text and "OPENCUES_DATABASE_URL" in text, path
+        for param in command.params:
+            if isinstance(param, click.Option):
+                assert param.help, f"`opencues {' '.join(path)} {param.opts[0]}` has no help"
+    group_help = " ".join(CliRunner().invoke(main, ["--help"]).output.split())
+    assert "env var: OPENCUES_DATA_DIR" in group_help and "env var: OPENCUES_DATABASE_URL" in group_help
+
+
+def test_group_options_are_accepted_after_the_subcommand(settings, db, tmp_path):
+    runner = CliRunner()
+    result = runner.invoke(main, ["accounts", "create", "--id", "late", "--database-url", settings.database_url], env={})
+    assert result.exit_code == 0, result.output
+    assert accounts.get_account(db, "late")["id"] == "late"
+    data_dir = tmp_path / "later"
+    result = runner.invoke(main, ["migrate", f"--data-dir={data_dir}"], env={"OPENCUES_DATABASE_URL": None})
+    assert result.exit_code == 0, result.output
+    assert (data_dir / "opencues.db").exists()
+
+
+def _one_line_failure(*args, **env):
+    result = CliRunner().invoke(main, list(args), env=env)
+    assert result.exit_code == 1, result.output
+    assert not isinstance(result.exception, Exception) or isinstance(result.exception, SystemExit), result.exception
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
+    return lines[0]
+
+
+def test_unreachable_postgres_is_one_line_without_the_password():
+    line = _one_line_failure("migrate", "--database-url", "postgresql://me:s3cret@127.0.0.1:1/nothing")
+    assert "cannot use the database" in line and "s3cret" not in line and "127.0.0.1" in line
+
+
+def test_a_bad_database_url_is_one_line():
+    assert "bad database URL" in _one_line_failure("migrate", "--database-url", "nosuchdb://x")
+
+
+def test_an_unwritable_data_dir_is_one_line(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    line = _one_line_failure("migrate", OPENCUES_DATA_DIR=str(blocker / "data"), OPENCUES_DATABASE_URL=None)
+    assert "cannot write" in line and "OPENCUES_DATA_DIR" in line
+
+
+def test_a_malformed_rate_limit_is_one_line(settings):
+    line = _one_line_failure("migrate", OPENCUES_RATE_LIMIT="lots", OPENCUES_DATABASE_URL=settings.database_url)
+    assert "OPENCUES_RATE_LIMIT" in line and "lots" in line
+
+
+def test_postgres_without_psycopg_is_one_line(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # import psycopg now fails
+    for name in [m for m in sys.modules if m.startswith("sqlalchemy.dialects.postgresql.psycopg")]:
+        monkeypatch.delitem(sys.modules, name)
+    line = _one_line_failure("migrate", "--database-url", "postgresql://127.0.0.1:1/x")
+    assert "opencues[postgres]" in line
+
+
+def test_no_traceback_from_a_real_process(tmp_path):
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "opencues", "migrate", "--database-url", "postgresql://u:pw@127.0.0.1:1/x"],
+        capture_output=True, text=True, cwd=tmp_path, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()], result.stderr

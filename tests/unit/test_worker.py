@@ -223,10 +223,13 @@ def test_shutdown_releases_the_running_job_for_another_worker(db, store, setting
     assert worker.Worker(db, store, settings, stopping=stopping).run_once()
     row = job_row(db, job_id)
     assert row.status == "IN_PROGRESS" and row.lease_owner is None and row.attempts == 0
+    assert row.lease_expires_at <= now_ms()  # released now, not left to expire
+    released = jobs.job_events_of(db, job_id)[-1]
+    assert released == {"name": "Released", "attributes": {"reason": "worker stopping", "rows_processed": 0}}
     worker.run_pending_jobs(db, store, settings)
     assert job_row(db, job_id).status == "COMPLETED"
     assert event_timestamps(db) == list(range(30))
-    assert names(db, job_id) == ["Ingesting", "Resumed", "Completed"]
+    assert names(db, job_id) == ["Ingesting", "Released", "Resumed", "Completed"]
 
 
 def test_lease_is_renewed_while_a_handler_runs(db, store, settings, kind):

@@ -147,3 +147,47 @@ def test_download_links_document_their_errors(document):
     for code in ("403", "404", "410"):
         assert responses[code]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Problem"}
     assert "422" not in responses
+def test_docs_page_works_offline(client):
+    """No CDN: every script, style and icon the page loads is served by opencues itself."""
+    import re
+
+    html = client.get("/docs").text
+    assets = re.findall(r"""(?:src|href)=["']([^"']+)["']""", html) + re.findall(r"""url: ?["']([^"']+)["']""", html)
+    assert assets and not [a for a in assets if "//" in a], assets
+    assert "cdn" not in html.lower() and "https://" not in html.replace("https://swagger.io", "")
+    for asset in assets:
+        response = client.get(asset)
+        assert response.status_code == 200, asset
+    assert "SwaggerUIBundle" in client.get("/docs/static/swagger-ui-bundle.js").text
+
+
+def _bodies(document):
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            yield path, method, "request", operation.get("requestBody", {}).get("content", {})
+            for code, response in operation.get("responses", {}).items():
+                yield path, method, code, response.get("content", {})
+
+
+def test_every_request_and_response_body_has_a_valid_example(client):
+    import jsonschema
+
+    document = client.get("/openapi.json").json()
+    checked = 0
+    for path, method, code, content in _bodies(document):
+        for media, entry in content.items():
+            assert "example" in entry or "examples" in entry, f"{method.upper()} {path} {code} {media}: no example"
+            if media == "application/json" and "schema" in entry:
+                root = {**entry["schema"], "components": document["components"]}
+                jsonschema.validate(entry["example"], root)  # the example is what the schema describes
+                checked += 1
+    assert checked > 100
+
+
+def test_405_and_410_are_documented(client):
+    document = client.get("/openapi.json").json()
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            assert "405" in operation["responses"], f"{method} {path}"
+    download = document["paths"]["/downloads/{token}"]["get"]["responses"]
+    assert download["410"]["content"]["application/json"]["example"]["status"] == 410

@@ -1,0 +1,75 @@
+"""Logging for every opencues process: one format (text, or JSON lines), one level, no secrets.
+
+``configure(settings)`` is called by each server process, by ``opencues worker`` and by the CLI's
+``serve``; uvicorn's own loggers propagate here (``serve`` runs uvicorn with ``log_config=None``).
+``OPENCUES_LOG_FORMAT=json`` writes one JSON object a line: ``time``, ``level``, ``logger``,
+``message`` and the fields a line carries (the access log's ``request_id``, ``status``…).
+
+``Redact`` is a last line of defence: no code logs a credential, but should an exception text
+carry a URL with a password or an ``Authorization`` header, the line is scrubbed before it is
+written.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+import time
+
+_STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
+_PATTERNS = (
+    (re.compile(r"(\w+://[^\s:/@]*:)[^\s@/]+@"), r"\1***@"),  # scheme://user:password@host
+    (re.compile(r"(?i)(authorization[\"']?\s*[:=]\s*[\"']?)(basic|bearer)\s+[^\s\"',}]+"), r"\1\2 ***"),
+    (re.compile(r"/downloads/[^\s\"'?]+"), "/downloads/***"),  # export links: the token is the credential
+)
+
+
+def redact(text: str) -> str:
+    for pattern, replacement in _PATTERNS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+class TextFormatter(logging.Formatter):
+    def __init__(self):
+        super().__init__("%(asctime)s %(levelname)s %(name)s %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        line = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for name, value in vars(record).items():
+            if name not in _STANDARD and not name.startswith("_"):
+                line[name] = value
+        if record.exc_info:
+            line["exception"] = self.formatException(record.exc_info)
+        return redact(json.dumps(line, default=str))
+
+
+def configure(settings) -> None:
+    """Send every logger's records to stderr in the configured format and level (idempotent)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if settings.log_format == "json" else TextFormatter())
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if getattr(h, "_opencues", False)]:
+        root.removeHandler(old)
+    handler._opencues = True
+    root.addHandler(handler)
+    root.setLevel(settings.log_level.upper())
+    for name in ("uvicorn", "uvicorn.error"):
+        logging.getLogger(name).handlers.clear()
+        logging.getLogger(name).propagate = True
+    # opencues.web.observe writes the access log (with request ids, without raw paths): uvicorn's is off.
+    uvicorn_access = logging.getLogger("uvicorn.access")
+    uvicorn_access.handlers.clear()
+    uvicorn_access.propagate = False
