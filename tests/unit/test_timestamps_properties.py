@@ -3,7 +3,6 @@ one, and totality (no input raises anything but the one error type)."""
 
 from datetime import datetime, timedelta, timezone
 
-import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
