@@ -145,7 +145,7 @@ def _api_errors(function):
 
 
 @api_group.command("import")
-@click.argument("kind", type=click.Choice(["events", "profiles"]))
+@click.argument("kind", type=click.Choice(["events", "profiles", "groups"]))
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--no-wait", is_flag=True, help="Print the 202 answer instead of waiting for the job.")
 @click.option("--timeout", default=3600.0, show_default=True, help="Seconds to wait for the job.")
@@ -159,7 +159,7 @@ def api_import(ctx, kind, file: Path, no_wait, timeout):
     from opencues.client import _TYPES, NDJSON
 
     with open(file, "rb") as handle:
-        method = client.import_events if kind == "events" else client.import_profiles
+        method = {"events": client.import_events, "profiles": client.import_profiles, "groups": client.import_groups}[kind]
         accepted = method(_CountingReader(handle, upload), content_type=_TYPES.get(file.suffix.lower(), NDJSON))
     upload.finish(f"uploaded {file.name}")
     if no_wait:

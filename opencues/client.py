@@ -156,6 +156,152 @@ class Client(_Http):
     def unpublish_flow(self, flow_id: str) -> dict:
         return self._call("POST", "flows", flow_id, "unpublish")
 
+    # -- tags --------------------------------------------------------------------------------
+
+    def list_tags(self, *, csv: bool = False):
+        return self._call("GET", "tags", csv=csv)
+
+    def get_tag(self, tag_id: str, *, csv: bool = False):
+        return self._call("GET", "tags", tag_id, csv=csv)
+
+    # -- experiences: checklists, pins, banners, launchpads, mobile, embeds, nps, flows-v2 ----
+
+    def list_checklists(self, *, csv: bool = False):
+        return self._call("GET", "checklists", csv=csv)
+
+    def get_checklist(self, checklist_id: str, *, csv: bool = False):
+        return self._call("GET", "checklists", checklist_id, csv=csv)
+
+    def publish_checklist(self, checklist_id: str) -> dict:
+        return self._call("POST", "checklists", checklist_id, "publish")
+
+    def unpublish_checklist(self, checklist_id: str) -> dict:
+        return self._call("POST", "checklists", checklist_id, "unpublish")
+
+    def list_pins(self, *, csv: bool = False):
+        return self._call("GET", "pins", csv=csv)
+
+    def get_pin(self, pin_id: str, *, csv: bool = False):
+        return self._call("GET", "pins", pin_id, csv=csv)
+
+    def publish_pin(self, pin_id: str) -> dict:
+        return self._call("POST", "pins", pin_id, "publish")
+
+    def unpublish_pin(self, pin_id: str) -> dict:
+        return self._call("POST", "pins", pin_id, "unpublish")
+
+    def list_banners(self, *, csv: bool = False):
+        return self._call("GET", "banners", csv=csv)
+
+    def get_banner(self, banner_id: str, *, csv: bool = False):
+        return self._call("GET", "banners", banner_id, csv=csv)
+
+    def publish_banner(self, banner_id: str) -> dict:
+        return self._call("POST", "banners", banner_id, "publish")
+
+    def unpublish_banner(self, banner_id: str) -> dict:
+        return self._call("POST", "banners", banner_id, "unpublish")
+
+    def list_launchpads(self, *, csv: bool = False):
+        return self._call("GET", "launchpads", csv=csv)
+
+    def get_launchpad(self, launchpad_id: str, *, csv: bool = False):
+        return self._call("GET", "launchpads", launchpad_id, csv=csv)
+
+    def publish_launchpad(self, launchpad_id: str) -> dict:
+        return self._call("POST", "launchpads", launchpad_id, "publish")
+
+    def unpublish_launchpad(self, launchpad_id: str) -> dict:
+        return self._call("POST", "launchpads", launchpad_id, "unpublish")
+
+    def list_mobile_flows(self, *, csv: bool = False):
+        return self._call("GET", "mobile", csv=csv)
+
+    def get_mobile_flow(self, mobile_id: str, *, csv: bool = False):
+        return self._call("GET", "mobile", mobile_id, csv=csv)
+
+    def publish_mobile_flow(self, mobile_id: str) -> dict:
+        return self._call("POST", "mobile", mobile_id, "publish")
+
+    def unpublish_mobile_flow(self, mobile_id: str) -> dict:
+        return self._call("POST", "mobile", mobile_id, "unpublish")
+
+    def list_embeds(self, *, csv: bool = False):
+        return self._call("GET", "embeds", csv=csv)
+
+    def get_embed(self, embed_id: str, *, csv: bool = False):
+        return self._call("GET", "embeds", embed_id, csv=csv)
+
+    def publish_embed(self, embed_id: str) -> dict:
+        return self._call("POST", "embeds", embed_id, "publish")
+
+    def unpublish_embed(self, embed_id: str) -> dict:
+        return self._call("POST", "embeds", embed_id, "unpublish")
+
+    def list_nps_surveys(self, *, csv: bool = False):
+        return self._call("GET", "nps", csv=csv)
+
+    def get_nps_survey(self, nps_id: str, *, csv: bool = False):
+        return self._call("GET", "nps", nps_id, csv=csv)
+
+    def publish_nps_survey(self, nps_id: str) -> dict:
+        return self._call("POST", "nps", nps_id, "publish")
+
+    def unpublish_nps_survey(self, nps_id: str) -> dict:
+        return self._call("POST", "nps", nps_id, "unpublish")
+
+    def list_flows_v2(self, *, csv: bool = False):
+        return self._call("GET", "flows-v2", csv=csv)
+
+    def get_flow_v2(self, flow_id: str, *, csv: bool = False):
+        return self._call("GET", "flows-v2", flow_id, csv=csv)
+
+    def publish_flow_v2(self, flow_id: str) -> dict:
+        return self._call("POST", "flows-v2", flow_id, "publish")
+
+    def unpublish_flow_v2(self, flow_id: str) -> dict:
+        return self._call("POST", "flows-v2", flow_id, "unpublish")
+
+    def get_screenshots(self, resource_id: str) -> bytes:
+        """Screenshots of a draft flow, experience or checklist: the ZIP file's bytes."""
+        return self._send("GET", self._url("screenshots", resource_id)).content
+
+    # -- SDK keys ----------------------------------------------------------------------------
+
+    def list_sdk_keys(self, *, csv: bool = False):
+        return self._call("GET", "sdk_keys", csv=csv)
+
+    def create_sdk_key(self, name: str, *, tag_field: str | None = None) -> dict:
+        """201: the key with its ``secret``, shown only here."""
+        body = {"name": name} if tag_field is None else {"name": name, "tag_field": tag_field}
+        return self._call("POST", "sdk_keys", json=body)
+
+    def get_sdk_key(self, sdk_key_id: str, *, csv: bool = False):
+        return self._call("GET", "sdk_keys", sdk_key_id, csv=csv)
+
+    def delete_sdk_key(self, sdk_key_id: str) -> dict:
+        return self._call("DELETE", "sdk_keys", sdk_key_id)
+
+    def update_sdk_key(self, sdk_key_id: str, *, tag_field: str | None) -> dict:
+        """``PATCH sdk_keys/{id}``: sets ``tag_field`` (None clears it)."""
+        return self._call("PATCH", "sdk_keys", sdk_key_id, json={"tag_field": tag_field})
+
+    def set_sdk_key_tag_field(self, sdk_key_id: str, tag_field: str | None) -> dict:
+        """``PATCH sdk_keys/{id}/tag_field`` (None clears it)."""
+        return self._call("PATCH", "sdk_keys", sdk_key_id, "tag_field", json={"tag_field": tag_field})
+
+    def enable_enforcement_mode(self, sdk_key_id: str) -> dict:
+        return self._call("POST", "sdk_keys", sdk_key_id, "enforcement_mode", "enable")
+
+    def disable_enforcement_mode(self, sdk_key_id: str) -> dict:
+        return self._call("POST", "sdk_keys", sdk_key_id, "enforcement_mode", "disable")
+
+    def enable_secure_data_ingest(self, sdk_key_id: str) -> dict:
+        return self._call("POST", "sdk_keys", sdk_key_id, "secure_data_ingest", "enable")
+
+    def disable_secure_data_ingest(self, sdk_key_id: str) -> dict:
+        return self._call("POST", "sdk_keys", sdk_key_id, "secure_data_ingest", "disable")
+
     # -- segments ----------------------------------------------------------------------------
 
     def list_segments(self, *, csv: bool = False):
@@ -182,6 +328,14 @@ class Client(_Http):
     def remove_user_ids(self, segment_id: str, user_ids, *, content_type: str | None = None, idempotency_key: str | None = None) -> dict:
         return self._bulk(("segments", segment_id, "remove_user_ids"), user_ids, content_type, idempotency_key, user_ids=True)
 
+    def export_segment_members(self, segment_id: str, *, property_names: list | None = None, format: str | None = None,
+                               email=None, idempotency_key: str | None = None) -> dict:  # fmt: skip
+        """202 + job: the segment's members with ``property_names`` of their profiles; the
+        download link is on the job's ``Completed`` event (and emailed to ``email``, if given)."""
+        body = {k: v for k, v in (("property_names", property_names), ("format", format), ("email", email)) if v is not None}
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
+        return self._call("POST", "segments", segment_id, "segment_membership_export", json=body, headers=headers)
+
     # -- end users ---------------------------------------------------------------------------
 
     def get_profile(self, user_id: str, *, csv: bool = False):
@@ -193,19 +347,58 @@ class Client(_Http):
     def delete_profile(self, user_id: str) -> dict:
         return self._call("DELETE", "users", user_id, "profile")
 
-    def track(self, user_id: str, name: str, *, timestamp=None, attributes: dict | None = None) -> dict:
-        """Track one event at ``timestamp`` (an ISO 8601 string; default: now)."""
+    def track(self, user_id: str, name: str, *, timestamp=None, attributes: dict | None = None,
+              group_id: str | None = None, context: dict | None = None) -> dict:  # fmt: skip
+        """Track one event at ``timestamp`` (an ISO 8601 string; default: now), optionally with
+        the user's ``group_id`` and the event's ``context``."""
         if timestamp is None:
             timestamp = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
         body: dict = {"name": name, "timestamp": timestamp}
-        if attributes is not None:
-            body["attributes"] = attributes
+        for field, value in (("attributes", attributes), ("group_id", group_id), ("context", context)):
+            if value is not None:
+                body[field] = value
         return self._call("POST", "users", user_id, "events", json=body)
 
     def events(self, user_id: str, *, limit: int | None = None, time_zone: str | None = None, csv: bool = False):
         """A user's events, most recent first."""
         params = {k: v for k, v in (("limit", limit), ("time_zone", time_zone)) if v is not None}
         return self._call("GET", "users", user_id, "events", params=params, csv=csv)
+
+    # -- groups ------------------------------------------------------------------------------
+
+    def get_group(self, group_id: str, *, csv: bool = False):
+        return self._call("GET", "groups", group_id, "profile", csv=csv)
+
+    def update_group(self, group_id: str, properties: dict) -> dict:
+        """Merge ``properties`` into the group's, creating the group."""
+        return self._call("PATCH", "groups", group_id, "profile", json=properties)
+
+    def add_group_users(self, group_id: str, user_ids: list) -> dict:
+        """Make ``group_id`` the current group of each of ``user_ids``."""
+        return self._call("POST", "groups", group_id, "users", json={"user_ids": list(user_ids)})
+
+    # -- account configuration ---------------------------------------------------------------
+
+    def get_ingestion_rules(self, *, csv: bool = False):
+        return self._call("GET", "ingestion_filtering_rules", csv=csv)
+
+    def replace_ingestion_rules(self, rules: dict) -> dict:
+        """``{"mode": "deny"|"allow", "event_names": [...], "profile_attributes": [...], "group_attributes": [...]}``."""
+        return self._call("POST", "ingestion_filtering_rules", json=rules)
+
+    # -- analytics ---------------------------------------------------------------------------
+
+    def query_analytics(self, spec: dict) -> list:
+        """The rows of an analytics query (at most 1000; see docs/analytics.md for ``spec``)."""
+        return self._call("POST", "analytics", "query", json=spec)
+
+    def create_analytics_export(self, spec: dict) -> dict:
+        """202 ``{"job_id", "status"}``: every row of the query, as a JSON file."""
+        return self._call("POST", "analytics", "exports", json=spec)
+
+    def get_analytics_export(self, job_id: str) -> dict:
+        """The export's status and, once done, a fresh download link (``download``)."""
+        return self._call("GET", "analytics", "exports", job_id)
 
     # -- bulk --------------------------------------------------------------------------------
 
@@ -215,6 +408,10 @@ class Client(_Http):
 
     def import_profiles(self, rows, *, content_type: str | None = None, idempotency_key: str | None = None) -> dict:
         return self._bulk(("import", "profiles"), rows, content_type, idempotency_key)
+
+    def import_groups(self, rows, *, content_type: str | None = None, idempotency_key: str | None = None) -> dict:
+        """202 + job. ``rows``: group dicts (``group_id`` and properties), a file path or a binary file."""
+        return self._bulk(("import", "groups"), rows, content_type, idempotency_key)
 
     def export_events(self, *, email, format: str = "csv", conditions: list | None = None, start_time=None,
                       end_time=None, idempotency_key: str | None = None, **options) -> dict:  # fmt: skip
@@ -233,6 +430,24 @@ class Client(_Http):
         if idempotency_key:
             headers["Idempotency-Key"] = idempotency_key
         return self._call("POST", *parts, content=body, headers=headers, retryable=retryable)
+
+    def download(self, url: str, to=None) -> bytes | None:
+        """An export file by its link (``download_url``; the link is the credential): the bytes,
+        or — with ``to``, a path or a binary file — streamed there."""
+        with self.http.stream("GET", url, auth=None) as response:  # no API credentials: the link is one
+            if response.status_code >= 400:
+                response.read()
+                raise AppcuesError.from_response(response)
+            if to is None:
+                return response.read()
+            out = open(to, "wb") if isinstance(to, (str, os.PathLike)) else to
+            try:
+                for chunk in response.iter_bytes():
+                    out.write(chunk)
+            finally:
+                if out is not to:
+                    out.close()
+        return None
 
     # -- jobs --------------------------------------------------------------------------------
 

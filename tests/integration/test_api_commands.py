@@ -28,6 +28,12 @@ def test_import_export_download_and_wait(live_server, tmp_path):
     assert json.loads(exported.stdout)["status"] == "COMPLETED"
     assert len(out.read_text().splitlines()) == 2001 and f"saved {out}" in exported.stderr
 
+    groups = tmp_path / "groups.ndjson"
+    groups.write_text(json.dumps({"group_id": "acme", "seats": 5}) + "\n")
+    assert json.loads(server.cli(*connection, "import", "groups", str(groups)).stdout)["status"] == "COMPLETED"
+    api = httpx.Client(base_url=f"{server.base_url}/v2/accounts/cli", auth=(account["key"], account["secret"]), timeout=30)
+    assert api.get("/groups/acme/profile").json()["seats"] == 5
+
     admin.put("/-/accounts/cli/job-mode", json={"mode": "manual"})
     held = server.cli(*connection, "import", "profiles", str(_profiles(tmp_path)), "--no-wait")
     job_id = json.loads(held.stdout)["job_id"]
