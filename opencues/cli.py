@@ -39,6 +39,13 @@ def _db(ctx: click.Context):
     return ctx.obj["db"]
 
 
+def _file_store(ctx: click.Context):
+    """Where uploaded payloads live (snapshots carry those of waiting jobs)."""
+    from opencues.filestore import open_file_store
+
+    return open_file_store(ctx.obj["settings"])
+
+
 def _with_url(ctx: click.Context, account_id: str, flow: dict) -> dict:
     """The flow as the API shows it, ``url`` included: under OPENCUES_PUBLIC_URL when set, else
     under ``serve``'s default address (the CLI cannot know where a server listens)."""
@@ -184,7 +191,7 @@ def serve(ctx, host: str, port: int, workers: int, demo: bool, test_mode: bool, 
         if seed_file:
             from opencues import control
 
-            loaded = control.seed(db, open(seed_file, "rb").read())
+            loaded = control.seed(db, open(seed_file, "rb").read(), _file_store(ctx))
             click.echo(f"seeded {loaded['rows']} rows of {len(loaded['accounts'])} account(s) from {seed_file}")
         listening = _bind_any_free_port(host) if port == 0 else None  # so the demo line shows the real port
         if demo:
@@ -506,7 +513,7 @@ def control_snapshot(ctx, name, account_id):
     """Save all data (or one account's) as snapshot NAME."""
     from opencues import control
 
-    _print_json(control.create_snapshot(_db(ctx), name, account_id))
+    _print_json(control.create_snapshot(_db(ctx), name, account_id, _file_store(ctx)))
 
 
 @control_group.command("snapshots")
@@ -541,7 +548,7 @@ def control_restore(ctx, name):
     """Restore snapshot NAME exactly."""
     from opencues import control
 
-    _print_json(control.restore_snapshot(_db(ctx), name))
+    _print_json(control.restore_snapshot(_db(ctx), name, _file_store(ctx)))
 
 
 @control_group.command("snapshot-delete")
@@ -563,7 +570,7 @@ def control_seed(ctx, file):
     from opencues import control
 
     with open(file, "rb") as handle:
-        _print_json(control.seed(_db(ctx), handle.read()))
+        _print_json(control.seed(_db(ctx), handle.read(), _file_store(ctx)))
 
 
 @control_group.command("fault")

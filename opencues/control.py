@@ -146,15 +146,16 @@ def _check_name(name) -> str:
     return name
 
 
-def create_snapshot(db: Database, name: str, account_id: str | None = None) -> dict:
-    """Save all data (or one account's) under ``name``, replacing a snapshot of that name."""
+def create_snapshot(db: Database, name: str, account_id: str | None = None, file_store=None) -> dict:
+    """Save all data (or one account's) under ``name``, replacing a snapshot of that name; with
+    the payloads of waiting jobs from ``file_store``."""
     _check_name(name)
     if account_id is not None and not isinstance(account_id, str):
         raise bad_request("`account_id` must be a string")
     with db.begin() as conn:  # one transaction: a consistent view of every table
         if account_id is not None:
             _require_account(conn, account_id)
-        document = snapshots.dump(conn, account_id)
+        document = snapshots.dump(conn, account_id, file_store)
     raw = snapshots.encode(document).decode()
     now = timestamps.now_ms()
     with db.begin() as conn:
@@ -182,11 +183,12 @@ def get_snapshot(db: Database, name: str) -> bytes:
     return raw.encode()
 
 
-def restore_snapshot(db: Database, name: str) -> dict:
-    """Back to exactly the saved state: everything (a full snapshot) or the one account's data."""
+def restore_snapshot(db: Database, name: str, file_store=None) -> dict:
+    """Back to exactly the saved state: everything (a full snapshot) or the one account's data,
+    waiting jobs' payloads written back to ``file_store``."""
     document = snapshots.decode(get_snapshot(db, name))
     with db.begin() as conn:
-        loaded = snapshots.load(conn, document, replace_all=document.get("account_id") is None)
+        loaded = snapshots.load(conn, document, replace_all=document.get("account_id") is None, file_store=file_store)
     return {"name": name, **loaded}
 
 
@@ -196,12 +198,12 @@ def delete_snapshot(db: Database, name: str) -> None:
             raise not_found(f"snapshot {name!r}")
 
 
-def seed(db: Database, raw: bytes | str) -> dict:
+def seed(db: Database, raw: bytes | str, file_store=None) -> dict:
     """Load a snapshot file: the accounts it holds are replaced by their content in it; other
-    accounts are left alone."""
+    accounts are left alone. Waiting jobs' payloads go to ``file_store``."""
     document = snapshots.decode(raw)
     with db.begin() as conn:
-        return snapshots.load(conn, document)
+        return snapshots.load(conn, document, file_store=file_store)
 
 
 # -- jobs --------------------------------------------------------------------------------------

@@ -3,19 +3,30 @@
 The same document is what ``GET /-/snapshots/{name}`` returns, what ``POST /-/seed`` and
 ``opencues serve --seed FILE`` load, and what ``opencues control snapshots export`` writes::
 
-    {"format": "opencues-snapshot", "version": 1, "created_at": "2026-12-02T08:00:00.000Z",
+    {"format": "opencues-snapshot", "version": 2, "created_at": "2026-12-02T08:00:00.000Z",
      "account_id": null,                  # or the one account it holds
      "tables": {"accounts": {"columns": ["id", "name", "created_at"],
                              "rows": [["acme", "Acme", 1764662400000], ...]},
-                "api_keys": {...}, "flows": {...}, ...}}
+                "api_keys": {...}, "flows": {...}, ...},
+     "files": {"uploads/3f9c….ndjson": "<base64>", ...}}
 
 Rows are the stored values: instants are epoch milliseconds, JSON columns are JSON values, API
 keys carry their secret's SHA-256 (never the secret). Surrogate ids (``events.id``,
 ``job_events.id``) are left out — rows are listed in that order and get new ids on loading — so a
 document loads beside other accounts' data without colliding. A table missing from a document
 (one written before that table existed) loads as empty; a column missing from a table takes its
-default. ``version`` changes only when an existing table's meaning changes; older versions are
-converted by ``UPGRADES`` or refused with a message saying so.
+default.
+
+``files`` holds the uploaded payload of every job still waiting (an import submitted in
+``manual`` job mode, say), base64-encoded, under the job's ``payload_key``: restored into the
+file store, the job runs as if it had never left. Only keys some job row of the document names
+are accepted.
+
+``version`` changes when the document's meaning changes; older versions are converted by
+``UPGRADES`` or refused with a message saying so. Version 1 had no ``files``: it loads as a
+version 2 document without files, and a waiting job whose payload is neither in the document nor
+still in the file store is refused (400) rather than loaded to fail later. The format is
+described for users in docs/snapshots.md.
 
 Adding a table that holds account data is one line in ``PARTS``.
 """
@@ -25,6 +36,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+import base64
+import binascii
+
 import orjson
 from sqlalchemy import JSON, Connection, Table, delete, select
 
@@ -33,7 +47,7 @@ from opencues.errors import ApiError, bad_request
 from opencues.storage import schema
 
 FORMAT = "opencues-snapshot"
-VERSION = 1
+VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -86,12 +100,21 @@ PARTS: list[Part] = [
 # Tables that are not account data (the control API's own state, Alembic's): never snapshotted.
 NOT_ACCOUNT_DATA = {"control_faults", "control_requests", "control_job_modes", "control_snapshots"}
 
+
+def _upgrade_1_to_2(document: dict) -> dict:
+    """Version 1 carried no job payloads: the same document with none (see the module docstring)."""
+    return {**document, "version": 2, "files": {}}
+
+
 # version → a function turning a document of that version into one of the next version.
-UPGRADES: dict[int, Callable[[dict], dict]] = {}
+UPGRADES: dict[int, Callable[[dict], dict]] = {1: _upgrade_1_to_2}
+
+WAITING = "IN_PROGRESS"  # the status of a job that has not ended (opencues.jobs.JobStatus)
 
 
-def dump(conn: Connection, account_id: str | None = None) -> dict:
-    """The snapshot document of every account's data, or of one account's."""
+def dump(conn: Connection, account_id: str | None = None, file_store=None) -> dict:
+    """The snapshot document of every account's data, or of one account's — with the payloads of
+    waiting jobs read from ``file_store`` (without one, ``files`` is empty)."""
     tables = {}
     for part in PARTS:
         columns = part.columns()
@@ -106,7 +129,37 @@ def dump(conn: Connection, account_id: str | None = None) -> dict:
         "created_at": timestamps.render(timestamps.now_ms()),
         "account_id": account_id,
         "tables": tables,
+        "files": _waiting_payloads(tables, file_store),
     }
+
+
+def _payload_keys(tables: dict, *, waiting_only: bool) -> dict[str, str]:
+    """payload key → job id, of the jobs in ``tables`` (those not ended, with ``waiting_only``)."""
+    content = tables.get("jobs")
+    if not content:
+        return {}
+    columns = content["columns"]
+    if "payload_key" not in columns:
+        return {}
+    key_at, id_at = columns.index("payload_key"), columns.index("id")
+    status_at = columns.index("status") if "status" in columns else None
+    return {
+        row[key_at]: row[id_at]
+        for row in content["rows"]
+        if isinstance(row, list) and len(row) == len(columns) and isinstance(row[key_at], str)
+        and not (waiting_only and status_at is not None and row[status_at] != WAITING)
+    }  # fmt: skip
+
+
+def _waiting_payloads(tables: dict, file_store) -> dict[str, str]:
+    if file_store is None:
+        return {}
+    files = {}
+    for key in _payload_keys(tables, waiting_only=True):
+        if file_store.exists(key):
+            with file_store.open(key) as handle:
+                files[key] = base64.b64encode(handle.read()).decode("ascii")
+    return files
 
 
 def encode(document: dict) -> bytes:
@@ -151,6 +204,19 @@ def decode(raw: bytes | str) -> dict:
     account_id = document.get("account_id")
     if account_id is not None and not isinstance(account_id, str):
         raise bad_request("`account_id` of the snapshot must be a string or null")
+    files = document.setdefault("files", {})
+    if not isinstance(files, dict):
+        raise bad_request("`files` of the snapshot must be an object")
+    named = _payload_keys(tables, waiting_only=False)
+    for key, encoded in files.items():
+        if key not in named:
+            raise bad_request(f"`files`: {key!r} is not the payload of any job in the snapshot")
+        if not isinstance(encoded, str):
+            raise bad_request(f"`files.{key}` must be a base64 string")
+        try:
+            base64.b64decode(encoded, validate=True)
+        except (binascii.Error, ValueError):
+            raise bad_request(f"`files.{key}` is not valid base64") from None
     return document
 
 
@@ -176,9 +242,12 @@ def delete_everything(conn: Connection) -> None:
         conn.execute(delete(part.table))
 
 
-def load(conn: Connection, document: dict, *, replace_all: bool = False) -> dict:
+def load(conn: Connection, document: dict, *, replace_all: bool = False, file_store=None) -> dict:
     """Load a (decoded) document: the accounts it holds are replaced by their content in it — or,
-    with ``replace_all``, everything is. Returns ``{"accounts": [...], "rows": n}``."""
+    with ``replace_all``, everything is — and the payloads of its waiting jobs are written to
+    ``file_store`` (before the rows are committed: a loaded job never lacks its payload).
+    Returns ``{"accounts": [...], "rows": n, "files": n}``."""
+    files = _restore_payloads(document, file_store)
     if replace_all:
         delete_everything(conn)
     else:
@@ -206,7 +275,25 @@ def load(conn: Connection, document: dict, *, replace_all: bool = False) -> dict
             message = str(getattr(exc, "orig", exc)).splitlines()[0]
             raise bad_request(f"`tables.{part.name}`: rows cannot be loaded: {message}") from None
         total += len(rows)
-    return {"accounts": accounts_in(document), "rows": total}
+    return {"accounts": accounts_in(document), "rows": total, "files": files}
+
+
+def _restore_payloads(document: dict, file_store) -> int:
+    """Write the document's payloads; 400 for a waiting job whose payload is nowhere."""
+    files = document.get("files") or {}
+    if file_store is None:
+        return 0
+    for key, job_id in _payload_keys(document["tables"], waiting_only=True).items():
+        if key not in files and not file_store.exists(key):
+            raise bad_request(
+                f"`files`: job {job_id!r} waits on an uploaded payload the snapshot does not carry "
+                f"(a version 1 snapshot carries none) and the file store no longer has; "
+                "take the snapshot again with this server, or end the job before taking it"
+            )
+    for key, encoded in files.items():
+        with file_store.writer(key) as out:
+            out.write(base64.b64decode(encoded))
+    return len(files)
 
 
 _LOAD_BATCH = 10_000

@@ -98,7 +98,8 @@ async def create_snapshot(request: Request):
     unknown = set(body) - {"name", "account_id"}
     if unknown:
         raise ApiError(400, f"`{sorted(unknown)[0]}` is not a snapshot field; expected `name` and `account_id`")
-    info = await run_in_threadpool(control.create_snapshot, _db(request), body["name"], body.get("account_id"))
+    info = await run_in_threadpool(control.create_snapshot, _db(request), body["name"], body.get("account_id"),
+                                  request.app.state.file_store)  # fmt: skip
     return json_response(info, status=201)
 
 
@@ -115,7 +116,7 @@ async def get_snapshot(request: Request, name: str):
 
 async def restore_snapshot(request: Request, name: str):
     require_admin(request)
-    return json_response(await run_in_threadpool(control.restore_snapshot, _db(request), name))
+    return json_response(await run_in_threadpool(control.restore_snapshot, _db(request), name, request.app.state.file_store))
 
 
 async def delete_snapshot(request: Request, name: str):
@@ -127,7 +128,7 @@ async def delete_snapshot(request: Request, name: str):
 async def seed(request: Request):
     require_admin(request)
     raw = await read_body(request, request.app.state.settings.max_upload_bytes)
-    return json_response(await run_in_threadpool(control.seed, _db(request), raw))
+    return json_response(await run_in_threadpool(control.seed, _db(request), raw, request.app.state.file_store))
 
 
 # -- faults ------------------------------------------------------------------------------------

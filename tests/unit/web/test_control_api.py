@@ -229,6 +229,81 @@ def test_seed_refuses_bad_files_clearly(web, document, mentions):
     assert_problem(web.post("/-/seed", content=document, headers=ADMIN), 400, mentions)
 
 
+def _waiting_import(web, account) -> str:
+    web.put(f"/-/accounts/{account['id']}/job-mode", json={"mode": "manual"}, headers=ADMIN)
+    lines = "".join(f'{{"user_id":"u{i}","name":"held","timestamp":1700000000000}}\n' for i in range(3))
+    return import_events(web, account, lines).json()["job_id"]
+
+
+def _uploads_gone(control_settings) -> None:
+    """As on another machine: no payload left in the file store."""
+    import shutil
+
+    shutil.rmtree(control_settings.data_dir / "files" / "uploads", ignore_errors=True)
+
+
+def test_a_snapshot_carries_waiting_jobs_with_their_payloads(web, control_settings):
+    account = make(web, id="held", key="held-key", secret="held-secret")
+    job_id = _waiting_import(web, account)
+    assert web.post("/-/snapshots", json={"name": "waiting"}, headers=ADMIN).status_code == 201
+    document = web.get("/-/snapshots/waiting", headers=ADMIN).json()
+    assert document["version"] == 2 and len(document["files"]) == 1
+    assert base64.b64decode(next(iter(document["files"].values()))).count(b"\n") == 3
+
+    for _ in range(2):  # restorable again after the job ran (and its payload was removed)
+        web.post("/-/reset", headers=ADMIN)
+        _uploads_gone(control_settings)
+        assert web.post("/-/snapshots/waiting/restore", headers=ADMIN).json()["files"] == 1
+        job = web.get(f"/v2/accounts/held/jobs/{job_id}", auth=auth(account)).json()
+        assert job["status"] == "IN_PROGRESS"
+        ran = web.post(f"/-/jobs/{job_id}/run", headers=ADMIN).json()
+        assert ran["status"] == "COMPLETED" and ran["events"][-1]["attributes"]["ingestions_completed"] == 3
+        assert [e["name"] for e in history(web, account, "u2")] == ["held"]
+
+
+def test_seeding_a_snapshot_file_brings_the_payloads_along(web, control_settings):
+    account = make(web, id="carried", key="carried-key", secret="carried-secret")
+    job_id = _waiting_import(web, account)
+    web.post("/-/snapshots", json={"name": "file", "account_id": "carried"}, headers=ADMIN)
+    raw = web.get("/-/snapshots/file", headers=ADMIN).content
+    web.post("/-/reset", headers=ADMIN)
+    _uploads_gone(control_settings)
+    seeded = web.post("/-/seed", content=raw, headers={**ADMIN, "content-type": "application/json"})
+    assert seeded.status_code == 200 and seeded.json()["files"] == 1
+    assert web.post(f"/-/jobs/{job_id}/run", headers=ADMIN).json()["status"] == "COMPLETED"
+    assert len(history(web, account, "u0")) == 1
+
+
+def test_a_version_1_snapshot_loads_unless_a_waiting_job_lost_its_payload(web, control_settings):
+    account = make(web, id="old", key="old-key", secret="old-secret")
+    track(web, account, name="kept")
+    web.post("/-/snapshots", json={"name": "v2", "account_id": "old"}, headers=ADMIN)
+    document = web.get("/-/snapshots/v2", headers=ADMIN).json()
+    version_1 = {k: v for k, v in document.items() if k != "files"} | {"version": 1}
+    web.delete("/-/accounts/old", headers=ADMIN)
+    loaded = web.post("/-/seed", content=orjson.dumps(version_1), headers=ADMIN)
+    assert loaded.status_code == 200 and [e["name"] for e in history(web, account)] == ["kept"]
+
+    _waiting_import(web, account)
+    web.post("/-/snapshots", json={"name": "v2", "account_id": "old"}, headers=ADMIN)
+    document = web.get("/-/snapshots/v2", headers=ADMIN).json()
+    version_1 = {k: v for k, v in document.items() if k != "files"} | {"version": 1}
+    _uploads_gone(control_settings)
+    assert_problem(web.post("/-/seed", content=orjson.dumps(version_1), headers=ADMIN), 400, "version 1")
+
+
+def test_snapshot_files_must_belong_to_a_job_of_the_snapshot(web):
+    account = make(web, id="files")
+    _waiting_import(web, account)
+    web.post("/-/snapshots", json={"name": "f", "account_id": "files"}, headers=ADMIN)
+    document = web.get("/-/snapshots/f", headers=ADMIN).json()
+    stray = {**document, "files": {**document["files"], "exports/evil.csv": base64.b64encode(b"x").decode()}}
+    assert_problem(web.post("/-/seed", content=orjson.dumps(stray), headers=ADMIN), 400, "exports/evil.csv")
+    key = next(iter(document["files"]))
+    garbled = {**document, "files": {key: "not base64!"}}
+    assert_problem(web.post("/-/seed", content=orjson.dumps(garbled), headers=ADMIN), 400, "base64")
+
+
 def test_every_table_is_either_snapshotted_or_declared_not_account_data():
     from opencues.storage.schema import metadata
 
