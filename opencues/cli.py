@@ -236,6 +236,13 @@ def _enter_test_mode(ctx) -> str | None:
     if not os.environ.get("OPENCUES_DATA_DIR"):
         ephemeral = tempfile.mkdtemp(prefix="opencues-test-")
         os.environ["OPENCUES_DATA_DIR"] = ephemeral
+        if not os.environ.get("OPENCUES_DATABASE_URL"):
+            from pathlib import Path
+
+            from opencues.storage import sqlite_template
+
+            # A copy of the cached, migrated schema: no migration (nor Alembic) on this start.
+            sqlite_template.create_from_template(Path(ephemeral))
     if not os.environ.get("OPENCUES_ADMIN_TOKEN"):
         os.environ["OPENCUES_ADMIN_TOKEN"] = secrets.token_urlsafe(24)
         click.echo(f"admin token: {os.environ['OPENCUES_ADMIN_TOKEN']}")

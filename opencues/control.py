@@ -21,7 +21,6 @@ import threading
 import time
 import uuid
 from datetime import datetime, timezone
-from functools import lru_cache
 from pathlib import Path
 
 from sqlalchemy import bindparam, delete, or_, select, text, update
@@ -30,6 +29,7 @@ from opencues import accounts, ids, jobs, snapshots, timestamps
 from opencues.errors import ApiError, bad_request, not_found
 from opencues.jobs import JobStatus
 from opencues.storage import Database
+from opencues.storage.schema_version import head_revision
 from opencues.storage.schema import accounts as accounts_table
 from opencues.storage.schema import api_keys, control_job_modes, control_snapshots
 from opencues.storage.schema import jobs as jobs_table
@@ -43,13 +43,9 @@ _KEY = re.compile(r"[A-Za-z0-9._~-]{1,64}")
 # -- health ------------------------------------------------------------------------------------
 
 
-@lru_cache(maxsize=1)
 def schema_head() -> str:
-    from alembic.script import ScriptDirectory
-
-    from opencues.storage.migrations import alembic_config
-
-    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+    """The revision this code's schema is at (read without loading Alembic)."""
+    return head_revision()
 
 
 def readiness(db: Database) -> str | None:

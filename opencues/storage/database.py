@@ -12,12 +12,13 @@ from pathlib import Path
 from typing import Iterator
 
 import orjson
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, exc
 from sqlalchemy.dialects import postgresql, sqlite
 
 from opencues.settings import SQLITE_CACHE_MB
 from opencues.storage import schema
 from opencues.storage.direct import Direct
+from opencues.storage.schema_version import head_revision
 
 
 def _json_dumps(value) -> str:
@@ -80,9 +81,21 @@ class Database:
         return sqlite.insert(table)
 
     def migrate(self) -> None:
+        """Bring the schema to the head revision. A database already there is seen with one
+        query, without loading Alembic (see ``schema_version``)."""
+        if self.schema_revision() == head_revision():
+            return
         from opencues.storage.migrations import upgrade
 
         upgrade(self)
+
+    def schema_revision(self) -> str | None:
+        """The revision the database is at (None: not migrated, or unreadable)."""
+        try:
+            with self.engine.connect() as conn:
+                return conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
+        except exc.DBAPIError:
+            return None
 
     def dispose(self) -> None:
         if "direct" in self.__dict__:
