@@ -66,7 +66,8 @@ class Context:
             path=self.request.url.path, **values,
         )  # fmt: skip
         response = HTMLResponse(html, status_code=status, headers=HEADERS)
-        sessions.set_cookie(response, self.request, self.session)
+        if self.session.fresh:
+            sessions.set_cookie(response, self.request, self.session)
         return response
 
 

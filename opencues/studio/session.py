@@ -4,7 +4,8 @@ The cookie holds ``{"admin": fingerprint}`` or ``{"key": key_id}``, a random CSR
 time it was issued, signed with HMAC-SHA256 under a key derived from the server secret
 (``OPENCUES_SECRET_KEY``, else ``<data dir>/secret_key`` — the one that signs export links), so
 every server process sharing that secret accepts it and nothing is stored server-side. It is
-``HttpOnly``, ``SameSite=Strict``, ``Path=/studio`` and lasts ``OPENCUES_STUDIO_SESSION_HOURS``.
+``HttpOnly``, ``SameSite=Strict``, ``Path=/studio`` and lasts ``OPENCUES_STUDIO_SESSION_HOURS``
+from signing in (it is never renewed: a copied cookie dies on time however much it is used).
 
 Nothing is trusted from the cookie beyond the signature: a key session re-reads its key on every
 request (a revoked key signs out at once, and read-only is taken from the database), an admin
@@ -40,6 +41,7 @@ class Session:
     key_id: str | None = None
     account_id: str | None = None
     read_only: bool = False
+    fresh: bool = False  # new in this request: its cookie must be sent (an existing one is never renewed)
 
     @property
     def signed_in(self) -> bool:
@@ -99,7 +101,7 @@ def decode(settings, value: str, *, now: float | None = None) -> dict | None:
 
 
 def anonymous() -> Session:
-    return Session(csrf=secrets.token_urlsafe(24))
+    return Session(csrf=secrets.token_urlsafe(24), fresh=True)
 
 
 def load(request: Request) -> Session:
@@ -131,14 +133,14 @@ def sign_in(request: Request, form) -> Session:
     if token:
         if not settings.admin_token or not hmac.compare_digest(token.encode(), settings.admin_token.encode()):
             raise ApiError(401, "`token` is not the admin token (OPENCUES_ADMIN_TOKEN)")
-        return Session(csrf=csrf, admin=True)
+        return Session(csrf=csrf, admin=True, fresh=True)
     key, secret = (form.get("key") or "").strip(), form.get("secret") or ""
     if not key or not secret:
         raise ApiError(400, "`key` and `secret` are required (or `token`, the admin token)")
     principal = accounts.authenticate(request.app.state.db, key, secret)
     if principal is None:
         raise ApiError(401, "invalid API key or secret")
-    return Session(csrf=csrf, key_id=key, account_id=principal.account_id, read_only=principal.read_only)
+    return Session(csrf=csrf, key_id=key, account_id=principal.account_id, read_only=principal.read_only, fresh=True)
 
 
 def cookie_value(settings, session: Session) -> str:

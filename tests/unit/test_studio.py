@@ -332,3 +332,18 @@ def test_every_get_page_renders_for_a_key_and_for_the_admin(studio, account, db)
             assert response.status_code in (200, 303), (path, response.status_code, response.text[:300])
             if response.headers.get("content-type", "").startswith("text/html"):
                 assert "script-src 'self'" in response.headers["content-security-policy"]
+
+
+def test_a_session_is_not_renewed_by_use(studio, account, studio_settings):
+    sign_in(studio, key=account.key, secret=account.secret)
+    issued = sessions.decode(studio_settings, studio.cookies.get(sessions.COOKIE))["t"]
+    response = studio.get(f"/studio/accounts/{account.account_id}/content")
+    assert response.status_code == 200 and "set-cookie" not in response.headers
+    assert sessions.decode(studio_settings, studio.cookies.get(sessions.COOKIE))["t"] == issued
+
+
+def test_changing_the_admin_token_ends_admin_sessions(studio, studio_settings):
+    sign_in(studio, token=ADMIN_TOKEN)
+    assert studio.get("/studio/accounts").status_code == 200
+    studio_settings.admin_token = "rotated"
+    assert studio.get("/studio/accounts").status_code == 303
