@@ -47,6 +47,13 @@ def get_account(db: Database, account_id: str) -> dict:
     return {"id": row.id, "name": row.name}
 
 
+def list_accounts(db: Database) -> list[dict]:
+    """Every account, in id order (for the admin's view in Studio)."""
+    with db.connect() as conn:
+        rows = conn.execute(select(accounts.c.id, accounts.c.name).order_by(accounts.c.id)).all()
+    return [{"id": r.id, "name": r.name} for r in rows]
+
+
 def _digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
@@ -98,6 +105,13 @@ def authenticate(db: Database, key: str, secret: str) -> Principal | None:
     if row is None or not matches:
         return None
     return Principal(key_id=key, account_id=row[0], read_only=bool(row[2]))
+
+
+def active_key(db: Database, key: str) -> Principal | None:
+    """The principal of an active key, without its secret: a Studio session signed in with the
+    secret once, and each of its requests checks the key is still active (revocation is immediate)."""
+    row = db.direct.fetch_one(_ACTIVE_KEY, {"key": key})
+    return None if row is None else Principal(key_id=key, account_id=row[0], read_only=bool(row[2]))
 
 
 _ACTIVE_KEY = select(api_keys.c.account_id, api_keys.c.secret_sha256, api_keys.c.read_only).where(

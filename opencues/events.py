@@ -15,7 +15,7 @@ import re
 from typing import Any, Mapping, Sequence
 
 import orjson
-from sqlalchemy import Connection, bindparam, select
+from sqlalchemy import Connection, and_, bindparam, or_, select
 
 from opencues import attribute_keys, attributes as attribute_rules, ids, ingestion_rules, timestamps
 from opencues.errors import bad_request
@@ -244,3 +244,25 @@ def history_json(db: Database, account_id: str, user_id: str, limit: int = 100, 
             event["context"] = fragment(c)
         page.append(event)
     return orjson.dumps(page)
+
+
+def timeline(
+    db: Database, account_id: str, user_id: str, *, before: tuple[int, int] | None = None, limit: int = 50
+) -> list[dict]:
+    """A page of a user's events newest first, older than ``before`` = (timestamp, id) of the
+    previous page's last event (keyset paging on ``ix_events_user_time``). Each event as the
+    API shows it, plus its ``id`` and ``timestamp_ms`` to page on and render in any zone."""
+    check_user_id(user_id, reading=True)
+    where = [events.c.account_id == account_id, events.c.user_id == user_id]
+    if before is not None:
+        ts, event_id = before
+        where.append(or_(events.c.timestamp < ts, and_(events.c.timestamp == ts, events.c.id < event_id)))
+    statement = (
+        select(events.c.id, events.c.user_id, events.c.timestamp, events.c.name, events.c.attributes, events.c.group_id, events.c.context)
+        .where(*where)
+        .order_by(events.c.timestamp.desc(), events.c.id.desc())
+        .limit(limit)
+    )
+    with db.connect() as conn:
+        rows = conn.execute(statement).all()
+    return [{**event_as_dict(tuple(r)[1:]), "id": r.id, "timestamp_ms": r.timestamp} for r in rows]

@@ -8,7 +8,7 @@ same rule serves the synchronous PATCH and the bulk profile import (``merge``).
 from __future__ import annotations
 
 import orjson
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 
 from opencues import attributes, ids, ingestion_rules, timestamps
 from opencues.errors import ApiError, bad_request, not_found
@@ -63,6 +63,22 @@ def get_profile(db: Database, account_id: str, user_id: str) -> dict:
     if row is None:
         raise not_found(f"profile of user {user_id!r}")
     return dict(row.attributes or {})
+
+
+def list_user_ids(db: Database, account_id: str, *, prefix: str = "", after: str | None = None, limit: int = 50) -> list[str]:
+    """Ids of users with a profile, in id order, starting with ``prefix``, after ``after``: keyset
+    paging, so every page is one range scan of the primary key however deep it is."""
+    where = [profiles.c.account_id == account_id]
+    if after is not None:
+        where.append(profiles.c.user_id > after)
+    if prefix:
+        where.append(profiles.c.user_id >= prefix)
+        where.append(func.substr(profiles.c.user_id, 1, len(prefix)) == prefix)
+        if not db.is_postgres:  # SQLite compares text bytewise: the prefix's range ends here
+            where.append(profiles.c.user_id < prefix[:-1] + chr(ord(prefix[-1]) + 1))
+    with db.connect() as conn:
+        rows = conn.execute(select(profiles.c.user_id).where(*where).order_by(profiles.c.user_id).limit(limit)).all()
+    return [r.user_id for r in rows]
 
 
 def delete_profile(db: Database, account_id: str, user_id: str) -> None:

@@ -110,3 +110,15 @@ def delete_segment(db: Database, account_id: str, segment_id: str) -> None:
                 segment_members.c.account_id == account_id, segment_members.c.segment_id == segment_id
             )
         )
+
+
+def list_members(db: Database, account_id: str, segment_id: str, *, after: str | None = None, limit: int = 50) -> list[str]:
+    """Member user ids in id order after ``after`` (keyset paging over the primary key)."""
+    where = [segment_members.c.account_id == account_id, segment_members.c.segment_id == segment_id]
+    if after is not None:
+        where.append(segment_members.c.user_id > after)
+    with db.connect() as conn:
+        rows = conn.execute(
+            select(segment_members.c.user_id).where(*where).order_by(segment_members.c.user_id).limit(limit)
+        ).all()
+    return [r.user_id for r in rows]

@@ -135,6 +135,9 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "debug", "info", "warning", "error"] = Field(
         "INFO", description="Least severity logged: `DEBUG`, `INFO` (one access-log line a request), `WARNING` or `ERROR`."
     )
+    studio_session_hours: int = Field(
+        12, ge=1, description="How long a Studio sign-in (`/studio`) lasts before the browser must sign in again.",
+    )  # fmt: skip
     shutdown_grace_seconds: float = Field(
         30.0, ge=0,
         description="On SIGTERM, how long a server waits for in-flight requests to finish before closing them (its job workers stop at their next batch and release their jobs).",

@@ -14,6 +14,7 @@ from opencues.filestore import open_file_store
 from opencues.ingestion_rules import RulesCache
 from opencues.settings import Settings, load_settings
 from opencues.storage import Database, open_database
+from opencues.studio import routes as studio_routes
 from opencues.web import control_routes, docs_page, errors, openapi, routes
 from opencues.web.auth import build_analytics_rate_limiter, build_rate_limiter
 from opencues.web.dispatch import LeanRoute
@@ -74,6 +75,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None, *, 
     errors.install(app)
     routes.register(app)
     control_routes.register(app)  # /-/: health and readiness always; the rest needs OPENCUES_ADMIN_TOKEN
+    studio_routes.register(app)  # /studio: the web console
     if settings.admin_token or settings.journal == "on":
         from opencues.web.control_layer import ControlLayer
 

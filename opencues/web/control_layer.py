@@ -2,7 +2,8 @@
 
 Installed by ``create_app`` only when the control API (``OPENCUES_ADMIN_TOKEN``) or the journal
 (``OPENCUES_JOURNAL=on``) is on, so a production server pays nothing for it. Requests under
-``/-/`` (the control API itself) pass straight through.
+``/-/`` (the control API itself) and ``/studio`` (the console that shows the journal) pass
+straight through.
 
 For every other request, in order:
 
@@ -62,7 +63,7 @@ class ControlLayer:
         if scope["type"] == "lifespan" and self.journal_on:
             await self.app(scope, self._closing_journal(receive), send)
             return
-        if scope["type"] != "http" or scope["path"].startswith("/-/"):
+        if scope["type"] != "http" or scope["path"].startswith(("/-/", "/studio")):
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()

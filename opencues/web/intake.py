@@ -38,15 +38,21 @@ class StoredPayload:
     sha256: str
 
 
-async def receive_payload(request: Request, *, user_ids: bool = False) -> StoredPayload:
+async def receive_payload(
+    request: Request, *, user_ids: bool = False, fields: dict | None = None, text_as_csv: bool = False
+) -> StoredPayload:
     """Store the request's payload and describe it; 4xx ``ApiError`` when it cannot be accepted.
 
     ``user_ids=True`` is for segment uploads: a JSON body must then be ``{"user_ids": [...]}``.
+    ``fields``: filled with a multipart body's small form fields (Studio's ``csrf_token`` and
+    choices), up to ``FORM_FIELD_BYTES`` each, read in the same pass as the file.
+    ``text_as_csv``: an uploaded ``.txt``/``text/plain`` file is read as CSV (Studio's "a text file
+    of user ids, one a line"; the API keeps answering 415 for it).
     """
     content_type = request.headers.get("content-type", "")
     kind = content_type.split(";", 1)[0].strip().lower()
     if kind in ("multipart/form-data", "multipart/mixed"):
-        return await _receive_multipart(request, content_type, user_ids)
+        return await _receive_multipart(request, content_type, user_ids, fields, text_as_csv)
     fmt = detect_format(kind, None)
     if fmt is None:
         sent = f"Content-type {kind!r}" if kind else "no Content-type"
@@ -139,6 +145,7 @@ class _Sink:
 
 
 FORM_FIELD = -1
+FORM_FIELD_BYTES = 4096
 
 
 def _part_rank(name: str | None, filename: str | None) -> int:
@@ -154,7 +161,9 @@ def _part_rank(name: str | None, filename: str | None) -> int:
     return FORM_FIELD
 
 
-async def _receive_multipart(request: Request, content_type: str, user_ids: bool) -> StoredPayload:
+async def _receive_multipart(
+    request: Request, content_type: str, user_ids: bool, fields: dict | None = None, text_as_csv: bool = False
+) -> StoredPayload:
     settings = request.app.state.settings
     store = request.app.state.file_store
     file_limit = settings.max_upload_bytes
@@ -178,6 +187,7 @@ async def _receive_multipart(request: Request, content_type: str, user_ids: bool
         "unknown": None,  # description of a chosen part whose format cannot be told
         "ended": False,
         "parts": 0,
+        "field_name": None,  # the form field whose value is being read (``fields`` wanted)
     }
 
     def on_header_field(data, start, end):
@@ -206,6 +216,10 @@ async def _receive_multipart(request: Request, content_type: str, user_ids: bool
         part_type = headers.get(b"content-type", b"").decode("latin-1")
         rank = _part_rank(name, filename)
         state["writing"] = False
+        state["field_name"] = None
+        if rank == FORM_FIELD and fields is not None:
+            state["field_name"] = name
+            fields[name] = ""
         if rank == FORM_FIELD or (state["best"] is not None and rank <= state["best"]):
             return
         # A better candidate than the one chosen so far: it replaces it.
@@ -214,6 +228,8 @@ async def _receive_multipart(request: Request, content_type: str, user_ids: bool
             state["sink"] = None
         state["best"] = rank
         fmt = detect_format(part_type, filename)
+        if fmt is None and text_as_csv and (part_type.lower().startswith("text/plain") or (filename or "").lower().endswith(".txt")):
+            fmt = Format.CSV
         if fmt is None:
             what = f"part {name!r}" if name else f"part {state['parts']}"
             shown = f"filename {filename!r}, " if filename else ""
@@ -229,11 +245,15 @@ async def _receive_multipart(request: Request, content_type: str, user_ids: bool
         state["writing"] = True
 
     def on_part_data(data, start, end):
+        name = state["field_name"]
+        if name is not None and len(fields[name]) < FORM_FIELD_BYTES:
+            fields[name] = (fields[name] + bytes(data[start:end]).decode("utf-8", "replace"))[:FORM_FIELD_BYTES]
         if state["writing"]:
             state["sink"].write(memoryview(data)[start:end])
 
     def on_part_end():
         state["writing"] = False
+        state["field_name"] = None
 
     def on_end():
         state["ended"] = True
