@@ -361,7 +361,9 @@ def compare_control_in_process(count: int, connections: int = 16, rounds: int = 
 
     from opencues.web.app import create_app
 
-    configs = {"off": {}, "faults": {"admin_token": "bench"}, "journal": {"admin_token": "bench", "journal": "on"}}
+    # "journal only": OPENCUES_JOURNAL=on without the control API — the journal's own cost on track.
+    configs = {"off": {}, "journal only": {"journal": "on"}, "faults": {"admin_token": "bench"},
+               "journal": {"admin_token": "bench", "journal": "on"}}  # fmt: skip
     samples: dict[str, list[float]] = {name: [] for name in configs}
     workdir = Path(tempfile.mkdtemp(prefix="opencues-bench-control-"))
     try:
@@ -408,12 +410,12 @@ def compare_control_in_process(count: int, connections: int = 16, rounds: int = 
                 app = create_app(settings.model_copy(update=overrides), db)
                 cpu_us = asyncio.run(run(app))
                 samples[name].append(cpu_us)
-                print(f"{name:>8}: {cpu_us:6.1f} us CPU per track", flush=True)
+                print(f"{name:>12}: {cpu_us:6.1f} us CPU per track", flush=True)
         db.dispose()
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     median = {name: sorted(values)[len(values) // 2] for name, values in samples.items()}
-    for name in ("faults", "journal"):
+    for name in ("journal only", "faults", "journal"):
         print(f"median of {rounds}: {name} {median[name]:.1f} us vs off {median['off']:.1f} us per track = "
               f"{median['off'] / median[name]:.2f}x the rate a CPU-bound server keeps")  # fmt: skip
     layer_alone(count)

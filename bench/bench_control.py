@@ -11,6 +11,15 @@ a fresh database, then times, through the library the ``/-/`` routes call:
 ``restore_snapshot`` (everything back exactly), checking the event count after each. The median of
 ``--rounds`` rounds is printed beside the target. With ``--database-url`` the database is
 ``<url's server>/opencues_bench_control`` (dropped and re-created).
+
+``--startup N`` times, instead, what a user's test suite waits for (the plugin's own functions):
+
+- ``opencues serve --test`` from exec to ``/-/ready`` answering 200 — the ``opencues_server``
+  fixture's set-up (``pytest_plugin.launch`` + ``wait_ready``) — in wall time and in the server
+  process's CPU time (the steadier figure on a busy machine), median of N;
+- the ephemeral database: a copy of the cached migrated template vs running the migrations;
+- the ``appcues`` fixture per test: a fresh account with a key, its ``Client``, and the account
+  deleted with its data afterwards (two ``/-/`` calls), median of 50.
 """
 
 from __future__ import annotations
@@ -71,13 +80,74 @@ def timed(fn) -> float:
     return time.perf_counter() - started
 
 
+STARTUP_TARGET_SECONDS = 1.0
+
+
+def _process_cpu_seconds(pid: int) -> float:
+    import os
+
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime, every thread
+
+
+def startup(runs: int) -> None:
+    import shutil
+
+    from opencues import pytest_plugin
+    from opencues.storage import Database, sqlite_template
+
+    walls, cpus = [], []
+    for _ in range(runs):
+        started = time.perf_counter()
+        server = pytest_plugin.wait_ready(pytest_plugin.launch())
+        walls.append(time.perf_counter() - started)
+        cpus.append(_process_cpu_seconds(server.process.pid))
+        if len(walls) < runs:
+            server.stop()
+    print(f"serve --test exec -> ready (the opencues_server fixture): wall median {statistics.median(walls):.3f} s "
+          f"(runs: {', '.join(f'{w:.2f}' for w in walls)}); server CPU median {statistics.median(cpus):.3f} s")  # fmt: skip
+    print(f"target ready < {STARTUP_TARGET_SECONDS:.1f} s: {'MET' if statistics.median(walls) < STARTUP_TARGET_SECONDS else 'MISSED'}")
+
+    per_test = []
+    for _ in range(50):
+        started = time.perf_counter()
+        account = server.control.create_account()
+        client = server.client(account)
+        client.close()
+        server.control.delete_account(account["id"])
+        per_test.append(time.perf_counter() - started)
+    server.stop()
+    print(f"appcues fixture per test (create account + key, delete it): median {statistics.median(per_test) * 1000:.1f} ms, "
+          f"p90 {sorted(per_test)[int(len(per_test) * 0.9)] * 1000:.1f} ms")  # fmt: skip
+
+    with tempfile.TemporaryDirectory(prefix="opencues-bench-startup-") as workdir:
+        copies, migrations = [], []
+        sqlite_template.create_from_template(Path(workdir) / "warm")  # the template exists from here on
+        for i in range(5):
+            copies.append(timed(lambda: sqlite_template.create_from_template(Path(workdir) / f"copy{i}")))
+
+            def migrate():
+                db = Database(f"sqlite:///{workdir}/migrated{i}/opencues.db")
+                db.migrate()
+                db.dispose()
+
+            migrations.append(timed(migrate))
+        shutil.rmtree(workdir, ignore_errors=True)
+    print(f"ephemeral database: template copy median {statistics.median(copies) * 1000:.1f} ms vs migrations "
+          f"{statistics.median(migrations) * 1000:.1f} ms (in this process: Alembic already imported after the first)")  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--users", type=int, default=1_000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--database-url", help="PostgreSQL server to use (default: SQLite in a temporary directory)")
+    parser.add_argument("--startup", type=int, metavar="N", help="time test-server start-up and the fixtures instead (N starts)")
     args = parser.parse_args()
+    if args.startup:
+        startup(args.startup)
+        return
 
     with tempfile.TemporaryDirectory(prefix="opencues-bench-control-") as workdir:
         url = fresh_postgres(args.database_url) if args.database_url else None

@@ -26,6 +26,17 @@ def test_the_readme_example_is_short_and_passes(pytester):
     result.assert_outcomes(passed=1)
 
 
+def test_ci_runs_the_readme_example():
+    """.ci/run ends in a bare `pytest` over `testpaths`: nothing deselects the test above."""
+    import tomllib
+
+    root = Path(__file__).parents[2]
+    commands = [line.strip() for line in (root / ".ci" / "run").read_text().splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    assert commands[-1] == "pytest"
+    options = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]
+    assert "tests" in options["testpaths"] and "-m" not in options.get("addopts", "") and "-k" not in options.get("addopts", "")
+
+
 def test_one_server_per_session_fresh_accounts_per_test_removed_after(pytester):
     pytester.makepyfile(
         test_user="""

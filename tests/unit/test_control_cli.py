@@ -65,6 +65,30 @@ def test_snapshot_export_and_seed_round_trip(cli, db, tmp_path):
     assert json.loads(cli("control", "snapshots").stdout) == []
 
 
+def test_snapshot_commands_carry_a_waiting_jobs_payload(cli, db, settings, tmp_path):
+    import shutil
+
+    from opencues import control
+    from opencues.filestore import open_file_store
+
+    cli("control", "accounts-create", "--id", "t1")
+    cli("control", "job-mode", "t1", "manual")
+    store = open_file_store(settings)
+    with store.writer("uploads/held.ndjson") as out:
+        out.write(b'{"user_id":"u","name":"held","timestamp":1700000000000}\n')
+    job_id = jobs.submit(db, "t1", "import_events", payload_key="uploads/held.ndjson", payload_format="ndjson").job_id
+    cli("control", "snapshot", "base")
+    out = tmp_path / "base.json"
+    cli("control", "snapshot-export", "base", "--output", str(out))
+    assert list(json.loads(out.read_text())["files"]) == ["uploads/held.ndjson"]
+    for restore in (("restore", "base"), ("seed", str(out))):
+        cli("control", "reset")
+        shutil.rmtree(settings.data_dir / "files" / "uploads")
+        cli("control", *restore)
+        assert control.run_job(db, store, settings, job_id)["status"] == "COMPLETED"
+        assert [e["name"] for e in events.history(db, "t1", "u", 10, 0)] == ["held"]
+
+
 def test_faults_commands(cli, db):
     added = json.loads(cli("control", "fault", "--path", "*/flows", "--status", "503", "--times", "2").stdout)
     assert added["status"] == 503 and added["times"] == 2
