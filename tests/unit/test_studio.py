@@ -347,3 +347,10 @@ def test_changing_the_admin_token_ends_admin_sessions(studio, studio_settings):
     assert studio.get("/studio/accounts").status_code == 200
     studio_settings.admin_token = "rotated"
     assert studio.get("/studio/accounts").status_code == 303
+
+
+def test_studio_pages_are_counted_by_their_route_template(studio, account):
+    sign_in(studio, key=account.key, secret=account.secret)
+    studio.get(f"/studio/accounts/{account.account_id}/segments")
+    metrics = studio.get("/metrics").text
+    assert 'route="/studio/accounts/{account_id}/segments"' in metrics
