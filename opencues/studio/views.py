@@ -7,6 +7,9 @@ key creation, whose page is the only place the new secret is ever shown.
 
 from __future__ import annotations
 
+from datetime import date, timedelta
+from urllib.parse import quote
+
 import orjson
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -27,10 +30,11 @@ from opencues import (
     profiles,
     segments,
     tags,
+    timestamps,
 )
 from opencues.errors import ApiError, bad_request
 from opencues.studio import session as sessions
-from opencues.studio.render import Context, check_upload, page, redirect
+from opencues.studio.render import Context, check_upload, error_page, page, redirect
 from opencues.web.intake import receive_payload
 from opencues.web.urls import base_url
 
@@ -79,8 +83,6 @@ async def logout(request: Request):
     try:
         sessions.check_csrf(session, form.get("csrf_token"))
     except ApiError as exc:
-        from opencues.studio.render import error_page
-
         return error_page(request, session, exc.status, exc.detail)
     response = redirect("/studio/login")
     sessions.clear_cookie(response)
@@ -293,8 +295,6 @@ async def users_page(ctx: Context, account_id: str):
 
 
 def _offset_minutes(zone: str) -> int:
-    from opencues import timestamps
-
     if not zone or zone == "UTC":
         return 0
     return timestamps.parse_offset(zone, field="tz")
@@ -322,8 +322,6 @@ async def user_page(ctx: Context, account_id: str):
             raise
         profile = None
     page_events = events.timeline(ctx.db, account_id, user_id, before=before, limit=PAGE_SIZE + 1)
-    from opencues import timestamps
-
     for event in page_events:
         event["shown_time"] = timestamps.render(event["timestamp_ms"], offset)
         event["attributes_json"] = orjson.dumps(event["attributes"], option=orjson.OPT_INDENT_2).decode()
@@ -386,8 +384,6 @@ async def edit_profile(ctx: Context, account_id: str):
     rules = state.ingestion_rules.rules(state.db, account_id)
     await run_in_threadpool(profiles.update_profile, ctx.db, account_id, user_id, changes, rules,
                             max_attribute_keys=ctx.settings.max_attribute_keys)  # fmt: skip
-    from urllib.parse import quote
-
     return redirect(f"/studio/accounts/{account_id}/users/view?id={quote(user_id, safe='')}")
 
 
@@ -496,8 +492,6 @@ async def start_export(ctx: Context, account_id: str):
 
 @page()
 async def analytics_page(ctx: Context, account_id: str):
-    from datetime import date, timedelta
-
     query = ctx.request.query_params
     event_name, flow_id = query.get("event", "").strip(), query.get("flow", "").strip()
     today = date.today()
