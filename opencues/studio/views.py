@@ -7,8 +7,9 @@ key creation, whose page is the only place the new secret is ever shown.
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta, timezone
 from urllib.parse import quote
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import orjson
 from starlette.concurrency import run_in_threadpool
@@ -41,7 +42,8 @@ from opencues.web.urls import base_url
 PAGE_SIZE = 50  # rows per page of members, users and events
 CONTENT_TYPES = ("flows", *experiences.TYPES)
 IMPORT_KINDS = {"import_profiles": "Profiles", "import_events": "Events", "import_groups": "Groups"}
-TIME_ZONES = ("UTC", "-08:00", "-05:00", "+00:00", "+01:00", "+02:00", "+05:30", "+08:00", "+09:00")
+TIME_ZONES = ("UTC", "America/Los_Angeles", "America/New_York", "America/Sao_Paulo", "Europe/London", "Europe/Berlin",
+              "Asia/Kolkata", "Asia/Tokyo", "Australia/Sydney", "-08:00", "-05:00", "+01:00", "+05:30", "+09:00")  # fmt: skip
 
 
 def _home(ctx_session) -> str:
@@ -294,10 +296,19 @@ async def users_page(ctx: Context, account_id: str):
                       next_after=found[PAGE_SIZE - 1] if len(found) > PAGE_SIZE else None)  # fmt: skip
 
 
-def _offset_minutes(zone: str) -> int:
+def _zone_offset(zone: str):
+    """``ms -> offset minutes`` for a zone given as an IANA name (its offset at each instant, DST
+    included) or as a fixed offset such as ``+05:30``; 400 naming ``tz`` otherwise."""
     if not zone or zone == "UTC":
-        return 0
-    return timestamps.parse_offset(zone, field="tz")
+        return lambda ms: 0
+    if zone[0] in "+-":
+        fixed = timestamps.parse_offset(zone, field="tz")
+        return lambda ms: fixed
+    try:
+        tz = ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise bad_request(f"`tz` {zone!r} is not a time zone: an IANA name or an offset such as +05:30") from None
+    return lambda ms: int(datetime.fromtimestamp(ms / 1000, timezone.utc).astimezone(tz).utcoffset().total_seconds() // 60)
 
 
 @page()
@@ -307,7 +318,7 @@ async def user_page(ctx: Context, account_id: str):
     if not user_id:
         return redirect(f"/studio/accounts/{account_id}/users")
     zone = query.get("tz", "UTC")
-    offset = _offset_minutes(zone)
+    offset_of = _zone_offset(zone)
     before = None
     if query.get("before"):
         try:
@@ -323,7 +334,7 @@ async def user_page(ctx: Context, account_id: str):
         profile = None
     page_events = events.timeline(ctx.db, account_id, user_id, before=before, limit=PAGE_SIZE + 1)
     for event in page_events:
-        event["shown_time"] = timestamps.render(event["timestamp_ms"], offset)
+        event["shown_time"] = timestamps.render(event["timestamp_ms"], offset_of(event["timestamp_ms"]))
         event["attributes_json"] = orjson.dumps(event["attributes"], option=orjson.OPT_INDENT_2).decode()
     last = page_events[PAGE_SIZE - 1] if len(page_events) > PAGE_SIZE else None
     return ctx.render("user.html", user_id=user_id, profile=profile, events=page_events[:PAGE_SIZE], zone=zone,

@@ -245,6 +245,9 @@ def test_user_timeline_newest_first_in_a_chosen_zone(studio, account, db):
     page = studio.get(f"/studio/accounts/{account.account_id}/users/view", params={"id": "u1", "tz": "+05:30"}).text
     assert page.index("step2") < page.index("step1") < page.index("step0")
     assert "+05:30" in page and "&#34;i&#34;: 2" in page
+    new_york = studio.get(f"/studio/accounts/{account.account_id}/users/view", params={"id": "u1", "tz": "America/New_York"}).text
+    assert "2023-11-14T17:13:22.000-05:00" in new_york
+    assert studio.get(f"/studio/accounts/{account.account_id}/users/view", params={"id": "u1", "tz": "Mars/Base"}).status_code == 400
 
 
 def test_timeline_pages_by_keyset(db, account):
