@@ -17,7 +17,7 @@ from urllib.parse import quote
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 
 from opencues import timestamps
 from opencues.errors import ApiError
@@ -111,7 +111,6 @@ def page(*, write: bool = False, admin: bool = False, control: bool = False, upl
             except ApiError as exc:
                 return error_page(request, session, exc.status, exc.detail)
 
-        endpoint.guarded = {"write": write, "admin": admin, "control": control}
         return endpoint
 
     return wrap
@@ -124,8 +123,6 @@ def check_upload(ctx: Context, fields: dict) -> None:
 
 def static_file(request: Request) -> Response:
     """Studio's own CSS and JS (no CDN: Studio works offline)."""
-    from starlette.responses import FileResponse
-
     name = request.path_params["name"]
     path = STATIC_DIR / name
     if "/" in name or name.startswith(".") or not path.is_file():

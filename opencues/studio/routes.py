@@ -56,6 +56,17 @@ STUDIO_ROUTES: list[Route] = [
 ]
 
 
+class StudioRoute(StarletteRoute):
+    """A plain Starlette route that names itself in the scope, as the API's routes do, so the
+    access log and the metrics count Studio's pages by their template."""
+
+    def matches(self, scope):
+        match, child_scope = super().matches(scope)
+        if child_scope:
+            child_scope["route"] = self
+        return match, child_scope
+
+
 def register(app) -> None:
     for route in STUDIO_ROUTES:
-        app.router.routes.append(StarletteRoute(route.path, route.handler, methods=[route.method], name=None))
+        app.router.routes.append(StudioRoute(route.path, route.handler, methods=[route.method]))

@@ -7,6 +7,10 @@ key creation, whose page is the only place the new secret is ever shown.
 
 from __future__ import annotations
 
+from datetime import date, datetime, timedelta, timezone
+from urllib.parse import quote
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
 import orjson
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -27,17 +31,19 @@ from opencues import (
     profiles,
     segments,
     tags,
+    timestamps,
 )
 from opencues.errors import ApiError, bad_request
 from opencues.studio import session as sessions
-from opencues.studio.render import Context, check_upload, page, redirect
+from opencues.studio.render import Context, check_upload, error_page, page, redirect
 from opencues.web.intake import receive_payload
 from opencues.web.urls import base_url
 
 PAGE_SIZE = 50  # rows per page of members, users and events
 CONTENT_TYPES = ("flows", *experiences.TYPES)
 IMPORT_KINDS = {"import_profiles": "Profiles", "import_events": "Events", "import_groups": "Groups"}
-TIME_ZONES = ("UTC", "-08:00", "-05:00", "+00:00", "+01:00", "+02:00", "+05:30", "+08:00", "+09:00")
+TIME_ZONES = ("UTC", "America/Los_Angeles", "America/New_York", "America/Sao_Paulo", "Europe/London", "Europe/Berlin",
+              "Asia/Kolkata", "Asia/Tokyo", "Australia/Sydney", "-08:00", "-05:00", "+01:00", "+05:30", "+09:00")  # fmt: skip
 
 
 def _home(ctx_session) -> str:
@@ -79,8 +85,6 @@ async def logout(request: Request):
     try:
         sessions.check_csrf(session, form.get("csrf_token"))
     except ApiError as exc:
-        from opencues.studio.render import error_page
-
         return error_page(request, session, exc.status, exc.detail)
     response = redirect("/studio/login")
     sessions.clear_cookie(response)
@@ -292,12 +296,19 @@ async def users_page(ctx: Context, account_id: str):
                       next_after=found[PAGE_SIZE - 1] if len(found) > PAGE_SIZE else None)  # fmt: skip
 
 
-def _offset_minutes(zone: str) -> int:
-    from opencues import timestamps
-
+def _zone_offset(zone: str):
+    """``ms -> offset minutes`` for a zone given as an IANA name (its offset at each instant, DST
+    included) or as a fixed offset such as ``+05:30``; 400 naming ``tz`` otherwise."""
     if not zone or zone == "UTC":
-        return 0
-    return timestamps.parse_offset(zone, field="tz")
+        return lambda ms: 0
+    if zone[0] in "+-":
+        fixed = timestamps.parse_offset(zone, field="tz")
+        return lambda ms: fixed
+    try:
+        tz = ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise bad_request(f"`tz` {zone!r} is not a time zone: an IANA name or an offset such as +05:30") from None
+    return lambda ms: int(datetime.fromtimestamp(ms / 1000, timezone.utc).astimezone(tz).utcoffset().total_seconds() // 60)
 
 
 @page()
@@ -307,7 +318,7 @@ async def user_page(ctx: Context, account_id: str):
     if not user_id:
         return redirect(f"/studio/accounts/{account_id}/users")
     zone = query.get("tz", "UTC")
-    offset = _offset_minutes(zone)
+    offset_of = _zone_offset(zone)
     before = None
     if query.get("before"):
         try:
@@ -322,10 +333,8 @@ async def user_page(ctx: Context, account_id: str):
             raise
         profile = None
     page_events = events.timeline(ctx.db, account_id, user_id, before=before, limit=PAGE_SIZE + 1)
-    from opencues import timestamps
-
     for event in page_events:
-        event["shown_time"] = timestamps.render(event["timestamp_ms"], offset)
+        event["shown_time"] = timestamps.render(event["timestamp_ms"], offset_of(event["timestamp_ms"]))
         event["attributes_json"] = orjson.dumps(event["attributes"], option=orjson.OPT_INDENT_2).decode()
     last = page_events[PAGE_SIZE - 1] if len(page_events) > PAGE_SIZE else None
     return ctx.render("user.html", user_id=user_id, profile=profile, events=page_events[:PAGE_SIZE], zone=zone,
@@ -386,8 +395,6 @@ async def edit_profile(ctx: Context, account_id: str):
     rules = state.ingestion_rules.rules(state.db, account_id)
     await run_in_threadpool(profiles.update_profile, ctx.db, account_id, user_id, changes, rules,
                             max_attribute_keys=ctx.settings.max_attribute_keys)  # fmt: skip
-    from urllib.parse import quote
-
     return redirect(f"/studio/accounts/{account_id}/users/view?id={quote(user_id, safe='')}")
 
 
@@ -496,8 +503,6 @@ async def start_export(ctx: Context, account_id: str):
 
 @page()
 async def analytics_page(ctx: Context, account_id: str):
-    from datetime import date, timedelta
-
     query = ctx.request.query_params
     event_name, flow_id = query.get("event", "").strip(), query.get("flow", "").strip()
     today = date.today()

@@ -245,6 +245,9 @@ def test_user_timeline_newest_first_in_a_chosen_zone(studio, account, db):
     page = studio.get(f"/studio/accounts/{account.account_id}/users/view", params={"id": "u1", "tz": "+05:30"}).text
     assert page.index("step2") < page.index("step1") < page.index("step0")
     assert "+05:30" in page and "&#34;i&#34;: 2" in page
+    new_york = studio.get(f"/studio/accounts/{account.account_id}/users/view", params={"id": "u1", "tz": "America/New_York"}).text
+    assert "2023-11-14T17:13:22.000-05:00" in new_york
+    assert studio.get(f"/studio/accounts/{account.account_id}/users/view", params={"id": "u1", "tz": "Mars/Base"}).status_code == 400
 
 
 def test_timeline_pages_by_keyset(db, account):
@@ -347,3 +350,10 @@ def test_changing_the_admin_token_ends_admin_sessions(studio, studio_settings):
     assert studio.get("/studio/accounts").status_code == 200
     studio_settings.admin_token = "rotated"
     assert studio.get("/studio/accounts").status_code == 303
+
+
+def test_studio_pages_are_counted_by_their_route_template(studio, account):
+    sign_in(studio, key=account.key, secret=account.secret)
+    studio.get(f"/studio/accounts/{account.account_id}/segments")
+    metrics = studio.get("/metrics").text
+    assert 'route="/studio/accounts/{account_id}/segments"' in metrics
