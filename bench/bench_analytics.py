@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 
 from sqlalchemy import create_engine, text  # noqa: E402
 
-from opencues import analytics  # noqa: E402
+from opencues import analytics, event_counts  # noqa: E402
 from opencues.storage import Database  # noqa: E402
 from opencues.storage.schema import events as events_table  # noqa: E402
 
@@ -79,9 +79,13 @@ def _attributes(obj: str) -> str:
   ELSE {obj}('flowId', {survey}, 'score', {score}, 'feedback', 'Could be faster', '_sessionId', {session}) END"""
 
 
+# ``events.flow_id``: the attributes' flowId, as the writers store it.
+_FLOW_ID = "CASE WHEN k < 170 THEN 'flow-' || (h2 % 300) WHEN k < 188 THEN NULL ELSE 'nps-' || (h2 % 10) END"
+
+
 def _select_rows(source: str, obj: str, n: int) -> str:
     return f"""
-SELECT '{ACCOUNT}', 'user-' || u, {_CLASS}, {T0} + i * {SPAN} / {n}, {_attributes(obj)}
+SELECT '{ACCOUNT}', 'user-' || u, {_CLASS}, {T0} + i * {SPAN} / {n}, {_attributes(obj)}, {_FLOW_ID}
 FROM (SELECT i, n, h1, h2, h1 % 200 AS k, (h2 / 11) % {USERS} AS u
       FROM (SELECT i, {n} AS n, (i * 2654435761) % 2147483647 AS h1, (i * 40503 + 12345) % 1000003 AS h2 FROM {source}) x) y"""
 
@@ -91,18 +95,20 @@ def load(db: Database, n: int) -> float:
     secondary = [ix for ix in events_table.indexes]
     with db.engine.begin() as conn:
         conn.execute(text("DELETE FROM events"))
+        conn.execute(text("DELETE FROM event_name_hours"))
         for ix in secondary:
             conn.execute(text(f"DROP INDEX IF EXISTS {ix.name}"))
     with db.engine.begin() as conn:
         if db.is_sqlite:
             source = f"(WITH RECURSIVE c(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM c WHERE i < {n - 1}) SELECT i FROM c)"
-            conn.execute(text("INSERT INTO events (account_id, user_id, name, timestamp, attributes)" + _select_rows(source, "json_object", n)))
+            conn.execute(text("INSERT INTO events (account_id, user_id, name, timestamp, attributes, flow_id)" + _select_rows(source, "json_object", n)))
         else:
             source = f"generate_series(0, {n - 1}::bigint) AS g(i)"
-            conn.execute(text("INSERT INTO events (account_id, user_id, name, timestamp, attributes)" + _select_rows(source, "jsonb_build_object", n)))
+            conn.execute(text("INSERT INTO events (account_id, user_id, name, timestamp, attributes, flow_id)" + _select_rows(source, "jsonb_build_object", n)))
     with db.engine.begin() as conn:
         for ix in secondary:
             ix.create(conn)
+        event_counts.rebuild(conn)  # written without the writers' hourly counts
     if db.is_sqlite:
         with db.engine.begin() as conn:
             conn.execute(text("ANALYZE"))
@@ -176,6 +182,9 @@ def run_backend(name: str, url: str, args) -> list[tuple]:
         seconds = load(db, args.events)
         print(f"[{name}] loaded {args.events:,} events in {seconds:.1f} s ({args.events / seconds:,.0f}/s)", flush=True)
     results = []
+    if args.load_only:
+        db.dispose()
+        return results
     for label, spec_body, floor_sql in queries(db.is_postgres):
         spec = analytics.parse_spec(spec_body)
         ours, result = median_time(lambda: analytics.run_query(db, ACCOUNT, spec), args.runs)
@@ -228,6 +237,7 @@ def main() -> None:
     parser.add_argument("--postgres-database", default="opencues_bench_analytics")
     parser.add_argument("--work-dir", default=os.path.join(tempfile.gettempdir(), "opencues-bench-analytics"))
     parser.add_argument("--reuse", action="store_true", help="keep data already loaded with the same --events")
+    parser.add_argument("--load-only", action="store_true", help="load (unless reused) and stop: no queries")
     args = parser.parse_args()
     os.makedirs(args.work_dir, exist_ok=True)
     results = []
