@@ -420,6 +420,8 @@ class _Compiler:
         spec = self.spec
         times = [s for s in spec.dimensions if s.dim.source == "bucket"]
         others = [s for s in spec.dimensions if s.dim.source != "bucket"]
+        if self._counts_by_name_eligible(times, others):
+            return self._counts_by_name(others[0], limit)
         other_dims = [s.dim for s in others]
         metrics = [self.metric(m).label(f"m{i}") for i, m in enumerate(spec.metrics)]
         dim_values = [self.grouped(s.dim).label(f"d{i}") for i, s in enumerate(others)]
@@ -428,8 +430,6 @@ class _Compiler:
         where = self.where()
         rank = spec.rank
         ranked = None
-        if self._counts_by_name_eligible(times, others):
-            return self._counts_by_name(others[0], limit)
         if rank is not None:
             ranked_value = self.grouped(rank.dim)
             if not times and len(others) == 1:
