@@ -7,7 +7,9 @@ tests walk it. A dimension is also a condition field and (mostly) a raw column.
 
 Sources:
 
-- ``column``: a column of ``events`` (``name``, ``user_id``, ``timestamp``).
+- ``column``: a column of ``events`` (``name``, ``user_id``, ``timestamp``, ``flow_id`` — the
+  writers' copy of ``attributes.flowId`` — and the ``context`` object).
+- ``event_group``: the event's ``group_id`` column, or ``attributes.groupId`` when it has none.
 - ``attribute``: a path in the event's ``attributes`` JSON object (``flow_id`` ↔ ``flowId``).
   ``only_on`` restricts it to some event names (``step_error_message`` exists on step errors only).
 - ``constant``: the same value for every event opencues stores (all arrive through the API as
@@ -15,7 +17,7 @@ Sources:
 - ``bucket``: a calendar bucket (``day``/``week``/``month``) in the query's time zone.
 - ``segment``: the segments the event's user is a member of (``segment_members``).
 - ``profile``: a key of the user's profile (``profiles.attributes``); ``profile_updated`` the
-  profile's own ``updated_at``; ``profile_key``/``profile_value`` one row per profile attribute.
+  profile's own ``updated_at``; ``profile_group`` the user's current group (``profiles.group_id``); ``profile_key``/``profile_value`` one row per profile attribute.
 - ``null``: a name the vendor lists with no known meaning (``window``): always ``""``.
 """
 
@@ -53,7 +55,7 @@ STEP_CHILD_ERROR_EVENTS = ("appcues:step_child_error",)
 class Dimension:
     name: str
     group: str
-    source: str  # column | attribute | constant | bucket | segment | profile | profile_updated | profile_key | profile_value | null
+    source: str  # column | attribute | event_group | constant | bucket | segment | profile | profile_updated | profile_group | profile_key | profile_value | null
     target: object = None  # column name, attribute path (tuple), constant, bucket unit or profile key
     only_on: tuple[str, ...] = ()
     json: bool = False  # the value is a JSON object: raw columns show it as one
@@ -69,6 +71,8 @@ class Dimension:
         if self.source == "attribute":
             where = "`attributes." + ".".join(self.target) + "`"
             return where + (f" on {', '.join(f'`{n}`' for n in self.only_on)}" if self.only_on else "")
+        if self.source == "event_group":
+            return "`events.group_id`, else `attributes.groupId`"
         if self.source == "constant":
             return f'always `"{self.target}"`'
         if self.source == "bucket":
@@ -79,6 +83,8 @@ class Dimension:
             return f"`profiles.attributes.{self.target}` of the event's user"
         if self.source == "profile_updated":
             return "`profiles.updated_at` of the event's user"
+        if self.source == "profile_group":
+            return "`profiles.group_id` of the event's user"
         if self.source == "profile_key":
             return "each key of the user's `profiles.attributes` (one row per key)"
         if self.source == "profile_value":
@@ -87,7 +93,7 @@ class Dimension:
 
     @property
     def needs_profile(self) -> bool:
-        return self.source in ("profile", "profile_updated", "profile_key", "profile_value")
+        return self.source in ("profile", "profile_updated", "profile_group", "profile_key", "profile_value")
 
     @property
     def explodes(self) -> bool:
@@ -111,15 +117,13 @@ _TABLE: tuple[Dimension, ...] = (
     _attr("platform", "Event", "platform", "`web`, `ios`, `android`"),
     _attr("app_id", "Event", "appId", "app id"),
     Dimension("attributes", "Event", "attribute", (), json=True, meaning="the whole attributes object"),
-    # TODO: read events.context once the events table has the column (groups branch).
-    _attr("context", "Event", "context", "the context object", json=True),
+    Dimension("context", "Event", "column", "context", json=True, meaning="the context object sent with the event"),
     Dimension("user_id", "Identity", "column", "user_id", meaning="end user"),
-    # TODO: read events.group_id once the events table has the column (groups branch).
-    _attr("group_id", "Identity", "groupId", "group of the event"),
+    Dimension("group_id", "Identity", "event_group", meaning="group of the event"),
     _attr("session_id", "Identity", "_sessionId", "session"),
     Dimension("email", "Identity", "profile", "email", meaning="the user's profile email"),
     _attr("identity", "Identity", "_identity", "profile snapshot sent with the event", json=True),
-    _attr("flow_id", "Flows", "flowId", "flow (or NPS survey) id"),
+    Dimension("flow_id", "Flows", "column", "flow_id", meaning="flow (or NPS survey) id: `attributes.flowId` as text"),
     _attr("flow_version", "Flows", "flowVersion", "flow version"),
     _attr("flow_type", "Flows", "flowType", "flow type"),
     _attr("step_id", "Flows", "stepId", "step id"),
@@ -168,8 +172,7 @@ _TABLE: tuple[Dimension, ...] = (
     Dimension("user_segment_id", "Membership", "segment", meaning="alias of `segment_id`"),
     _attr("campaign_id", "Membership", "campaignId", "workflow campaign"),
     _attr("tactic_id", "Membership", "tacticId", "workflow tactic"),
-    # TODO: the user's group from the groups branch's storage, when it lands.
-    _attr("user_group_id", "Membership", "groupId", "the user's group (as on the event)"),
+    Dimension("user_group_id", "Membership", "profile_group", meaning="the user's current group"),
     Dimension("attribute_name", "Profiles", "profile_key", meaning="a profile attribute's name"),
     Dimension("attribute_value", "Profiles", "profile_value", meaning="that attribute's value"),
     Dimension("last_seen", "Profiles", "profile", "_lastSeenAt", meaning="the profile's `_lastSeenAt`"),

@@ -5,8 +5,10 @@ milliseconds (see ``opencues.timestamps``), the attributes as a JSON object. A u
 backward range scan of ``ix_events_user_time``, so it costs the same with a hundred rows in the
 table or tens of millions.
 
-Every event write also records the event's attribute keys in the account's catalogue, in the same
-transaction (``opencues.attribute_keys``; CSV exports rely on it).
+Every event write also records, in the same transaction, the event's attribute keys in the
+account's catalogue (``opencues.attribute_keys``; CSV exports rely on it) and its count in the
+hourly counts by name (``opencues.event_counts``; analytics relies on them), and stores
+``attributes.flowId`` as the ``flow_id`` column (``flow_id_of``; analytics reads flows by it).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any, Mapping, Sequence
 import orjson
 from sqlalchemy import Connection, and_, bindparam, or_, select
 
-from opencues import attribute_keys, attributes as attribute_rules, ids, ingestion_rules, timestamps
+from opencues import attribute_keys, attributes as attribute_rules, event_counts, ids, ingestion_rules, timestamps
 from opencues.errors import bad_request
 from opencues.settings import MAX_ATTRIBUTE_KEYS
 from opencues.storage import Database
@@ -29,7 +31,20 @@ CSV_LEADING = ("user_id", "timestamp", "name")
 
 _LIMIT_RE = re.compile(r"\+?[0-9]{1,9}")
 # Compiled once by ``Database.direct`` (the request hot path).
-_INSERT = events.insert().inline().values({c: bindparam(c) for c in ("account_id", "user_id", "name", "timestamp", "attributes", "group_id", "context")})  # fmt: skip
+_INSERT = events.insert().inline().values({c: bindparam(c) for c in ("account_id", "user_id", "name", "timestamp", "attributes", "group_id", "context", "flow_id")})  # fmt: skip
+
+
+def flow_id_of(attributes: Mapping[str, Any]) -> str | None:
+    """The stored ``flow_id`` of an event: ``attributes.flowId`` as text when it is a scalar (a
+    string as is, a number or boolean as its JSON text, as PostgreSQL's ``->>`` gives it); None
+    when absent, null, an object or an array. Migration 0007 filled older rows the same way."""
+    value = attributes.get("flowId")
+    kind = type(value)
+    if kind is str or value is None:
+        return value
+    if kind in (int, float, bool):
+        return orjson.dumps(value).decode()
+    return None
 
 
 def check_user_id(user_id: object, *, reading: bool = False) -> str:
@@ -111,7 +126,7 @@ def event_row(
         extras(payload, max_attribute_keys=max_attribute_keys) if "group_id" in payload or "context" in payload else (None, None)
     )
     return {"account_id": account_id, "user_id": user_id, "name": name, "timestamp": timestamp,
-            "attributes": document.decode(), "group_id": group_id, "context": context,
+            "attributes": document.decode(), "group_id": group_id, "context": context, "flow_id": flow_id_of(attributes),
             attribute_keys.ROW_PAIRS: attribute_keys.pairs_of(attributes)}  # fmt: skip
 
 
@@ -123,18 +138,32 @@ def insert_event(
     unchecked (seeding data from library code and tests; bulk imports have their own
     driver-level writers in ``opencues.imports``)."""
     attributes = attributes or {}
-    row = {"account_id": account_id, "user_id": user_id, "name": name, "timestamp": timestamp, "attributes": attributes}
+    row = {"account_id": account_id, "user_id": user_id, "name": name, "timestamp": timestamp, "attributes": attributes,
+           "flow_id": flow_id_of(attributes)}
     if group_id is not None:
         row["group_id"] = group_id
     if context is not None:  # (a None value would be stored as JSON null, not as SQL NULL)
         row["context"] = context
     conn.execute(events.insert(), row)
     attribute_keys.record(conn, account_id, attribute_keys.pairs_of(attributes))
+    event_counts.record(conn, event_counts.counts_of([(account_id, name, timestamp)]))
+
+
+class _EventCompanion:
+    """What every group of event rows writes beside them: their attribute keys and their counts."""
+
+    def __init__(self, dialect_name: str):
+        self._keys = attribute_keys.CommittedPairs(dialect_name)
+        self._counts = event_counts.HourCounts(dialect_name)
+
+    def __call__(self, rows):
+        writes, committed = self._keys(rows)
+        return [*writes, *self._counts(rows)], committed
 
 
 def _insert(db: Database):
-    """The compiled event insert, with the catalogue companion that records its rows' keys."""
-    db.direct.attach(_INSERT, lambda: attribute_keys.CommittedPairs(db.dialect))
+    """The compiled event insert, with its companion (``_EventCompanion``)."""
+    db.direct.attach(_INSERT, lambda: _EventCompanion(db.dialect))
     return _INSERT
 
 

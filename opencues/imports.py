@@ -25,6 +25,7 @@ pairs in the catalogue, in its transaction (``opencues.attribute_keys``).
 from __future__ import annotations
 
 import queue
+from collections import Counter
 import threading
 from contextlib import closing
 from dataclasses import dataclass, field
@@ -33,7 +34,8 @@ from typing import Callable
 
 import orjson
 
-from opencues import attribute_keys, attributes as attribute_rules, ingestion_rules, profiles, readers
+from opencues import attribute_keys, attributes as attribute_rules, event_counts, ingestion_rules, profiles, readers
+from opencues.events import flow_id_of
 from opencues.readers import Format, RowError, RowInvalid
 from opencues.timestamps import now_ms
 from opencues.worker import JobContext, JobFailed, register
@@ -62,6 +64,7 @@ class _Batch:
     errors: list
     keys: set = field(default_factory=set)  # events: the rows' distinct attribute-key pairs
     count: int | None = None  # good rows, when ``rows`` does not hold one item per row
+    hours: Counter = field(default_factory=Counter)  # events: counts by (account, name, hour)
     filtered: int = 0  # events, or attribute values, dropped by the account's ingestion rules
 
     def __post_init__(self) -> None:
@@ -73,6 +76,7 @@ class _Batch:
         self.rows.extend(other.rows)
         self.errors.extend(other.errors)
         self.keys |= other.keys
+        self.hours.update(other.hours)
         self.count += other.count
         self.filtered += other.filtered
 
@@ -206,6 +210,8 @@ def import_events(ctx: JobContext) -> None:
         rows, errors = [], []
         append = rows.append
         keys = attribute_keys.KeyWalker()
+        hours: Counter = Counter()
+        hour_ms = event_counts.HOUR_MS
         filtered = 0
         for item in chunk:
             if type(item) is RowError:
@@ -221,22 +227,25 @@ def import_events(ctx: JobContext) -> None:
             if keeps is not None and not keeps(name):
                 filtered += 1
                 continue
+            flow_id = flow_id_of(attributes)
             if postgres:
-                append((account_id, user_id, name, timestamp, document))
+                append((account_id, user_id, name, timestamp, document, flow_id))
             else:
-                append((user_id, name, timestamp, document))
+                append((user_id, name, timestamp, document, flow_id))
             keys.add(attributes)
+            hours[(account_id, name, timestamp // hour_ms)] += 1
         if postgres or not rows:
-            return _Batch(len(chunk), rows, errors, keys.pairs, filtered=filtered)
+            return _Batch(len(chunk), rows, errors, keys.pairs, filtered=filtered, hours=hours)
         # SQLite: the chunk's rows as one piece of the batch's JSON array (``_insert_events_sqlite``),
         # a third of the memory of the tuples while the batch waits for its turn.
-        return _Batch(len(chunk), [_dumps(rows)[1:-1].decode()], errors, keys.pairs, count=len(rows), filtered=filtered)
+        return _Batch(len(chunk), [_dumps(rows)[1:-1].decode()], errors, keys.pairs, count=len(rows), filtered=filtered, hours=hours)
 
     def write(conn, batch: _Batch) -> None:
         if postgres:
             _copy_events(_driver(conn), batch.rows)
         else:
             _insert_events_sqlite(_driver(conn), account_id, batch.rows)
+        event_counts.record(conn, batch.hours)
         attribute_keys.record(conn, account_id, batch.keys)  # last: holds catalogue rows for the shortest time
 
     _run_batches(ctx, readers.read_records, parse, write, overlap=True)
@@ -248,19 +257,20 @@ def import_events(ctx: JobContext) -> None:
 # The attributes travel as JSON text in a JSON string: stored exactly as ``orjson`` wrote them
 # (an object there would be parsed into nodes and rendered again: 10% slower).
 _SQLITE_EVENTS = (
-    "INSERT INTO events (account_id, user_id, name, timestamp, attributes) SELECT ?, json_extract(value, '$[0]'), "
-    "json_extract(value, '$[1]'), json_extract(value, '$[2]'), json_extract(value, '$[3]') FROM json_each(?)"
+    "INSERT INTO events (account_id, user_id, name, timestamp, attributes, flow_id) SELECT ?, json_extract(value, '$[0]'), "
+    "json_extract(value, '$[1]'), json_extract(value, '$[2]'), json_extract(value, '$[3]'), json_extract(value, '$[4]') "
+    "FROM json_each(?)"
 )
 # Pieces (parse chunks of 1,000 rows) per statement: a statement's document and SQLite's parse of
 # it are in memory while it runs. A whole batch per statement raised an import's peak by ~25 MB
 # more than 10,000 rows a statement, for ~4% more speed.
 _PIECES_PER_STATEMENT = 10
-_EVENT_COLUMNS = 'account_id, user_id, name, "timestamp", attributes'
+_EVENT_COLUMNS = 'account_id, user_id, name, "timestamp", attributes, flow_id'
 
 
 def _insert_events_sqlite(raw, account_id: str, pieces: list[str]) -> None:
     """Insert the rows encoded in ``pieces``: each a comma-separated run of JSON arrays
-    ``[user_id, name, timestamp, attributes as JSON text]``. (Bound as text: SQLite 3.45 and
+    ``[user_id, name, timestamp, attributes as JSON text, flow_id]``. (Bound as text: SQLite 3.45 and
     later read a BLOB given to a JSON function as its binary JSONB format.)"""
     for start in range(0, len(pieces), _PIECES_PER_STATEMENT):
         document = "[" + ",".join(pieces[start : start + _PIECES_PER_STATEMENT]) + "]"

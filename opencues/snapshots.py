@@ -42,7 +42,7 @@ import binascii
 import orjson
 from sqlalchemy import JSON, Connection, Table, delete, select
 
-from opencues import timestamps
+from opencues import event_counts, events, timestamps
 from opencues.errors import ApiError, bad_request
 from opencues.storage import schema
 
@@ -59,14 +59,18 @@ class Part:
     account_column: str = "account_id"
     via: tuple[str, Table] | None = None
     keep_on_account_reset: bool = False  # the account itself and its keys survive a data reset
+    # Derived from other tables (``event_name_hours`` from ``events``): not written into
+    # documents; deleted with the account's data and rebuilt after a load (``_rebuild_derived``).
+    derived: bool = False
 
     @property
     def name(self) -> str:
         return str(self.table.name)  # a plain str: SQLAlchemy's quoted_name is not a JSON key to orjson
 
     def columns(self) -> list:
-        # Surrogate auto-increment ids are left out (see the module docstring).
-        return [c for c in self.table.columns if not (c.primary_key and c.autoincrement is True)]
+        # Surrogate auto-increment ids are left out (see the module docstring), and so is
+        # ``events.flow_id``: a copy of ``attributes.flowId``, computed again on loading.
+        return [c for c in self.table.columns if not (c.primary_key and c.autoincrement is True) and c is not schema.events.c.flow_id]
 
     def of_account(self, account_id: str):
         """The WHERE clause selecting one account's rows."""
@@ -91,6 +95,7 @@ PARTS: list[Part] = [
     Part(schema.profiles),
     Part(schema.groups),
     Part(schema.events),
+    Part(schema.event_name_hours, derived=True),
     Part(schema.event_attribute_keys),
     Part(schema.jobs),
     Part(schema.job_events, via=("job_id", schema.jobs)),
@@ -117,6 +122,8 @@ def dump(conn: Connection, account_id: str | None = None, file_store=None) -> di
     waiting jobs read from ``file_store`` (without one, ``files`` is empty)."""
     tables = {}
     for part in PARTS:
+        if part.derived:
+            continue
         columns = part.columns()
         query = select(*columns)
         if account_id is not None:
@@ -256,7 +263,7 @@ def load(conn: Connection, document: dict, *, replace_all: bool = False, file_st
     total = 0
     for part in PARTS:
         content = document["tables"].get(part.name)
-        if not content or not content["rows"]:
+        if part.derived or not content or not content["rows"]:
             continue
         columns = content["columns"]
         usable = {c.name for c in part.columns()}
@@ -266,6 +273,10 @@ def load(conn: Connection, document: dict, *, replace_all: bool = False, file_st
             if not isinstance(row, list) or len(row) != len(columns):
                 raise bad_request(f"`tables.{part.name}.rows[{number}]` must be a list of {len(columns)} values")
             rows.append({columns[i]: row[i] for i in picked})
+        if part.table is schema.events:
+            for row in rows:
+                attributes = row.get("attributes")
+                row["flow_id"] = events.flow_id_of(attributes) if isinstance(attributes, dict) else None
         try:
             for batch in _batches_by_null_documents(part, rows):
                 conn.execute(part.table.insert(), batch)
@@ -275,6 +286,7 @@ def load(conn: Connection, document: dict, *, replace_all: bool = False, file_st
             message = str(getattr(exc, "orig", exc)).splitlines()[0]
             raise bad_request(f"`tables.{part.name}`: rows cannot be loaded: {message}") from None
         total += len(rows)
+    _rebuild_derived(conn, None if replace_all else accounts_in(document))
     return {"accounts": accounts_in(document), "rows": total, "files": files}
 
 
@@ -294,6 +306,14 @@ def _restore_payloads(document: dict, file_store) -> int:
         with file_store.writer(key) as out:
             out.write(base64.b64decode(encoded))
     return len(files)
+
+
+def _rebuild_derived(conn: Connection, account_ids: list[str] | None) -> None:
+    """The derived tables of the accounts just loaded (of every account: None)."""
+    if account_ids is None:
+        event_counts.rebuild(conn)
+    for account_id in account_ids or ():
+        event_counts.rebuild(conn, account_id)
 
 
 _LOAD_BATCH = 10_000

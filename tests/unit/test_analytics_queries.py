@@ -5,6 +5,7 @@ and DST fixtures."""
 from __future__ import annotations
 
 import fnmatch
+import json
 import random
 import re
 from datetime import date, datetime, timedelta, timezone
@@ -13,8 +14,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from opencues import analytics
+from opencues import analytics, event_counts
 from opencues.analytics_fields import DIMENSIONS
+from opencues.events import flow_id_of
 from opencues.storage.schema import events, profiles, segment_members
 
 ACCOUNT = "acct1"
@@ -24,6 +26,7 @@ NAMES = ["appcues:flow_started", "appcues:flow_completed", "appcues:step_started
 START = datetime(2026, 2, 26, tzinfo=timezone.utc)
 SEGMENTS = {"seg-a": ["u1", "u2", "u3", "u4", "u5"], "seg-b": ["u4", "u5", "u6", "u7", "u8"]}
 PROFILES = {f"u{i}": {"email": f"u{i}@example.com", "plan": ["free", "pro"][i % 2], "_lastSeenAt": "2026-03-01"} for i in range(1, 7)}
+PROFILE_GROUPS = {"u1": "pg1", "u2": "pg1", "u3": "pg2"}  # profiles.group_id: the user's current group
 
 
 def _fixture_events() -> list[dict]:
@@ -37,7 +40,7 @@ def _fixture_events() -> list[dict]:
         attributes: dict = {"_sessionId": f"s{rng.randrange(30)}"}
         if name != "appcues:session_started":
             if rng.random() < 0.9:
-                attributes["flowId"] = rng.choice(["f1", "f2", "f3", "F1"])
+                attributes["flowId"] = rng.choice(["f1", "f2", "f3", "F1", 7])
             if "step" in name:
                 attributes["stepId"] = rng.choice(["st1", "st2", "st3"])
             if "error" in name:
@@ -49,25 +52,45 @@ def _fixture_events() -> list[dict]:
             attributes["platform"] = rng.choice(["web", "ios"])
         if rng.random() < 0.2:
             attributes["flowVersion"] = rng.choice([1, 2])
-        rows.append({"id": i + 1, "user_id": f"u{rng.randrange(1, 11)}", "name": name,
-                     "timestamp": int(when.timestamp() * 1000), "attributes": attributes})  # fmt: skip
+        row = {"id": i + 1, "user_id": f"u{rng.randrange(1, 11)}", "name": name,
+               "timestamp": int(when.timestamp() * 1000), "attributes": attributes}  # fmt: skip
+        if rng.random() < 0.3:  # track's top-level group_id (the event's group before attributes.groupId)
+            row["group_id"] = rng.choice(["g1", "tg2"])
+        if rng.random() < 0.2:
+            row["context"] = {"ip": rng.choice(["10.0.0.1", "10.0.0.2"])}
+        rows.append(row)
     return rows
 
 
 EVENTS = _fixture_events()
 
 
+def store(conn, rows) -> None:
+    """Insert events rows as every writer does: ``flow_id`` filled, hourly counts kept."""
+    rows = [rows] if isinstance(rows, dict) else rows
+    conn.execute(events.insert(), [{"flow_id": flow_id_of(r["attributes"]), **r} for r in rows])
+    event_counts.rebuild(conn)
+
+
+def stored(account_id: str, event: dict) -> dict:
+    """The ``events`` row of a fixture event, ``flow_id`` filled as every writer fills it."""
+    return {"account_id": account_id, "flow_id": flow_id_of(event["attributes"]), "group_id": None,
+            **{k: v for k, v in event.items() if k != "id"}}
+
+
 @pytest.fixture
 def loaded(db):
     with db.begin() as conn:
-        conn.execute(events.insert(), [{"account_id": ACCOUNT, **{k: v for k, v in e.items() if k != "id"}} for e in EVENTS])
+        for e in EVENTS:  # one by one, in order: ids as in the fixture (events with and without context)
+            conn.execute(events.insert(), stored(ACCOUNT, e))
         # another account's events never count
-        conn.execute(events.insert(), [{"account_id": "acct2", **{k: v for k, v in e.items() if k != "id"}} for e in EVENTS[:50]])
+        store(conn, [stored("acct2", e) for e in EVENTS[:50] if "context" not in e])  # (and counts every account's)
         conn.execute(segment_members.insert(), [
             {"account_id": ACCOUNT, "segment_id": s, "user_id": u} for s, users in SEGMENTS.items() for u in users
         ])  # fmt: skip
         conn.execute(profiles.insert(), [
-            {"account_id": ACCOUNT, "user_id": u, "attributes": a, "created_at": 1, "updated_at": 1767225600000 + i}
+            {"account_id": ACCOUNT, "user_id": u, "attributes": a, "created_at": 1, "updated_at": 1767225600000 + i,
+             "group_id": PROFILE_GROUPS.get(u)}
             for i, (u, a) in enumerate(PROFILES.items())
         ])  # fmt: skip
     return db
@@ -81,6 +104,8 @@ def _text(value) -> str:
         return ""
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, dict):
+        return json.dumps(value, separators=(",", ":"))
     return str(value)
 
 
@@ -119,6 +144,14 @@ def _values(name: str, event: dict, tz) -> list:
         return sorted(s for s, users in SEGMENTS.items() if event["user_id"] in users) or [None]
     if dim.source == "profile":
         return [profile.get(dim.target) if profile else None]
+    if name == "flow_id":
+        return [attributes.get("flowId")]
+    if name == "context":
+        return [event.get("context")]
+    if dim.source == "event_group":
+        return [event.get("group_id") or attributes.get("groupId")]
+    if dim.source == "profile_group":
+        return [PROFILE_GROUPS.get(event["user_id"])]
     if dim.source == "profile_updated":
         return [1767225600000 + list(PROFILES).index(event["user_id"]) if profile else None]
     if dim.source in ("profile_key", "profile_value"):
@@ -199,7 +232,10 @@ def reference(spec: dict, account_events=EVENTS) -> list[dict]:
     def measure(metric: str, members: list) -> int:
         if metric == "events":
             return len(members)
-        attribute = {"users": None, "sessions": "_sessionId", "groups": "groupId"}[metric]
+        if metric == "groups":
+            seen = {m.get("group_id") or m["attributes"].get("groupId") for m in members}
+            return len(seen - {None})
+        attribute = {"users": None, "sessions": "_sessionId"}[metric]
         seen = {m["user_id"] if attribute is None else m["attributes"].get(attribute) for m in members}
         return len(seen - {None})
 
@@ -280,6 +316,7 @@ CASES = {
     # event, identity, flow, error, page and membership dimensions
     "event dims": {"metrics": ["events"], "dimensions": ["event", "event_type", "source", "platform"], **W},
     "identity": {"metrics": ["events"], "dimensions": ["user_id", "group_id", "email"], **W},
+    "groups": {"metrics": ["groups", "events"], "dimensions": ["user_group_id", "context"], **W},
     "flows": {"metrics": ["events", "users"], "dimensions": ["flow_id", "step_id", "flow_version"], **W},
     "errors": {"metrics": ["events"], "dimensions": ["step_error_message", "step_child_error_message", "step_error_url"], **W},
     "segments": {"metrics": ["events", "users"], "dimensions": ["segment_id"], **W},
@@ -303,6 +340,14 @@ CASES = {
     "and-ed": {"metrics": ["events"], "dimensions": ["day"], "conditions": [["flow_id", "==", "f2"], ["name", "like", "%started"], ["platform", "!=", "ios"]], **W},
     # ranking, ordering, paging
     "rank top": {"metrics": ["events"], "dimensions": ["name"], "rank_n": {"n": 3, "dimension": "name"}, **W},
+    # events by name: the hourly counts, and the events of the window's partial hours
+    "names, partial hours": {"metrics": ["events"], "dimensions": ["name"], "start_time": "2026-03-02T04:30:00Z",
+                             "end_time": "2026-03-20T22:15:00Z", "conditions": [["name", "not like", "%started"]]},
+    "names, within an hour": {"metrics": ["events"], "dimensions": ["event"], "start_time": "2026-03-02T00:00:00Z",
+                              "end_time": "2026-03-02T00:59:00Z"},
+    "names, half-hour zone": {"metrics": ["events"], "dimensions": ["name"], "timezone": "Asia/Kolkata",
+                              "conditions": [["event_type", "==", "track"]], "rank_n": {"n": 4, "dimension": "name"}, **W},
+    "names, other condition": {"metrics": ["events"], "dimensions": ["name"], "conditions": [["flow_id", "==", "f1"]], **W},
     "rank bottom": {"metrics": ["users"], "dimensions": ["name"], "rank_n": {"n": 2, "direction": "bottom", "dimension": "name"}, **W},
     "rank with day": {"metrics": ["events", "users"], "dimensions": ["day", "flow_id"], "rank_n": {"n": 2, "dimension": "flow_id"}, **W},
     "rank with other dim": {"metrics": ["users"], "dimensions": ["name", "flow_id"], "rank_n": {"n": 2, "dimension": "flow_id"}, **W},
@@ -336,7 +381,7 @@ def test_buckets_follow_local_midnight_across_dst(db):
               "2026-03-09T03:30:00Z",  # 03-08 23:30 EDT
               "2026-03-09T04:30:00Z"]  # 03-09 00:30 EDT  # fmt: skip
     with db.begin() as conn:
-        conn.execute(events.insert(), [
+        store(conn, [
             {"account_id": ACCOUNT, "user_id": "u", "name": "e", "attributes": {},
              "timestamp": int(datetime.fromisoformat(s.replace("Z", "+00:00")).timestamp() * 1000)} for s in stamps
         ])  # fmt: skip
@@ -349,7 +394,7 @@ def test_buckets_follow_local_midnight_across_dst(db):
 
 def test_sync_answers_are_clamped_at_1000_rows(db):
     with db.begin() as conn:
-        conn.execute(events.insert(), [
+        store(conn, [
             {"account_id": ACCOUNT, "user_id": f"u{i}", "name": "e", "timestamp": 1767225600000 + i, "attributes": {}} for i in range(1005)
         ])  # fmt: skip
     spec = {"metrics": ["events"], "dimensions": ["user_id"], "start_time": "2026-01-01", "end_time": "2026-01-02"}
@@ -390,7 +435,7 @@ def nps(db):
         stamp = int(datetime.fromisoformat(when + "+00:00").timestamp() * 1000)
         rows.append({"account_id": ACCOUNT, "user_id": user, "name": name, "timestamp": stamp, "attributes": {"flowId": flow, **attributes}})
     with db.begin() as conn:
-        conn.execute(events.insert(), rows)
+        store(conn, rows)
     return db
 
 
@@ -421,7 +466,7 @@ def test_nps_without_respondents_is_null_and_rounds_half_away_from_zero(db):
     # 8 respondents: 1 promoter, 2 detractors, 5 neutrals -> 100 * -1/8 = -12.5 -> -13
     scores = [10, 0, 0, 7, 7, 8, 8, 7]
     with db.begin() as conn:
-        conn.execute(events.insert(), [
+        store(conn, [
             {"account_id": ACCOUNT, "user_id": f"u{i}", "name": "appcues:nps_score", "timestamp": 1767225600000 + i,
              "attributes": {"flowId": "s", "score": s}} for i, s in enumerate(scores)
         ])  # fmt: skip
@@ -456,7 +501,7 @@ def test_exported_rows_rendered_by_the_database_equal_the_query_rows(loaded, zon
     extra = [{"id": 1000 + i, "user_id": "ms", "name": "e", "timestamp": 1772841600000 + ms, "attributes": {"flowVersion": 3}}
              for i, ms in enumerate((1, 7, 99, 123, 455, 999, 86_399_999))]  # milliseconds a float could round wrongly
     with loaded.begin() as conn:
-        conn.execute(events.insert(), [{"account_id": ACCOUNT, **{k: v for k, v in e.items() if k != "id"}} for e in extra])
+        store(conn, [{"account_id": ACCOUNT, **{k: v for k, v in e.items() if k != "id"}} for e in extra])
     spec = {"columns": ["timestamp", "user_id", "name", "flow_id", "flow_version", "source"], "timezone": zone,
             "start_time": "2026-03-05", "end_time": "2026-03-12"}  # fmt: skip
     parsed = analytics.parse_spec(spec, sync=False)
@@ -473,7 +518,10 @@ def test_exported_rows_rendered_by_the_database_equal_the_query_rows(loaded, zon
 
 def test_days_before_1970_are_bucketed_below_zero(db):
     with db.begin() as conn:  # 1969-12-31T23:30Z and 1969-12-31T12:00Z, and 1970-01-01T00:30Z
-        conn.execute(events.insert(), [{"account_id": ACCOUNT, "user_id": "u", "name": "e", "timestamp": t, "attributes": {}}
+        store(conn, [{"account_id": ACCOUNT, "user_id": "u", "name": "e", "timestamp": t, "attributes": {}}
                                        for t in (-1_800_000, -43_200_000, 1_800_000)])  # fmt: skip
     spec = {"metrics": ["events"], "dimensions": ["day"], "start_time": "1969-12-31", "end_time": "1970-01-02"}
     assert run(db, spec) == [{"day": "1969-12-31", "events": 2}, {"day": "1970-01-01", "events": 1}]
+    # the hourly counts put 23:30 in the hour below zero, not in the hour that begins at 1970
+    by_name = {"metrics": ["events"], "dimensions": ["name"], "start_time": "1969-12-31T23:00:00Z", "end_time": "1970-01-01T00:00:00Z"}
+    assert run(db, by_name) == [{"name": "e", "events": 1}]

@@ -618,3 +618,21 @@ def test_too_many_attribute_keys_is_a_row_error(api, app, db, settings):
         assert attributes["errors"][0]["line"] == 2 and "more than 3" in attributes["errors"][0]["reason"]
     assert [r.user_id for r in event_rows(db)] == ["u1"]
     assert profile_of(db, "u2") is None
+
+
+def test_imported_events_get_flow_id_and_hourly_counts(api, app, db):
+    from opencues import event_counts
+    from opencues.storage.schema import event_name_hours
+
+    body = ndjson(*[{"user_id": f"u{i}", "name": ["a", "b"][i % 2], "timestamp": f"2021-07-14T1{i % 3}:00:00Z",
+                     "attributes": {"flowId": ["f1", 2, None][i % 3]}} for i in range(8)])  # fmt: skip
+    job = job_of(api, api.post("import/events", content=body, headers=NDJSON))
+    assert drain(app) == 1 and completed(api, job["job_id"])["ingestions_completed"] == 8
+    with db.connect() as conn:
+        flow_ids = conn.execute(select(events.c.flow_id).order_by(events.c.id)).scalars().all()
+        query = select(event_name_hours.c.name, event_name_hours.c.hour, event_name_hours.c.events).order_by("name", "hour")
+        written = conn.execute(query).all()
+        event_counts.rebuild(conn)
+        assert conn.execute(query).all() == written
+    assert flow_ids == ["f1", "2", None] * 2 + ["f1", "2"]
+    assert sum(c for _, _, c in written) == 8 and len(written) == 6

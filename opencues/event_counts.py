@@ -1,0 +1,93 @@
+"""Exact event counts per account, event name and UTC hour (table ``event_name_hours``).
+
+Analytics counts of ``events`` by ``name`` (the "top names" and digest queries) add up these
+counts for the whole hours inside the query's window, and count only the events of the partial
+hours at its two ends: a few thousand small rows instead of every event of the window.
+
+The counts stay exact because every writer of events adds its rows' counts in the same
+transaction as the rows:
+
+- ``opencues.events`` (track): the group commit's companion (``HourCounts``) adds one upsert per
+  distinct (account, name, hour) of the group;
+- ``opencues.imports``: each batch adds its counts (``record``);
+- anything that writes ``events`` otherwise (snapshot loads, benchmark loaders, migration 0007)
+  calls ``rebuild`` afterwards.
+
+Nothing deletes single events; deleting an account's data deletes its counts too
+(``opencues.snapshots.PARTS``).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Iterable, Mapping, Sequence
+
+from sqlalchemy import Connection, bindparam, func, literal_column, select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from opencues.storage.schema import event_name_hours, events
+
+HOUR_MS = 3_600_000
+
+
+def hour_of(timestamp_ms: int) -> int:
+    return timestamp_ms // HOUR_MS
+
+
+def _upsert(dialect_name: str):
+    insert = postgresql.insert if dialect_name == "postgresql" else sqlite.insert
+    statement = insert(event_name_hours).values({c: bindparam(c) for c in ("account_id", "name", "hour", "events")})
+    return statement.on_conflict_do_update(
+        index_elements=["account_id", "hour", "name"],
+        set_={"events": event_name_hours.c.events + statement.excluded.events},
+    )
+
+
+def _rows(counts: Mapping[tuple[str, str, int], int]) -> list[dict]:
+    # One order for every writer: concurrent PostgreSQL transactions adding to the same hours
+    # then wait for each other in turn instead of deadlocking.
+    return [{"account_id": a, "name": n, "hour": h, "events": c} for (a, n, h), c in sorted(counts.items())]
+
+
+def counts_of(rows: Iterable[tuple[str, str, int]]) -> Counter:
+    """``{(account_id, name, hour): events}`` of ``(account_id, name, timestamp_ms)`` triples."""
+    return Counter((a, n, t // HOUR_MS) for a, n, t in rows)
+
+
+def record(conn: Connection, counts: Mapping[tuple[str, str, int], int]) -> None:
+    """Add ``counts`` (``counts_of``) in the caller's transaction."""
+    if counts:
+        conn.execute(_upsert(conn.dialect.name), _rows(counts))
+
+
+class HourCounts:
+    """The group commit's companion for event inserts (``Direct.attach``; used by
+    ``opencues.events``): one upsert per distinct (account, name, hour) of the rows written."""
+
+    def __init__(self, dialect_name: str):
+        self._statement = _upsert(dialect_name)
+
+    def __call__(self, rows: Sequence[Mapping]) -> list:
+        counts = counts_of((r["account_id"], r["name"], r["timestamp"]) for r in rows)
+        return [(self._statement, _rows(counts))]
+
+
+def hour_sql(timestamp):
+    """``floor(timestamp / HOUR_MS)`` in SQL integer arithmetic: division truncates toward zero on
+    both databases, so the time is shifted first (events before 1970 fall in the hour below)."""
+    shift_hours = 1_000_000_000  # ~114,000 years: every storable time
+    shifted = (timestamp + literal_column(str(shift_hours * HOUR_MS))).self_group()
+    return shifted.op("/")(literal_column(str(HOUR_MS))) - literal_column(str(shift_hours))
+
+
+def rebuild(conn: Connection, account_id: str | None = None) -> None:
+    """Replace the counts of ``account_id`` (or of every account) by counting the stored events,
+    in the caller's transaction: after events were written without ``record``."""
+    hour = hour_sql(events.c.timestamp)
+    query = select(events.c.account_id, events.c.name, hour, func.count()).group_by(events.c.account_id, events.c.name, hour)
+    delete = event_name_hours.delete()
+    if account_id is not None:
+        query = query.where(events.c.account_id == account_id)
+        delete = delete.where(event_name_hours.c.account_id == account_id)
+    conn.execute(delete)
+    conn.execute(event_name_hours.insert().from_select(["account_id", "name", "hour", "events"], query))

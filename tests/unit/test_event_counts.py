@@ -1,0 +1,78 @@
+"""Every writer of events keeps ``events.flow_id`` and the hourly counts by name
+(``opencues.event_counts``) exact: what they hold equals a recount of the stored events.
+Imports are checked in ``test_imports.py``."""
+
+from __future__ import annotations
+
+import asyncio
+
+from sqlalchemy import select
+
+from opencues import analytics, event_counts, events, snapshots
+from opencues.storage.schema import event_name_hours
+from opencues.storage.schema import events as events_table
+from tests.conftest import make_account
+
+STAMP = "2026-03-01T10:15:00Z"
+
+
+def counts(db) -> list[tuple]:
+    with db.connect() as conn:
+        return sorted(conn.execute(select(event_name_hours.c.account_id, event_name_hours.c.name, event_name_hours.c.hour,
+                                          event_name_hours.c.events)).all())  # fmt: skip
+
+
+def recounted(db) -> list[tuple]:
+    """What a rebuild from the stored events gives (rolled back: the table keeps what writers wrote)."""
+    with db.connect() as conn:
+        event_counts.rebuild(conn)
+        rows = sorted(conn.execute(select(event_name_hours.c.account_id, event_name_hours.c.name, event_name_hours.c.hour,
+                                          event_name_hours.c.events)).all())  # fmt: skip
+        conn.rollback()
+    return rows
+
+
+def flow_ids(db) -> list:
+    with db.connect() as conn:
+        return conn.execute(select(events_table.c.flow_id).order_by(events_table.c.id)).scalars().all()
+
+
+def test_track_and_insert_event_keep_flow_id_and_counts(db):
+    events.track(db, "a1", "u1", {"name": "seen", "timestamp": STAMP, "attributes": {"flowId": "f1"}})
+    events.track(db, "a1", "u2", {"name": "seen", "timestamp": "2026-03-01T10:59:59.999Z", "attributes": {"flowId": 3}})
+    events.track(db, "a1", "u2", {"name": "seen", "timestamp": "2026-03-01T11:00:00Z"})
+    events.track(db, "a2", "u1", {"name": "other", "timestamp": STAMP, "attributes": {"flowId": {"no": "object"}}})
+    with db.begin() as conn:
+        events.insert_event(conn, "a1", "u3", "seen", 1772360100000, {"flowId": True})
+
+    async def grouped():
+        await asyncio.gather(*(events.track_grouped(db, "a1", f"g{i}", {"name": "grouped", "timestamp": STAMP,
+                                                                      "attributes": {"flowId": "f2"}}) for i in range(5)))  # fmt: skip
+
+    asyncio.run(grouped())
+    db.direct.dispose()
+    assert flow_ids(db) == ["f1", "3", None, None, "true"] + ["f2"] * 5
+    hour = 1772360100000 // 3_600_000
+    assert counts(db) == recounted(db) == [("a1", "grouped", hour, 5), ("a1", "seen", hour, 3), ("a1", "seen", hour + 1, 1),
+                                           ("a2", "other", hour, 1)]  # fmt: skip
+    spec = analytics.parse_spec({"metrics": ["events"], "dimensions": ["name"], "conditions": [["flow_id", "in", ["f1", "f2"]]],
+                                 "start_time": "2026-03-01", "end_time": "2026-03-02"})  # fmt: skip
+    assert analytics.run_query(db, "a1", spec).rows == [{"name": "grouped", "events": 5}, {"name": "seen", "events": 1}]
+
+
+def test_a_snapshot_load_refills_flow_id_and_the_counts(db):
+    make_account(db, "a1")
+    make_account(db, "a2")
+    events.track(db, "a1", "u1", {"name": "seen", "timestamp": STAMP, "attributes": {"flowId": "f1"}})
+    events.track(db, "a2", "u1", {"name": "kept", "timestamp": STAMP})
+    with db.connect() as conn:
+        document = snapshots.dump(conn, "a1")
+    assert "event_name_hours" not in document["tables"] and "flow_id" not in document["tables"]["events"]["columns"]
+    with db.begin() as conn:
+        snapshots.load(conn, document)
+        snapshots.load(conn, document)  # loading again replaces the account's data, counts included
+    assert flow_ids(db)[-1] == "f1"
+    assert counts(db) == recounted(db) and [c[0] for c in counts(db)] == ["a1", "a2"]
+    with db.begin() as conn:
+        snapshots.load(conn, document, replace_all=True)
+    assert counts(db) == recounted(db) and [c[0] for c in counts(db)] == ["a1"]
