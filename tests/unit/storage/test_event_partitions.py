@@ -170,3 +170,24 @@ def test_counting_with_partitions(db):
         ids = conn.execute(select(events.c.id).order_by(events.c.id)).scalars().all()
         assert conn.execute(select(func.count()).select_from(events)).scalar_one() == 3
     assert ids == sorted(set(ids)) and len(ids) == 3
+
+
+@pytest.mark.parametrize("limit", [1, 2, 3, 5, 8, 100])
+def test_history_is_newest_first_across_partitions_and_windows(db, limit):
+    """The history walks month windows on partitioned PostgreSQL: every limit, including those
+    that a window fills exactly or not at all, gives the same newest-first page as a plain scan."""
+    now = timestamps.now_ms()
+    year, month = month_of(now)
+    this_month = month_start_ms(year, month)
+    instants = [timestamps.MAX_MS, now, this_month, this_month, this_month - 1, month_start_ms(year, month - 2),
+                month_start_ms(year, month - 7) + 5, timestamps.MIN_MS]  # fmt: skip
+    add(db, *instants)
+    add(db, now - 1, user="someone else")
+    page = events_lib.history(db, "acct1", "u", limit=limit)
+    assert [e["attributes"]["at"] for e in page] == sorted(instants, reverse=True)[:limit]
+    # Equal timestamps: the latest stored first.
+    with db.connect() as conn:
+        ids = conn.execute(select(events.c.id).where(events.c.timestamp == this_month).order_by(events.c.id)).scalars().all()
+    rows = events_lib.history_rows(db, "acct1", "u", 8)
+    assert [r[1] for r in rows][2:4] == [this_month, this_month] and len(ids) == 2
+    assert events_lib.history(db, "acct1", "nobody", limit=limit) == []
