@@ -86,7 +86,7 @@ def load(db: Database, rows: int, now: int) -> tuple[int, int]:
                 "%s + (i::numeric * %s / %s)::bigint, "
                 "jsonb_build_object('flowId', 'flow-' || (i %% 10), 'stepNumber', i %% 8, 'sessionId', md5(i::text), "
                 "'url', 'https://app.example.com/pages/' || (i %% 500), 'properties', jsonb_build_object('plan', 'pro', 'seats', i %% 50)) "
-                "FROM generate_series(%s, %s) AS i",
+                "FROM generate_series(%s::bigint, %s::bigint) AS i",
                 (ACCOUNT, USERS, first, span, rows, lo, hi - 1),
             )
             raw.commit()
@@ -129,10 +129,14 @@ def measure_track(db: Database, calls: int = 20_000, concurrency: int = 32) -> f
     return (calls - 1000) / (time.perf_counter() - started)
 
 
-def measure_history(db: Database, calls: int = 2000) -> tuple[float, float]:
+def measure_history(db: Database, calls: int = 2000, rounds: int = 4) -> tuple[float, float, float]:
+    """``(p50, p99, best round's p99)`` in ms: the machine is shared, so besides the p99 of all
+    calls, the lowest p99 of ``rounds`` equal rounds (a burst of another process spoils one round)."""
     rng = random.Random(2)
     for _ in range(50):
         events.history_json(db, ACCOUNT, f"user-{rng.randrange(USERS):05d}", 100)
+    backend = Path(f"/proc/{db.direct.fetch_one(text('SELECT pg_backend_pid()'), {})[0]}/stat")
+    cpu_before = time.thread_time(), _cpu_seconds(backend)
     times = []
     for _ in range(calls):
         user = f"user-{rng.randrange(USERS):05d}"
@@ -140,17 +144,43 @@ def measure_history(db: Database, calls: int = 2000) -> tuple[float, float]:
         body = events.history_json(db, ACCOUNT, user, 100)
         times.append((time.perf_counter() - started) * 1000)
         assert body.startswith(b"[{"), user
-    times.sort()
-    print(f"  history ms: p90 {times[int(len(times) * 0.9)]:.2f}, p95 {times[int(len(times) * 0.95)]:.2f}, "
-          f"max {times[-1]:.2f}", flush=True)
-    return statistics.median(times), times[int(len(times) * 0.99) - 1]
+    client_cpu, server_cpu = time.thread_time() - cpu_before[0], _cpu_seconds(backend) - cpu_before[1]
+    print(f"  history CPU per call: {client_cpu / calls * 1000:.3f} ms here + {server_cpu / calls * 1000:.3f} ms in "
+          f"PostgreSQL (load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)", flush=True)  # fmt: skip
+    per_round = calls // rounds
+    best = min(_p99(times[i * per_round:(i + 1) * per_round]) for i in range(rounds))
+    ordered = sorted(times)
+    print(f"  history ms: p90 {ordered[int(calls * 0.9)]:.2f}, p95 {ordered[int(calls * 0.95)]:.2f}, max {ordered[-1]:.2f}", flush=True)
+    return statistics.median(ordered), _p99(times), best
+
+
+def _cpu_seconds(stat: Path) -> float:
+    """User + system CPU time of a local process (the PostgreSQL backend serving this thread)."""
+    fields = stat.read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _p99(times: list[float]) -> float:
+    ordered = sorted(times)
+    return ordered[int(len(ordered) * 0.99) - 1]
 
 
 def explain_history(db: Database) -> str:
-    statement = events.history_statement(ACCOUNT, "user-00042", 100)
-    sql = str(statement.compile(db.engine, compile_kwargs={"literal_binds": True}))
+    """``EXPLAIN (ANALYZE)`` of the queries ``events.history_rows`` runs for one user: its month
+    windows, newest first, until one holds ``limit`` rows (then the unbounded query)."""
+    year, month = event_partitions.month_of(timestamps.now_ms())
+    statements = [events._history_since(event_partitions.month_start_ms(year, month - m + 1)) for m in events.HISTORY_WINDOWS_MONTHS]
+    params = {"account_id": ACCOUNT, "user_id": "user-00042", "limit": 100}
+    out = []
     with db.connect() as conn:
-        return "\n".join(r[0] for r in conn.execute(text(f"EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) {sql}")))
+        for statement in [*statements, events._HISTORY]:
+            sql = str(statement.compile(db.engine))
+            found = len(conn.exec_driver_sql(sql, params).all())
+            plan = [r[0] for r in conn.exec_driver_sql(f"EXPLAIN (ANALYZE, COSTS OFF) {sql}", params)]
+            out.append(f"-- {found} rows:\n" + "\n".join(plan))
+            if found == 100:
+                break
+    return "\n".join(out)
 
 
 def measure_export(db: Database, settings: Settings, end: int) -> tuple[float, int]:
@@ -185,13 +215,13 @@ def run(rows: int, keep: bool) -> dict:
                                      "(SELECT sum(pg_total_relation_size(inhrelid)) FROM pg_inherits WHERE inhparent = 'events'::regclass))")).scalar()  # fmt: skip
         print(f"  events on disk: {size}", flush=True)
         print(explain_history(db), flush=True)
-        history_p50, history_p99 = measure_history(db)
-        print(f"  history p50 {history_p50:.2f} ms, p99 {history_p99:.2f} ms", flush=True)
+        history_p50, history_p99, history_best_p99 = measure_history(db)
+        print(f"  history p50 {history_p50:.2f} ms, p99 {history_p99:.2f} ms (best round {history_best_p99:.2f} ms)", flush=True)
         track = measure_track(db)
         print(f"  track {track:,.0f} events/s", flush=True)
         export_s, export_rows = measure_export(db, settings, end)
         print(f"  30-day export: {export_rows:,} rows in {export_s:.1f}s = {export_rows / export_s:,.0f} rows/s", flush=True)
-        return {"track": track, "history_p50": history_p50, "history_p99": history_p99,
+        return {"track": track, "history_p50": history_p50, "history_p99": history_p99, "history_best_p99": history_best_p99,
                 "export_rows_per_s": export_rows / export_s, "export_rows": export_rows, "export_s": export_s}  # fmt: skip
     finally:
         db.dispose()
@@ -210,12 +240,14 @@ def main() -> None:
     if len(results) >= 2:
         small, large = results[min(results)], results[max(results)]
         print(f"\n{min(results):,} → {max(results):,} events:")
-        for key, higher_is_better in (("track", True), ("history_p99", False), ("export_rows_per_s", True)):
+        for key, higher_is_better in (("track", True), ("history_p99", False), ("history_best_p99", False),
+                                      ("export_rows_per_s", True)):  # fmt: skip
             ratio = small[key] / large[key] if higher_is_better else large[key] / small[key]
             print(f"  {key}: {small[key]:,.2f} → {large[key]:,.2f}  degradation {ratio:.2f}× "
                   f"({'ok' if ratio <= 1.5 else 'MISSED'}: ≤ 1.5×)")  # fmt: skip
-        p99 = large["history_p99"]
-        print(f"  history p99 at {max(results):,}: {p99:.2f} ms ({'ok' if p99 <= 10 else 'MISSED'}: ≤ 10 ms)")
+        for key in ("history_p99", "history_best_p99"):
+            p99 = large[key]
+            print(f"  {key} at {max(results):,}: {p99:.2f} ms ({'ok' if p99 <= 10 else 'MISSED'}: ≤ 10 ms)")
 
 
 if __name__ == "__main__":

@@ -191,3 +191,16 @@ def test_history_is_newest_first_across_partitions_and_windows(db, limit):
     rows = events_lib.history_rows(db, "acct1", "u", 8)
     assert [r[1] for r in rows][2:4] == [this_month, this_month] and len(ids) == 2
     assert events_lib.history(db, "acct1", "nobody", limit=limit) == []
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("backend", ["postgres"])
+def test_a_history_window_reads_only_its_partitions(db):
+    year, month = month_of(timestamps.now_ms())
+    add(db, month_start_ms(year, month - 5), timestamps.now_ms())
+    sql = str(events_lib._history_since(month_start_ms(year, month)).compile(db.engine))
+    with db.connect() as conn:
+        plan = "\n".join(r[0] for r in conn.exec_driver_sql(
+            f"EXPLAIN {sql}", {"account_id": "acct1", "user_id": "u", "limit": 100}))  # fmt: skip
+    assert month_partition(year, month).name in plan and event_partitions.DEFAULT_PARTITION in plan, plan
+    assert month_partition(*month_of(month_start_ms(year, month - 1))).name not in plan, plan
