@@ -199,17 +199,24 @@ def measure_export(db: Database, settings: Settings, end: int) -> tuple[float, i
 def run(rows: int, keep: bool) -> dict:
     name = f"opencues_bench_parts_{rows}"
     admin = _admin()
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    end = _kept_load(name, rows) if keep else None
+    if end is None:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
     data_dir = Path(tempfile.mkdtemp(prefix="bench-parts-"))
     settings = Settings(data_dir=data_dir, database_url=_url(name), job_workers=0)
     db = open_database(settings)
     try:
-        accounts.create_account(db, ACCOUNT)
         print(f"{rows:,} events:", flush=True)
-        now = timestamps.now_ms()
-        _, end = load(db, rows, now)
+        if end is None:
+            accounts.create_account(db, ACCOUNT)
+            _, end = load(db, rows, timestamps.now_ms())
+            with db.begin() as conn:  # what --keep reuses next time
+                conn.execute(text("CREATE TABLE bench_loaded AS SELECT CAST(:rows AS bigint) AS rows, CAST(:end AS bigint) AS end_ms"),
+                             {"rows": rows, "end": end})  # fmt: skip
+        else:
+            print("  reusing the events loaded by an earlier --keep run", flush=True)
         with db.connect() as conn:
             size = conn.execute(text("SELECT pg_size_pretty(pg_total_relation_size('events') + "
                                      "(SELECT sum(pg_total_relation_size(inhrelid)) FROM pg_inherits WHERE inhparent = 'events'::regclass))")).scalar()  # fmt: skip
@@ -231,10 +238,24 @@ def run(rows: int, keep: bool) -> dict:
         admin.dispose()
 
 
+def _kept_load(name: str, rows: int) -> int | None:
+    """The end of the loaded span when an earlier ``--keep`` run left this database loaded."""
+    engine = create_engine(_url(name))
+    try:
+        with engine.connect() as conn:
+            row = conn.execute(text("SELECT rows, end_ms FROM bench_loaded")).first()
+    except Exception:  # noqa: BLE001 - no such database or table: load afresh
+        return None
+    finally:
+        engine.dispose()
+    return row.end_ms if row is not None and row.rows == rows else None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 20_000_000])
-    parser.add_argument("--keep", action="store_true", help="keep the databases (to look at them)")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the databases, and reuse those an earlier --keep run loaded (drop them by hand: DROP DATABASE opencues_bench_parts_<rows>)")  # fmt: skip
     args = parser.parse_args()
     results = {rows: run(rows, args.keep) for rows in args.rows}
     if len(results) >= 2:

@@ -169,6 +169,7 @@ def test_a_populated_database_migrates_to_partitioned_events_in_place(empty_db):
             assert conn.execute(text("SELECT relkind FROM pg_class WHERE relname = 'events'")).scalar() == "p"
             homes = dict(conn.execute(text('SELECT "timestamp", tableoid::regclass::text FROM events')).all())
             assert homes[0] == "events_p197001" and homes[253_402_300_799_999] == "events_p999912"
+            assert homes[-1] == "events_p196912" and homes[-62_135_596_800_000] == "events_p000101"
         new_id = conn.execute(events.insert().values(account_id="a0", user_id="u0", name="e", timestamp=5, attributes={})
                               .returning(events.c.id)).scalar_one()  # fmt: skip
     assert new_id == (61 if empty_db.is_postgres else 60)  # PostgreSQL's sequence carries on past the highest id ever given

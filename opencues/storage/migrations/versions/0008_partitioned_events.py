@@ -55,6 +55,7 @@ def _rebuild(conn, *, partitioned: bool) -> None:
         "SELECT attidentity FROM pg_attribute WHERE attrelid = 'events'::regclass AND attname = 'id'"
     )).scalar()  # fmt: skip
     conn.execute(text("LOCK TABLE events IN ACCESS EXCLUSIVE MODE"))
+    conn.execute(text("SET LOCAL maintenance_work_mem = '256MB'"))  # the index builds below
     conn.execute(text("ALTER TABLE events RENAME TO events_before_0008"))
     like = "LIKE events_before_0008 INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING STORAGE INCLUDING COMMENTS INCLUDING IDENTITY"
     conn.execute(text(f'CREATE TABLE events ({like})' + (' PARTITION BY RANGE ("timestamp")' if partitioned else '')))
@@ -83,9 +84,8 @@ def _rebuild(conn, *, partitioned: bool) -> None:
 def _migration_partitions(conn) -> list[event_partitions.Partition]:
     """Month partitions for the months holding events (the newest ``MIGRATION_MAX_MONTHS``) and
     for the current month and those the workers keep ready ahead."""
-    step = 86_400_000
-    first_days = conn.execute(text(  # the first day of each month with events, as epoch days
-        f'SELECT DISTINCT date_trunc(\'month\', to_timestamp(floor("timestamp" / {step}) * 86400) AT TIME ZONE \'UTC\') '
+    first_days = conn.execute(text(  # the first day of each month holding events (floor: before 1970 too)
+        'SELECT DISTINCT date_trunc(\'month\', to_timestamp(floor("timestamp" / 86400000.0) * 86400) AT TIME ZONE \'UTC\') '
         'FROM events_before_0008'
     )).scalars().all()  # fmt: skip
     months = {(day.year, day.month) for day in first_days}
