@@ -62,7 +62,8 @@ def load(db: Database, rows: int, now: int) -> tuple[int, int]:
     year, month = event_partitions.month_of(now)
     first = event_partitions.month_start_ms(year, month - MONTHS + 1)
     with db.begin() as conn:
-        for step in range(MONTHS):
+        partitioned = event_partitions.is_partitioned(conn)
+        for step in range(MONTHS if partitioned else 0):
             partition = event_partitions.month_partition(*event_partitions.month_of(event_partitions.month_start_ms(year, month - MONTHS + 1 + step)))
             if partition.name not in {p.name for p in event_partitions.partitions(conn)}:
                 event_partitions.create_partition(conn, partition)
@@ -92,7 +93,7 @@ def load(db: Database, rows: int, now: int) -> tuple[int, int]:
             raw.commit()
             print(f"  loaded {hi:,} rows ({time.monotonic() - started:.0f}s)", flush=True)
         cursor.execute("SET maintenance_work_mem = '512MB'")
-        cursor.execute('ALTER TABLE events ADD CONSTRAINT events_pkey PRIMARY KEY (id, "timestamp")')
+        cursor.execute(f'ALTER TABLE events ADD CONSTRAINT events_pkey PRIMARY KEY {"(id, timestamp)" if partitioned else "(id)"}')
         for _, definition in definitions:
             cursor.execute(definition.replace(" ON ONLY ", " ON ", 1))
         raw.commit()
@@ -238,6 +239,33 @@ def run(rows: int, keep: bool) -> dict:
         admin.dispose()
 
 
+def measure_migration(rows: int) -> None:
+    """Time migration 0008 on a database holding ``rows`` events in the plain table before it."""
+    from alembic.script import ScriptDirectory
+
+    from opencues.storage.migrations import alembic_config, upgrade
+
+    name = f"opencues_bench_migrate_{rows}"
+    admin = _admin()
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    db = Database(_url(name))
+    try:
+        upgrade(db, ScriptDirectory.from_config(alembic_config()).get_revision("0008").down_revision)
+        accounts.create_account(db, ACCOUNT)
+        print(f"migration 0008 over {rows:,} events:", flush=True)
+        load(db, rows, timestamps.now_ms())
+        started = time.monotonic()
+        upgrade(db)
+        print(f"  migrated in {time.monotonic() - started:.0f}s (load average {os.getloadavg()[0]:.1f})", flush=True)
+    finally:
+        db.dispose()
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
 def _kept_load(name: str, rows: int) -> int | None:
     """The end of the loaded span when an earlier ``--keep`` run left this database loaded."""
     engine = create_engine(_url(name))
@@ -256,7 +284,10 @@ def main() -> None:
     parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 20_000_000])
     parser.add_argument("--keep", action="store_true",
                         help="keep the databases, and reuse those an earlier --keep run loaded (drop them by hand: DROP DATABASE opencues_bench_parts_<rows>)")  # fmt: skip
+    parser.add_argument("--migration-rows", type=int, help="instead: time migration 0008 over this many events")
     args = parser.parse_args()
+    if args.migration_rows:
+        return measure_migration(args.migration_rows)
     results = {rows: run(rows, args.keep) for rows in args.rows}
     if len(results) >= 2:
         small, large = results[min(results)], results[max(results)]
