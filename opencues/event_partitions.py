@@ -100,11 +100,27 @@ def create_partition(conn: Connection, partition: Partition) -> int:
     conn.execute(text(f"ALTER TABLE {name} ADD CONSTRAINT {name}_bounds CHECK ({in_range})"))
     conn.execute(text(f"ALTER TABLE events ATTACH PARTITION {name} FOR VALUES FROM ({lower}) TO ({upper})"))
     conn.execute(text(f"ALTER TABLE {name} DROP CONSTRAINT {name}_bounds"))
+    name_indexes_after_parents(conn, name)
     if moved:
         log.info("partition %s created; %d events moved into it from %s", name, moved, DEFAULT_PARTITION)
     else:
         log.info("partition %s created", name)
     return moved
+
+
+def name_indexes_after_parents(conn: Connection, partition: str) -> None:
+    """Rename a partition's indexes ``<partition>_<parent index>`` (PostgreSQL makes up names from
+    the columns, the same for ``ix_events_time`` and its partial twins): plans then say which
+    index of ``schema.events`` a partition was read through."""
+    rows = conn.execute(text(
+        "SELECT child.relname, parent.relname FROM pg_index i JOIN pg_class child ON child.oid = i.indexrelid "
+        "JOIN pg_inherits inh ON inh.inhrelid = i.indexrelid JOIN pg_class parent ON parent.oid = inh.inhparent "
+        "WHERE i.indrelid = to_regclass(:partition)"
+    ), {"partition": partition}).all()  # fmt: skip
+    for child, parent in rows:
+        wanted = f"{partition}_{parent}"[:63]
+        if child != wanted:
+            conn.execute(text(f'ALTER INDEX "{child}" RENAME TO "{wanted}"'))
 
 
 def ensure_partitions(conn: Connection, months_ahead: int, now_ms: int | None = None) -> list[str]:

@@ -77,6 +77,9 @@ def test_upkeep_creates_partitions_ahead_and_moves_their_rows_out_of_the_default
     assert len(stored(db)) == 4
     # Idempotent; and new rows of those months land in their partition.
     assert event_partitions.upkeep(db, months_ahead=2, retention_days=None, now_ms=then)["created"] == []
+    with db.connect() as conn:  # its indexes named after the table's
+        indexes = set(conn.execute(text("SELECT indexname FROM pg_indexes WHERE tablename = 'events_p239105'")).scalars())
+    assert {"events_p239105_ix_events_user_time", "events_p239105_ix_events_group_time", "events_p239105_events_pkey"} <= indexes
     add(db, then + 1)
     assert partition_of(db, then + 1) == "events_p239105"
 

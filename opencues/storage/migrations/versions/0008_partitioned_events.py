@@ -78,6 +78,10 @@ def _rebuild(conn, *, partitioned: bool) -> None:
         conn.execute(text(statement))
     key = '(id, "timestamp")' if partitioned else '(id)'
     conn.execute(text(f"ALTER TABLE events ADD CONSTRAINT {primary_key} PRIMARY KEY {key}"))
+    if partitioned:
+        names = conn.execute(text("SELECT inhrelid::regclass::text FROM pg_inherits WHERE inhparent = 'events'::regclass")).scalars()
+        for name in names.all():
+            event_partitions.name_indexes_after_parents(conn, name)
     conn.execute(text("ANALYZE events"))
 
 
