@@ -13,8 +13,9 @@ transaction as the rows:
 - anything that writes ``events`` otherwise (snapshot loads, benchmark loaders, migration 0007)
   calls ``rebuild`` afterwards.
 
-Nothing deletes single events; deleting an account's data deletes its counts too
-(``opencues.snapshots.PARTS``).
+Deleting an account's data deletes its counts too (``opencues.snapshots.PARTS``); the retention
+period's deletes take their rows' counts away (``forget``, ``forget_hours``;
+``opencues.event_partitions``).
 """
 
 from __future__ import annotations
@@ -58,6 +59,29 @@ def record(conn: Connection, counts: Mapping[tuple[str, str, int], int]) -> None
     """Add ``counts`` (``counts_of``) in the caller's transaction."""
     if counts:
         conn.execute(_upsert(conn.dialect.name), _rows(counts))
+
+
+def forget(conn: Connection, counts: Mapping[tuple[str, str, int], int]) -> None:
+    """Take ``counts`` (``counts_of`` the deleted rows) away in the caller's transaction; an hour
+    left with no events is removed."""
+    if not counts:
+        return
+    key = (event_name_hours.c.account_id == bindparam("a")) & (event_name_hours.c.name == bindparam("n")) & (
+        event_name_hours.c.hour == bindparam("h")
+    )
+    rows = [{"a": a, "n": n, "h": h, "c": c} for (a, n, h), c in sorted(counts.items())]
+    conn.execute(event_name_hours.update().where(key).values(events=event_name_hours.c.events - bindparam("c")), rows)
+    conn.execute(event_name_hours.delete().where(key & (event_name_hours.c.events <= 0)), rows)
+
+
+def forget_hours(conn: Connection, first_ms: int, end_ms: int) -> None:
+    """Remove every account's counts of the hours in ``[first_ms, end_ms)`` (both whole hours): the
+    events of that range were dropped together (a month partition)."""
+    conn.execute(
+        event_name_hours.delete().where(
+            event_name_hours.c.hour >= hour_of(first_ms), event_name_hours.c.hour < hour_of(end_ms)
+        )
+    )
 
 
 class HourCounts:

@@ -3,7 +3,7 @@
 An event is ``(account, user, name, timestamp, attributes)``; the timestamp is stored as epoch
 milliseconds (see ``opencues.timestamps``), the attributes as a JSON object. A user's history is a
 backward range scan of ``ix_events_user_time``, so it costs the same with a hundred rows in the
-table or tens of millions.
+table or tens of millions (on partitioned PostgreSQL, of the newest month partitions first).
 
 Every event write also records, in the same transaction, the event's attribute keys in the
 account's catalogue (``opencues.attribute_keys``; CSV exports rely on it) and its count in the
@@ -14,12 +14,13 @@ hourly counts by name (``opencues.event_counts``; analytics relies on them), and
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import Any, Mapping, Sequence
 
 import orjson
-from sqlalchemy import Connection, and_, bindparam, or_, select
+from sqlalchemy import Connection, and_, bindparam, literal_column, or_, select
 
-from opencues import attribute_keys, attributes as attribute_rules, event_counts, ids, ingestion_rules, timestamps
+from opencues import attribute_keys, attributes as attribute_rules, event_counts, event_partitions, ids, ingestion_rules, timestamps
 from opencues.errors import bad_request
 from opencues.settings import MAX_ATTRIBUTE_KEYS
 from opencues.storage import Database
@@ -223,6 +224,18 @@ def history_statement(account_id=None, user_id=None, limit=None):
 
 
 _HISTORY = history_statement()
+# Partitioned events (PostgreSQL): a history first reads only the events since the start of the
+# month this many months back (the current month is 1), widening while it finds too few.
+HISTORY_WINDOWS_MONTHS = (1, 3, 12)
+
+
+@lru_cache(maxsize=None)  # three a month
+def _history_since(since_ms: int):
+    """The history of events at or after ``since_ms``, the instant written into the SQL: the
+    planner prunes the partitions before it when preparing, so the driver's prepared statement
+    keeps one generic plan (a bound parameter would be re-planned at every call, over every
+    partition, to prune them)."""
+    return _HISTORY.where(events.c.timestamp >= literal_column(str(int(since_ms))))
 
 
 def event_as_dict(row: Sequence, offset_minutes: int = 0) -> dict:
@@ -251,7 +264,18 @@ def history_rows(db: Database, account_id: str, user_id: str, limit: int) -> lis
     """``(user_id, timestamp_ms, name, attributes_json_text, group_id, context_json_text)`` rows,
     newest first."""
     check_user_id(user_id, reading=True)
-    return db.direct.fetch_all(_HISTORY, {"account_id": account_id, "user_id": user_id, "limit": limit})
+    params = {"account_id": account_id, "user_id": user_id, "limit": limit}
+    if db.events_partitioned:
+        # Unbounded, the query opens an index scan in every month partition to merge them; a
+        # user's newest events are usually in the newest months, and a window prunes the rest.
+        # Rows older than ``since`` sort after every row of the window, so a full window is the answer.
+        year, month = event_partitions.month_of(timestamps.now_ms())
+        for months in HISTORY_WINDOWS_MONTHS:
+            since = event_partitions.month_start_ms(year, month - months + 1)
+            rows = db.direct.fetch_all(_history_since(since), params)
+            if len(rows) == limit:
+                return rows
+    return db.direct.fetch_all(_HISTORY, params)
 
 
 def history(db: Database, account_id: str, user_id: str, limit: int = 100, offset_minutes: int = 0) -> list[dict]:

@@ -19,6 +19,7 @@ class ConfigurationError(Exception):
 
 
 SQLITE_CACHE_MB = 32  # the default of ``sqlite_cache_mb``, also for a ``Database`` opened without settings
+EVENT_PARTITION_MONTHS_AHEAD = 3  # the default of ``event_partition_months_ahead``, also for migration 0008
 MAX_ATTRIBUTE_KEYS = 1000  # the default of ``max_attribute_keys``, also for library calls without settings
 
 
@@ -141,6 +142,15 @@ class Settings(BaseSettings):
     shutdown_grace_seconds: float = Field(
         30.0, ge=0,
         description="On SIGTERM, how long a server waits for in-flight requests to finish before closing them (its job workers stop at their next batch and release their jobs).",
+    )  # fmt: skip
+
+    event_partition_months_ahead: int = Field(
+        EVENT_PARTITION_MONTHS_AHEAD, ge=1, le=120,
+        description="PostgreSQL: month partitions of the events table that workers keep ready ahead of the current month (events outside every partition go to a default partition).",
+    )  # fmt: skip
+    event_retention_days: int | None = Field(
+        None, ge=1,
+        description="Keep events this many days, then workers remove them (hourly): on PostgreSQL by dropping whole month partitions past the period (so up to a month longer), on SQLite by deleting in batches. Unset: events are kept forever.",
     )  # fmt: skip
 
     @field_validator("rate_limit")

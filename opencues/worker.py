@@ -538,6 +538,7 @@ class Worker:
             if time.monotonic() >= next_sweep:
                 next_sweep = time.monotonic() + SWEEP_INTERVAL_SECONDS
                 self.remove_expired_exports()
+                self.keep_up_event_storage()
             try:
                 busy = self.run_once()
             except Exception:  # noqa: BLE001 - e.g. the database is briefly unreachable
@@ -546,6 +547,19 @@ class Worker:
             if not busy:
                 self.nudged.wait(self.settings.job_poll_seconds)  # WorkerPool.stop sets it too
                 self.nudged.clear()
+
+    def keep_up_event_storage(self) -> dict | None:
+        """Month partitions ahead and the retention period (``opencues.event_partitions``)."""
+        from opencues import event_partitions
+
+        try:
+            return event_partitions.upkeep(
+                self.db, months_ahead=self.settings.event_partition_months_ahead,
+                retention_days=self.settings.event_retention_days,
+            )  # fmt: skip
+        except Exception:  # noqa: BLE001 - e.g. a lock timeout behind a long export: the next sweep tries again
+            log.exception("event partition upkeep or retention failed")
+            return None
 
     def remove_expired_exports(self) -> int:
         """Delete export files whose download links have expired (nobody can fetch them any more)."""
@@ -561,7 +575,7 @@ class Worker:
         return removed
 
 
-SWEEP_INTERVAL_SECONDS = 3600  # how often each worker looks for expired export files
+SWEEP_INTERVAL_SECONDS = 3600  # how often each worker looks for expired export files and runs event upkeep
 GIL_SWITCH_INTERVAL = 0.001  # seconds (see ``WorkerPool.start``)
 
 

@@ -59,6 +59,15 @@ class Database:
         """Raw per-thread DBAPI access with compiled statements, for the request hot path."""
         return Direct(self.engine, self.is_postgres)
 
+    @cached_property
+    def events_partitioned(self) -> bool:
+        """Whether ``events`` is partitioned by month (PostgreSQL after migration 0008;
+        ``opencues.event_partitions``): a user's history then reads the newest partitions first."""
+        if not self.is_postgres:
+            return False
+        with self.connect() as conn:
+            return conn.exec_driver_sql("SELECT relkind FROM pg_class WHERE oid = to_regclass('events')").scalar() == "p"
+
     @property
     def dialect(self) -> str:
         return self.engine.dialect.name

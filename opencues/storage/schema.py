@@ -112,6 +112,9 @@ profiles = Table(
 
 # Tens of millions of rows per account: a user's history is a range scan of
 # ix_events_user_time (newest first), an export's time range a scan of ix_events_time.
+# On PostgreSQL the table is partitioned by month of ``timestamp`` (migration 0008,
+# ``opencues.event_partitions``) and its primary key is ``(id, timestamp)``; ids still come from
+# one sequence. SQLite keeps ``id`` as its rowid.
 events = Table(
     "events",
     metadata,

@@ -18,6 +18,16 @@ _HERE = Path(__file__).parent
 _ADVISORY_LOCK_ID = 0x0C0E5
 
 
+def declared_objects(object_, name, type_, reflected, compare_to) -> bool:
+    """Alembic's ``include_object``: leave the partitions of ``events`` (PostgreSQL,
+    ``opencues.event_partitions``) and their indexes out of schema comparisons; the partitioned
+    parent holds what ``schema.py`` declares."""
+    from opencues.storage.schema import metadata
+
+    table = name if type_ == "table" else getattr(getattr(object_, "table", None), "name", None)
+    return table is None or table in metadata.tables or not table.startswith("events_")
+
+
 def alembic_config(connection=None) -> Config:
     cfg = Config()
     cfg.set_main_option("script_location", str(_HERE))

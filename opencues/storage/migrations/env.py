@@ -1,5 +1,6 @@
 from alembic import context
 
+from opencues.storage.migrations import declared_objects
 from opencues.storage.schema import metadata
 
 connection = context.config.attributes.get("connection")
@@ -8,6 +9,7 @@ if connection is None:  # pragma: no cover - only the programmatic path is suppo
 
 context.configure(
     connection=connection,
+    include_object=declared_objects,
     target_metadata=metadata,
     render_as_batch=connection.dialect.name == "sqlite",
     compare_type=True,

@@ -11,11 +11,11 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import create_engine, inspect, text
+from sqlalchemy import create_engine, inspect, select, text
 
 from opencues import attribute_keys
 from opencues.storage import Database
-from opencues.storage.migrations import alembic_config, downgrade, upgrade
+from opencues.storage.migrations import alembic_config, declared_objects, downgrade, upgrade
 from opencues.storage.schema import events, metadata
 from tests.conftest import _driver_url
 
@@ -45,12 +45,15 @@ def empty_db(backend, request, tmp_path):
 
 def _diffs(db: Database) -> list:
     with db.engine.connect() as conn:
-        context = MigrationContext.configure(conn, opts={"compare_type": True, "compare_server_default": False})
+        context = MigrationContext.configure(conn, opts={"compare_type": True, "compare_server_default": False,
+                                                     "include_object": declared_objects})
         return compare_metadata(context, metadata)
 
 
 def _tables(db: Database) -> set[str]:
-    return set(inspect(db.engine).get_table_names()) - {"alembic_version"}
+    """The tables, without the partitions of ``events`` (PostgreSQL, migration 0008)."""
+    names = set(inspect(db.engine).get_table_names()) - {"alembic_version"}
+    return {n for n in names if not re.fullmatch(r"events_(p\d{6}|default)", n)}
 
 
 def test_upgrade_builds_exactly_the_declared_schema(empty_db):
@@ -130,3 +133,48 @@ def test_revision_chain_is_linear_and_numbered():
         assert revision.down_revision == previous, f"{path.name}: must revise {previous!r}"
         previous = number
     assert script.get_current_head() == previous
+
+
+PARTITIONING = "0008"  # the migration that partitions events on PostgreSQL
+
+
+def test_a_populated_database_migrates_to_partitioned_events_in_place(empty_db):
+    """Rows, ids, counts and the id sequence survive partitioning (and its downgrade)."""
+    before = ScriptDirectory.from_config(alembic_config()).get_revision(PARTITIONING).down_revision
+    upgrade(empty_db, before)
+    day = 86_400_000
+    instants = [-62_135_596_800_000, -1, 0, 1_764_633_600_000, 1_764_633_600_000 + 40 * day, 253_402_300_799_999]
+    with empty_db.begin() as conn:
+        conn.execute(events.insert(), [
+            {"account_id": f"a{i % 2}", "user_id": f"u{i % 3}", "name": "e", "timestamp": instants[i % len(instants)],
+             "attributes": {"i": i}, "group_id": "g" if i % 5 == 0 else None}
+            for i in range(60)
+        ])  # fmt: skip
+        conn.execute(events.delete().where(events.c.id.in_([7, 60])))  # ids with gaps, the highest gone
+
+    def contents():
+        with empty_db.connect() as conn:
+            return conn.execute(
+                select(events.c.id, events.c.account_id, events.c.user_id, events.c.timestamp, events.c.attributes,
+                       events.c.group_id).order_by(events.c.id)
+            ).all()  # fmt: skip
+
+    rows = contents()
+    assert len(rows) == 58
+    upgrade(empty_db)
+    assert contents() == rows
+    assert _diffs(empty_db) == []
+    with empty_db.begin() as conn:
+        if empty_db.is_postgres:
+            assert conn.execute(text("SELECT relkind FROM pg_class WHERE relname = 'events'")).scalar() == "p"
+            homes = dict(conn.execute(text('SELECT "timestamp", tableoid::regclass::text FROM events')).all())
+            assert homes[0] == "events_p197001" and homes[253_402_300_799_999] == "events_p999912"
+            assert homes[-1] == "events_p196912" and homes[-62_135_596_800_000] == "events_p000101"
+        new_id = conn.execute(events.insert().values(account_id="a0", user_id="u0", name="e", timestamp=5, attributes={})
+                              .returning(events.c.id)).scalar_one()  # fmt: skip
+    assert new_id == (61 if empty_db.is_postgres else 60)  # PostgreSQL's sequence carries on past the highest id ever given
+    downgrade(empty_db, before)
+    assert [r.id for r in contents()] == [r.id for r in rows] + [new_id]
+    with empty_db.connect() as conn:
+        if empty_db.is_postgres:
+            assert conn.execute(text("SELECT relkind FROM pg_class WHERE relname = 'events'")).scalar() == "r"
