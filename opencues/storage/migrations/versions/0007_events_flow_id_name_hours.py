@@ -53,7 +53,8 @@ def upgrade() -> None:
     sa.Column('name', sa.Text(), nullable=False),
     sa.Column('hour', sa.BigInteger(), nullable=False),
     sa.Column('events', sa.BigInteger(), nullable=False),
-    sa.PrimaryKeyConstraint('account_id', 'hour', 'name')
+    sa.PrimaryKeyConstraint('account_id', 'hour', 'name'),
+    sqlite_with_rowid=False,
     )
     hour = f'("timestamp" + {_SHIFT_HOURS * _HOUR_MS}) / {_HOUR_MS} - {_SHIFT_HOURS}'
     bind.execute(sa.text(f'INSERT INTO event_name_hours (account_id, name, hour, events) '
