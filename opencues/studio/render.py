@@ -17,7 +17,7 @@ from urllib.parse import quote
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.requests import Request
-from starlette.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from opencues import timestamps
 from opencues.errors import ApiError
@@ -37,6 +37,9 @@ HEADERS = {
 templates = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(["html"]))
 templates.filters["time"] = lambda ms: timestamps.render(ms) if ms is not None else ""
 templates.filters["q"] = lambda value: quote(str(value), safe="")
+# Compiled once, at import: no first visit of a page pays for it.
+for _name in templates.list_templates():
+    templates.get_template(_name)
 
 
 @dataclass
@@ -121,10 +124,15 @@ def check_upload(ctx: Context, fields: dict) -> None:
     sessions.check_csrf(ctx.session, fields.get("csrf_token"))
 
 
-def static_file(request: Request) -> Response:
+_MEDIA_TYPES = {".css": "text/css; charset=utf-8", ".js": "text/javascript; charset=utf-8"}
+# Two small files, read once: served from memory.
+STATIC_FILES = {path.name: (path.read_bytes(), _MEDIA_TYPES[path.suffix]) for path in STATIC_DIR.iterdir() if path.suffix in _MEDIA_TYPES}
+
+
+async def static_file(request: Request) -> Response:
     """Studio's own CSS and JS (no CDN: Studio works offline)."""
-    name = request.path_params["name"]
-    path = STATIC_DIR / name
-    if "/" in name or name.startswith(".") or not path.is_file():
+    found = STATIC_FILES.get(request.path_params["name"])
+    if found is None:
         return Response("not found", status_code=404, media_type="text/plain")
-    return FileResponse(path, headers={"Cache-Control": "public, max-age=300", "X-Content-Type-Options": "nosniff"})
+    body, media_type = found
+    return Response(body, media_type=media_type, headers={"Cache-Control": "public, max-age=300", "X-Content-Type-Options": "nosniff"})

@@ -97,7 +97,8 @@ def test_forged_upload_is_refused_and_its_file_removed(studio, account, db):
     response = studio.post(url, data={"csrf_token": csrf + "x", "mode": "add"}, files={"file": ("ids.txt", b"u1\nu2\n", "text/plain")})
     assert response.status_code == 403
     assert jobs.list_jobs(db, account.account_id) == []
-    assert not any(studio.app.state.file_store.path("uploads").glob("*")) if studio.app.state.file_store.path("uploads").exists() else True
+    uploads = studio.app.state.file_store.path("uploads")
+    assert not uploads.exists() or not [p for p in uploads.rglob("*") if p.is_file()]  # the stored file is gone
 
 
 def test_a_tampered_or_expired_cookie_is_no_session(studio_settings):
@@ -335,6 +336,25 @@ def test_every_get_page_renders_for_a_key_and_for_the_admin(studio, account, db)
             assert response.status_code in (200, 303), (path, response.status_code, response.text[:300])
             if response.headers.get("content-type", "").startswith("text/html"):
                 assert "script-src 'self'" in response.headers["content-security-policy"]
+                assert_controls_labelled(response.text, path)
+
+
+def assert_controls_labelled(html: str, path: str) -> None:
+    """Every visible form control has a ``<label for>`` (or is wrapped in its label)."""
+    labelled = set(re.findall(r'<label[^>]*\bfor="([^"]+)"', html))
+    for control in re.findall(r"<(?:input|select|textarea)\b[^>]*>", html):
+        if re.search(r'type="(hidden|submit)"', control) or re.search(r'type="checkbox"', control):
+            continue
+        match = re.search(r'\bid="([^"]+)"', control)
+        assert match and match.group(1) in labelled, (path, control)
+
+
+def test_static_files_and_themes(studio):
+    css = studio.get("/studio/static/studio.css")
+    assert css.status_code == 200 and "prefers-color-scheme: dark" in css.text and ":focus-visible" in css.text
+    assert "theme-toggle" in studio.get("/studio/static/studio.js").text
+    assert studio.get("/studio/static/..%2Fsession.py").status_code == 404
+    assert studio.get("/studio/static/nope.js").status_code == 404
 
 
 def test_a_session_is_not_renewed_by_use(studio, account, studio_settings):

@@ -49,13 +49,13 @@ def test_segment_upload_runs_its_job_live(page, studio_server):
     page.get_by_label("Name").fill("Trial users")
     page.get_by_role("button", name="Create segment").click()
     expect(page.get_by_role("heading", name="Trial users")).to_be_visible()
+    segment_url = page.url
     ids = "".join(f"user-{i:04d}\n" for i in range(500)).encode()
     page.get_by_label("File").set_input_files({"name": "ids.txt", "mimeType": "text/plain", "buffer": ids})
     page.get_by_role("button", name="Upload and run").click()
     expect(page.locator("#job-status")).to_have_text("COMPLETED", timeout=WAIT_MS)  # followed by polling
     expect(page.locator("#job-events")).to_contain_text("Completed")
-    page.go_back()
-    page.reload()
+    page.goto(segment_url)
     expect(page.locator("#members")).to_contain_text("user-0000")
 
 
@@ -144,7 +144,7 @@ def test_read_only_key_sees_no_write_controls_and_forged_posts_are_refused(page,
     target = f"/studio/accounts/{account}/content/flows/flow-1/publish"
     for token in ("forged", None):  # a wrong token; the page's own token, but a read-only key
         page.goto(f"{studio_server.base_url}/studio/accounts/{account}/content/flows/flow-1")
-        with page.expect_response(lambda r: r.request.method == "POST") as answer:
+        with page.expect_navigation() as answer:  # the form's POST, answered and loaded
             page.evaluate(
                 """([action, token]) => {
                     const form = document.createElement("form"); form.method = "post"; form.action = action;
@@ -154,8 +154,8 @@ def test_read_only_key_sees_no_write_controls_and_forged_posts_are_refused(page,
                 }""",
                 [target, token],
             )
-        assert answer.value.status == 403
-        page.wait_for_load_state()
+        assert answer.value.request.method == "POST" and answer.value.status == 403
+        expect(page.get_by_role("alert")).to_be_visible()
     with studio_server.client(auth=(key, secret)) as api:
         assert api.get(f"/v2/accounts/{account}/flows/flow-1").json()["published"] is False
 
