@@ -240,7 +240,7 @@ def bench_database(kind: str, args, workdir: Path) -> dict:
         key = accounts.create_key(db, ACCOUNT)
         auth = "Basic " + base64.b64encode(f"{key['key']}:{key['secret']}".encode()).decode()
         preload(db, 1_000, 1_000)
-        env = {**os.environ, "OPENCUES_DATA_DIR": str(data), "OPENCUES_JOB_WORKERS": "0", "OPENCUES_LOG_LEVEL": "WARNING"}
+        env = {**os.environ, "OPENCUES_DATA_DIR": str(data)}  # otherwise the defaults: a plain start
         env.pop("OPENCUES_DATABASE_URL", None)
         if url:
             env["OPENCUES_DATABASE_URL"] = url
