@@ -142,4 +142,11 @@ _SELECT = select(profiles.c.attributes).where(
 
 
 def _upsert(db: Database):
-    return _UPSERT_POSTGRES if db.is_postgres else _UPSERT_SQLITE
+    statement = _UPSERT_POSTGRES if db.is_postgres else _UPSERT_SQLITE
+    # Each row locks its profile until the group commits: one order for every process's groups.
+    db.direct.order_rows(statement, _by_user)
+    return statement
+
+
+def _by_user(row: dict) -> tuple[str, str]:
+    return row["account_id"], row["user_id"]
