@@ -112,7 +112,7 @@ def run_backend(label: str, url: str, pg_name: str, args, work: Path) -> list[tu
         jobs.submit(db, ACCOUNT, "import_events", payload_key=key, payload_format="ndjson", file_store=store)
         assert run_pending_jobs(db, store, settings) == 1
 
-    with db.engine.connect() as conn:  # warm-up: connections, compiled statements, the direct path
+    with db.engine.connect():  # warm-up: connections, compiled statements, the direct path
         pass
     track_all()
     for round_ in range(args.rounds):

@@ -43,6 +43,7 @@ JOB_NAMES: dict[str, str] = {
     "add_user_ids": "Add User IDs to Segment",
     "remove_user_ids": "Remove User IDs from Segment",
     "export_events": "Export Events",
+    "export_segment_membership": "Export Segment Membership",
 }
 
 COLUMNS = ("id", "name", "status", "started_at", "url")  # the spec's CSV column order

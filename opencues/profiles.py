@@ -8,7 +8,7 @@ same rule serves the synchronous PATCH and the bulk profile import (``merge``).
 from __future__ import annotations
 
 import orjson
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import bindparam, delete, func, select, text
 
 from opencues import attributes, ids, ingestion_rules, timestamps
 from opencues.errors import ApiError, bad_request, not_found
@@ -56,13 +56,16 @@ def check_changes(changes: object, *, max_attribute_keys: int = MAX_ATTRIBUTE_KE
 
 def get_profile(db: Database, account_id: str, user_id: str) -> dict:
     _check_user_id(user_id, reading=True)
-    with db.connect() as conn:
-        row = conn.execute(
-            select(profiles.c.attributes).where(profiles.c.account_id == account_id, profiles.c.user_id == user_id)
-        ).first()
+    return orjson.loads(get_profile_json(db, account_id, user_id))
+
+
+def get_profile_json(db: Database, account_id: str, user_id: str) -> str:
+    """The stored profile as JSON text (the response body as it is), or a 404."""
+    _check_user_id(user_id, reading=True)
+    row = db.direct.fetch_one(_SELECT, {"account_id": account_id, "user_id": user_id})
     if row is None:
         raise not_found(f"profile of user {user_id!r}")
-    return dict(row.attributes or {})
+    return row[0] or "{}"
 
 
 def list_user_ids(db: Database, account_id: str, *, prefix: str = "", after: str | None = None, limit: int = 50) -> list[str]:
@@ -98,28 +101,68 @@ def update_profile(
     db: Database, account_id: str, user_id: str, changes: dict, rules: "ingestion_rules.Rules | None" = None,
     *, max_attribute_keys: int = MAX_ATTRIBUTE_KEYS,
 ) -> dict:
-    """Merge ``changes`` into the user's profile (creating it), in one transaction, and return
-    the new profile. The read-merge-write holds the row (PostgreSQL) or the database's write
-    lock (SQLite), so concurrent updates of the same user both land. Attributes the account's
-    ingestion rules drop are left out (``rules``: read now when None)."""
+    """Merge ``changes`` into the user's profile (creating it), committed when this returns, and
+    return the profile as stored right after. Attributes the account's ingestion rules drop are
+    left out (``rules``: read now when None)."""
+    db.direct.write(_upsert(db), [upsert_row(db, account_id, user_id, changes, rules, max_attribute_keys=max_attribute_keys)])
+    return get_profile(db, account_id, user_id)
+
+
+async def update_profile_grouped(
+    db: Database, account_id: str, user_id: str, changes: dict, rules: "ingestion_rules.Rules",
+    *, max_attribute_keys: int = MAX_ATTRIBUTE_KEYS,
+) -> None:
+    """``update_profile`` for the server: the update joins the event loop's next group commit
+    (``opencues.storage.direct``) and this returns once that commit is done."""
+    row = upsert_row(db, account_id, user_id, changes, rules, max_attribute_keys=max_attribute_keys)
+    await db.direct.write_grouped(_upsert(db), row)
+
+
+def upsert_row(
+    db: Database, account_id: str, user_id: str, changes: dict, rules: "ingestion_rules.Rules | None" = None,
+    *, max_attribute_keys: int = MAX_ATTRIBUTE_KEYS,
+) -> dict:
+    """The parameters of ``_upsert`` for a profile update, or a 400 naming the field."""
     _check_user_id(user_id)
     check_changes(changes, max_attribute_keys=max_attribute_keys)
     changes, _dropped = (rules or ingestion_rules.load(db, account_id)).filter_profile(changes)
-    now = timestamps.now_ms()
-    key = (profiles.c.account_id == account_id, profiles.c.user_id == user_id)
-    with db.begin() as conn:
-        # Writing first (an insert that does nothing when the row exists) gives the row something
-        # to lock on PostgreSQL, and on SQLite opens the write transaction before the read, so
-        # two concurrent updates of one user serialise instead of losing keys.
-        conn.execute(
-            db.insert(profiles)
-            .values(account_id=account_id, user_id=user_id, attributes={}, created_at=now, updated_at=now)
-            .on_conflict_do_nothing(index_elements=[profiles.c.account_id, profiles.c.user_id])
-        )
-        query = select(profiles.c.attributes).where(*key)
-        if db.is_postgres:
-            query = query.with_for_update()
-        stored = conn.execute(query).scalar_one()
-        merged = merge(dict(stored or {}), changes)
-        conn.execute(update(profiles).where(*key).values(attributes=merged, updated_at=now))
-    return merged
+    row = {"account_id": account_id, "user_id": user_id, "now": timestamps.now_ms()}
+    if db.is_postgres:
+        row["set"] = orjson.dumps({k: v for k, v in changes.items() if v is not None}).decode()
+        row["removed"] = [k for k, v in changes.items() if v is None]
+    else:
+        row["changes"] = orjson.dumps(changes).decode()
+    return row
+
+
+# One statement merges an update into the stored profile, so concurrent updates of one user
+# cannot lose each other's keys (each one applies to the row as the one before left it) and no
+# read-merge-write round trip holds a lock. PostgreSQL: ``jsonb - keys || set`` replaces the
+# top-level keys whole, as ``merge`` does. SQLite: ``opencues_merge(stored, changes)`` is
+# ``merge`` itself, a function each connection registers (``opencues.storage.database``).
+_UPSERT_POSTGRES = text(
+    "INSERT INTO profiles (account_id, user_id, attributes, created_at, updated_at) "
+    "VALUES (:account_id, :user_id, CAST(:set AS jsonb), :now, :now) "
+    "ON CONFLICT (account_id, user_id) DO UPDATE "
+    "SET attributes = (profiles.attributes - CAST(:removed AS text[])) || excluded.attributes, updated_at = excluded.updated_at"
+)
+_UPSERT_SQLITE = text(
+    "INSERT INTO profiles (account_id, user_id, attributes, created_at, updated_at) "
+    "VALUES (:account_id, :user_id, opencues_merge('{}', :changes), :now, :now) "
+    "ON CONFLICT (account_id, user_id) DO UPDATE "
+    "SET attributes = opencues_merge(profiles.attributes, :changes), updated_at = excluded.updated_at"
+)
+_SELECT = select(profiles.c.attributes).where(
+    profiles.c.account_id == bindparam("account_id"), profiles.c.user_id == bindparam("user_id")
+)
+
+
+def _upsert(db: Database):
+    statement = _UPSERT_POSTGRES if db.is_postgres else _UPSERT_SQLITE
+    # Each row locks its profile until the group commits: one order for every process's groups.
+    db.direct.order_rows(statement, _by_user)
+    return statement
+
+
+def _by_user(row: dict) -> tuple[str, str]:
+    return row["account_id"], row["user_id"]

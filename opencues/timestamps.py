@@ -126,6 +126,30 @@ def render(ms: int | None, offset_minutes: int = 0) -> str | None:
     )  # fmt: skip
 
 
+_HOURS_MINUTES: list[str] = []  # "HH:MM:" for each minute of a day, filled on first use
+
+
+def render_many(values: list[int], offset_minutes: int = 0) -> list[str]:
+    """``render`` of many instants at once (a history page): one table look-up for the hour and
+    minute, the offset's suffix found once — about half of ``render``'s cost per instant."""
+    if not _HOURS_MINUTES:
+        _HOURS_MINUTES.extend(f"{h:02d}:{m:02d}:" for h in range(24) for m in range(60))
+    suffix, shift = _offset_suffix(offset_minutes), offset_minutes * 60_000
+    day_prefix, hours_minutes, two, millis = _day_prefix, _HOURS_MINUTES, _TWO_DIGITS, _MILLIS
+    rendered = []
+    for ms in values:
+        day, rest = divmod(ms + shift, 86_400_000)
+        try:
+            prefix = day_prefix(day)
+        except (ValueError, OverflowError):
+            rendered.append(render(ms, offset_minutes))
+            continue
+        minute, rest = divmod(rest, 60_000)
+        second, milli = divmod(rest, 1000)
+        rendered.append(prefix + hours_minutes[minute] + two[second] + millis[milli] + suffix)
+    return rendered
+
+
 _DAYS_PER_400_YEARS = 146_097  # the Gregorian calendar repeats every 400 years
 
 

@@ -326,6 +326,12 @@ def claim(db: Database, owner: str, kinds, lease_ms: int) -> Job | None:
     return Job.from_row(row) if row else None
 
 
+def _any_job_in_progress(db: Database) -> bool:
+    with db.connect() as conn:
+        found = conn.execute(select(jobs_table.c.id).where(jobs_table.c.status == JobStatus.IN_PROGRESS.value).limit(1))
+        return found.first() is not None
+
+
 def _release(db: Database, job: Job, owner: str, *, delay_ms: int = 0, refund_attempt: bool = False) -> None:
     values = {"lease_owner": None, "lease_expires_at": timestamps.now_ms() + delay_ms if delay_ms else None}
     if refund_attempt:
@@ -413,10 +419,20 @@ class Worker:
         # Set when this process has just submitted a job (``WorkerPool.nudge``): look now rather
         # than at the next poll. Jobs submitted elsewhere are found by polling.
         self.nudged = nudged or threading.Event()
-        self.handlers = load_handlers()
+        self._handlers: dict[str, Registration] | None = None
+
+    @property
+    def handlers(self) -> dict[str, Registration]:
+        """The job handlers, their modules (exports, imports, analytics) imported on first need:
+        a server that never runs a job starts and stays without them."""
+        if self._handlers is None:
+            self._handlers = load_handlers()
+        return self._handlers
 
     def run_once(self) -> bool:
         """Claim and run one job; False when there was none to claim."""
+        if self._handlers is None and not _any_job_in_progress(self.db):
+            return False
         owner = f"{self.name[:90]}/{uuid.uuid4().hex[:12]}"
         job = claim(self.db, owner, self.handlers, int(self.settings.job_lease_seconds * 1000))
         if job is None:

@@ -132,6 +132,15 @@ def _sqlite_pragmas(dbapi_connection, _record, *, cache_kib: int) -> None:
     # otherwise pays a checkpoint (and its fsync) per commit — measured 11% of an import.
     cursor.execute("PRAGMA wal_autocheckpoint=16384")
     cursor.close()
+    # A profile update's merge, inside its UPSERT (``opencues.profiles``): one atomic statement.
+    dbapi_connection.create_function("opencues_merge", 2, _merge_json, deterministic=True)
+
+
+def _merge_json(stored: str | None, changes: str) -> str:
+    """``profiles.merge`` of two JSON object texts, as JSON text (SQLite's ``opencues_merge``)."""
+    from opencues.profiles import merge  # (profiles imports this module)
+
+    return orjson.dumps(merge(orjson.loads(stored) if stored else {}, orjson.loads(changes))).decode()
 
 
 def open_database(settings) -> Database:

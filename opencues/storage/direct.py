@@ -75,6 +75,7 @@ class Direct:
         self._lock = threading.Lock()
         self._prepared: dict[int, Prepared] = {}
         self._companions: dict[int, tuple[Any, Companion]] = {}
+        self._row_orders: dict[int, Callable[[Mapping[str, Any]], Any]] = {}
         # Group commit: each event loop gathers its requests' rows during one iteration
         # (``_gathering``) and hands them to the writer thread's queue (``_pending``), which
         # commits everything queued while its previous commit ran.
@@ -104,6 +105,12 @@ class Direct:
             with self._lock:
                 entry = self._companions.setdefault(id(statement), (statement, make_companion()))
         return entry[1]
+
+    def order_rows(self, statement, key: Callable[[Mapping[str, Any]], Any]) -> None:
+        """Write a group's rows of ``statement`` sorted by ``key`` (stable: rows with equal keys keep
+        their order). For an UPSERT, whose rows each lock one row of its table: groups of several
+        processes then take those locks in one order and cannot deadlock."""
+        self._row_orders[id(statement)] = key
 
     def _with_companions(self, batches) -> tuple[list, list[Callable[[], None]]]:
         if not self._companions:
@@ -272,6 +279,9 @@ class Direct:
             batches: dict[int, tuple[Any, list]] = {}
             for statement, row, _loop, _future in pending:
                 batches.setdefault(id(statement), (statement, []))[1].append(row)
+            for key, (_statement, rows) in batches.items():
+                if key in self._row_orders:
+                    rows.sort(key=self._row_orders[key])
             self.write_batches(list(batches.values()))
             outcomes = [None] * len(pending)
         except self._broken as exc:  # the database itself failed (lost, locked for 30 s): no retry

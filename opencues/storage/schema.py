@@ -107,11 +107,15 @@ profiles = Table(
     # The group the user currently belongs to (``POST groups/{id}/users``; migration 0004).
     Column("group_id", Text, nullable=True),
     PrimaryKeyConstraint("account_id", "user_id"),
-    Index("ix_profiles_group", "account_id", "group_id"),
+    # Only the profiles in a group: a look-up by user can never take this index for the account
+    # alone (with no statistics PostgreSQL did, over the primary key, scanning a whole account).
+    Index("ix_profiles_group", "account_id", "group_id",
+          sqlite_where=text("group_id IS NOT NULL"), postgresql_where=text("group_id IS NOT NULL")),
 )
 
 # Tens of millions of rows per account: a user's history is a range scan of
-# ix_events_user_time (newest first), an export's time range a scan of ix_events_time.
+# ix_events_user_time (newest first; id last, the history's tie-break, so the index delivers its
+# exact order and no plan needs a sort), an export's time range a scan of ix_events_time.
 # On PostgreSQL the table is partitioned by month of ``timestamp`` (migration 0008,
 # ``opencues.event_partitions``) and its primary key is ``(id, timestamp)``; ids still come from
 # one sequence. SQLite keeps ``id`` as its rowid.
@@ -130,7 +134,7 @@ events = Table(
     # ``attributes.flowId`` as text, stored by every writer (``opencues.events.flow_id_of``;
     # migration 0007): analytics reads a flow's or NPS survey's events through it.
     Column("flow_id", Text, nullable=True),
-    Index("ix_events_user_time", "account_id", "user_id", "timestamp"),
+    Index("ix_events_user_time", "account_id", "user_id", "timestamp", "id"),
     Index("ix_events_time", "account_id", "timestamp"),
     # Only the events that carry a group (a context): a CSV export asks whether its time range
     # holds any, to add that column, with one index lookup; events without one pay nothing.

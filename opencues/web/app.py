@@ -15,7 +15,7 @@ from opencues.ingestion_rules import RulesCache
 from opencues.settings import Settings, load_settings
 from opencues.storage import Database, open_database
 from opencues.studio import routes as studio_routes
-from opencues.web import control_routes, docs_page, errors, openapi, routes
+from opencues.web import control_routes, docs_page, errors, routes
 from opencues.web.auth import build_analytics_rate_limiter, build_rate_limiter
 from opencues.web.dispatch import LeanRoute
 from opencues.web.observe import ObserveRequests
@@ -80,7 +80,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None, *, 
         from opencues.web.control_layer import ControlLayer
 
         app.add_middleware(ControlLayer, state=app.state, settings=settings)
-    openapi.install(app)
+    app.openapi = lambda: _openapi_document(app)
     docs_page.install(app)
 
     @app.get("/healthz", include_in_schema=False)
@@ -102,6 +102,12 @@ def create_app(settings: Settings | None = None, db: Database | None = None, *, 
     app.add_middleware(ObserveRequests, metrics=settings.metrics)  # outermost: times everything
 
     return app
+
+
+def _openapi_document(app: FastAPI) -> dict:
+    from opencues.web import openapi  # (with its models: only when the document is asked for)
+
+    return openapi.build(app)
 
 
 def _forget_this_process_gauges() -> None:

@@ -90,17 +90,19 @@ class RateLimiter:
     def __init__(self, rate: str, redis_url: str | None = None, *, timeout: float = 0.5, retry_seconds: float = 5.0):
         from limits import parse
         from limits.errors import StorageError
-        from limits.storage import MemoryStorage, storage_from_string
+        from limits.storage import MemoryStorage
         from limits.strategies import MovingWindowRateLimiter
-        from redis.backoff import NoBackoff
-        from redis.retry import Retry
 
         self.rate = parse(rate)
         self._storage_error = StorageError
         self.retry_seconds = retry_seconds
         self.local = MovingWindowRateLimiter(MemoryStorage())
         self.shared = None
-        if redis_url:
+        if redis_url:  # (redis-py imported only then: a fifth of a plain start's imports)
+            from limits.storage import storage_from_string
+            from redis.backoff import NoBackoff
+            from redis.retry import Retry
+
             storage = storage_from_string(
                 redis_url,
                 wrap_exceptions=True,  # every Redis failure as limits' StorageError

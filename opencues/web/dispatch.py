@@ -10,6 +10,10 @@ still hands exceptions to the app's error handlers.
 
 A handler declaring anything else (a query parameter, a body model, a dependency) keeps FastAPI's
 full handling, so the shortcut never changes behaviour.
+
+A direct route also puts off FastAPI's own set-up (the models of its OpenAPI documentation: ~660
+pydantic adapters over the API's ~100 routes, two thirds of the server's start-up CPU) until
+something first reads it — the OpenAPI document; serving a request never does.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import inspect
 from fastapi.routing import APIRoute
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route, request_response
+from starlette.routing import Route, compile_path
 
 
 def _takes_request_and_path_only(endpoint, path_params) -> bool:
@@ -48,13 +52,37 @@ def _direct(endpoint):
 class LeanRoute(APIRoute):
     """An ``APIRoute`` that calls a request-and-path-parameters handler directly (see above)."""
 
-    def __init__(self, path: str, endpoint, **kwargs):
-        super().__init__(path, endpoint, **kwargs)
-        if kwargs.get("max_body_size") is None and _takes_request_and_path_only(endpoint, self.param_convertors):
-            self.app = request_response(_direct(endpoint))
+    def __init__(self, path: str, endpoint, *, docs=None, **kwargs):
+        """``docs``: a function returning more keyword arguments (the OpenAPI documentation),
+        called only when FastAPI's part of the route is built."""
+        if docs is not None and kwargs.get("max_body_size") is None and not _takes_request_and_path_only(
+            endpoint, compile_path(path)[2]
+        ):
+            kwargs.update(docs())
+            docs = None
+        if kwargs.get("max_body_size") is None and _takes_request_and_path_only(endpoint, compile_path(path)[2]):
+            # Only what matching and calling need now; FastAPI's part when first read (__getattr__).
+            Route.__init__(self, path, _direct(endpoint), name=kwargs.get("name") or endpoint.__name__,
+                           include_in_schema=kwargs.get("include_in_schema", True))  # fmt: skip
+            self.methods = {m.upper() for m in kwargs.get("methods") or ("GET",)}
+            self.endpoint = endpoint
+            self._deferred = (path, endpoint, kwargs, docs)
             self.lean = True
         else:
+            super().__init__(path, endpoint, **kwargs, **(docs() if docs else {}))
             self.lean = False
+
+    def __getattr__(self, name: str):
+        """FastAPI's route state (response models, dependant, …), built when first asked for."""
+        deferred = self.__dict__.get("_deferred")
+        if deferred is None or name.startswith("__"):
+            raise AttributeError(name)
+        self._deferred = None
+        direct = self.app
+        path, endpoint, kwargs, docs = deferred
+        APIRoute.__init__(self, path, endpoint, **kwargs, **(docs() if docs else {}))
+        self.app = direct
+        return getattr(self, name)
 
     def matches(self, scope):
         # FastAPI's matching also resolves per-route context on every probe, for every route

@@ -711,7 +711,3 @@ def _add_examples(document: dict) -> None:
                         entry["example"] = {"file": "(the contents of a .csv or .ndjson file)"}
                     else:  # a ZIP or another binary body
                         entry["example"] = "(binary file contents)"
-
-
-def install(app: FastAPI) -> None:
-    app.openapi = lambda: build(app)

@@ -134,6 +134,40 @@ def test_concurrent_updates_of_one_user_lose_no_keys(db, account):
     assert len(profiles.get_profile(db, "acct1", "hot-user")) == threads * 5
 
 
+def test_concurrent_patches_of_one_user_through_the_server_lose_no_keys(app, account):
+    """Many PATCHes of one user in flight at once (they share group commits): every key lands,
+    and a ``null`` in one of them removes only its own key."""
+    import asyncio
+
+    import httpx
+
+    url = f"/v2/accounts/{account.account_id}/users/hot/profile"
+    auth = (account.key, account.secret)
+
+    async def fire():
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver", auth=auth) as client:
+            assert (await client.patch(url, json={"doomed": 1, "kept": 1})).status_code == 200
+            answers = await asyncio.gather(
+                *(client.patch(url, json={f"k{n}": n, "n": {"from": n}}) for n in range(200)),
+                client.patch(url, json={"doomed": None}),
+            )
+            assert [r.status_code for r in answers] == [200] * 201
+            return (await client.get(url)).json()
+
+    profile = asyncio.run(fire())
+    assert {f"k{n}" for n in range(200)} <= set(profile)
+    assert "doomed" not in profile and profile["kept"] == 1
+    assert set(profile["n"]) == {"from"}  # a nested object is replaced whole, never merged
+
+
+def test_patch_replaces_nested_values_whole_and_keeps_key_order(api):
+    api.patch(path("u1"), json={"a": {"x": 1, "y": 2}, "b": [1, 2], "c": 1})
+    api.patch(path("u1"), json={"a": {"z": {"deep": None}}, "b": [3], "d": None, "e": 0})
+    profile = api.get(path("u1")).json()
+    assert profile == {"a": {"z": {"deep": None}}, "b": [3], "c": 1, "e": 0}
+
+
 def test_a_user_id_over_the_limit_is_a_400(api):
     too_long = "ü" * 513  # 1,026 bytes
     assert_problem(api.patch(path(too_long), json={"a": 1}), 400, "`user_id`")

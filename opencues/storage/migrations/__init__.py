@@ -10,8 +10,6 @@ import fcntl
 from contextlib import contextmanager
 from pathlib import Path
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import text
 
 _HERE = Path(__file__).parent
@@ -28,7 +26,9 @@ def declared_objects(object_, name, type_, reflected, compare_to) -> bool:
     return table is None or table in metadata.tables or not table.startswith("events_")
 
 
-def alembic_config(connection=None) -> Config:
+def alembic_config(connection=None):
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(_HERE))
     cfg.attributes["connection"] = connection
@@ -59,12 +59,18 @@ def _migration_lock(db):
 
 
 def upgrade(db, revision: str = "head") -> None:
+    # Imported here: a start on a current schema never gets this far (``Database.migrate`` asks
+    # the version table first; ``opencues.storage.schema_version``), and Alembic is slow to import.
+    from alembic import command
+
     with _migration_lock(db):
         with db.engine.begin() as conn:
             command.upgrade(alembic_config(conn), revision)
 
 
 def downgrade(db, revision: str) -> None:
+    from alembic import command
+
     with _migration_lock(db):
         with db.engine.begin() as conn:
             command.downgrade(alembic_config(conn), revision)

@@ -15,7 +15,6 @@ import time
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
-from opencues import analytics
 from opencues.errors import ApiError
 from opencues.web.auth import authorize
 from opencues.web.bodies import read_json
@@ -65,12 +64,16 @@ async def _handle(request: Request, account_id: str, work, *, concurrency: bool 
 
 
 async def _concurrency_headers(request: Request, account_id: str, used: int | None = None) -> dict[str, str]:
+    from opencues import analytics  # (its query builder and models: on first use)
+
     if used is None:
         used = await run_in_threadpool(analytics.unfinished_exports, request.app.state.db, account_id)
     return {"X-Concurrency-Limit": str(request.app.state.settings.analytics_export_concurrency), "X-Concurrency-Used": str(used)}
 
 
 async def query(request: Request, account_id: str):
+    from opencues import analytics  # (its query builder and models: on first use)
+
     async def work(headers):
         spec = analytics.parse_spec(await read_json(request))
         result = await run_in_threadpool(analytics.run_query, request.app.state.db, account_id, spec)
@@ -82,6 +85,8 @@ async def query(request: Request, account_id: str):
 
 
 async def create_export(request: Request, account_id: str):
+    from opencues import analytics  # (its query builder and models: on first use)
+
     async def work(headers):
         spec = analytics.parse_spec(await read_json(request), sync=False)
         settings = request.app.state.settings
@@ -96,6 +101,8 @@ async def create_export(request: Request, account_id: str):
 
 
 async def get_export(request: Request, account_id: str, job_id: str):
+    from opencues import analytics  # (its query builder and models: on first use)
+
     async def work(headers):
         app = request.app.state
         status = await run_in_threadpool(

@@ -16,7 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import FileResponse, StreamingResponse
 
-from opencues import exports, idempotency, jobs, links
+from opencues import idempotency, jobs, links
 from opencues.errors import ApiError
 from opencues.web.auth import authorize
 from opencues.web.bodies import read_json
@@ -33,6 +33,8 @@ async def export_events(request: Request, account_id: str):
     key = idempotency_key(request)
     body = await read_json(request)
     settings = request.app.state.settings
+    from opencues import exports  # (with the job machinery: on first use)
+
     export = exports.validate_request(body, max_rows=settings.export_max_rows)
     body_hash = hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
     submitted = jobs.submit(
@@ -52,6 +54,8 @@ async def download(request: Request, token: str):
         raise ApiError(404, "this export file no longer exists")
     compressed = link.key.endswith(".gz")
     plain_key = link.key[:-3] if compressed else link.key
+    from opencues import exports  # (with the job machinery: on first use)
+
     media_type = exports.MEDIA_TYPES["csv" if plain_key.endswith(".csv") else "json"]
     if plain_key.endswith(".json"):  # an analytics export: one JSON array
         media_type = "application/json"

@@ -2,21 +2,23 @@ from __future__ import annotations
 
 from functools import partial
 
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
+from starlette.responses import Response
 
 from opencues import profiles
 from opencues.web.auth import authorize
 from opencues.web.bodies import read_json
-from opencues.web.responses import ok, respond
+from opencues.web.responses import JSON_TYPE, ok, respond, wants_csv
 
 
 # `user_id` comes through the `{user_id:path}` converter, already percent-decoded, so ids
 # holding `/`, `@` or spaces (sent as %2F, %40, %20) reach the library intact.
 async def get_profile(request: Request, account_id: str, user_id: str):
     authorize(request, account_id)
-    profile = profiles.get_profile(request.app.state.db, account_id, user_id)
-    return respond(request, profile)
+    db = request.app.state.db
+    if wants_csv(request):
+        return respond(request, profiles.get_profile(db, account_id, user_id))
+    return Response(profiles.get_profile_json(db, account_id, user_id), media_type=JSON_TYPE)
 
 
 async def update_profile(request: Request, account_id: str, user_id: str):
@@ -25,11 +27,7 @@ async def update_profile(request: Request, account_id: str, user_id: str):
     max_keys = state.settings.max_attribute_keys
     changes = await read_json(request, prepare=partial(profiles.check_changes, max_attribute_keys=max_keys))
     rules = state.ingestion_rules.rules(state.db, account_id)
-    # In a thread: the read-merge-write waits for the database (and for a concurrent update of
-    # the same user), and a large profile's JSON is encoded there too.
-    await run_in_threadpool(
-        profiles.update_profile, state.db, account_id, user_id, changes, rules, max_attribute_keys=max_keys
-    )
+    await profiles.update_profile_grouped(state.db, account_id, user_id, changes, rules, max_attribute_keys=max_keys)
     return ok(request)
 
 

@@ -5,7 +5,7 @@ import hashlib
 import orjson
 from starlette.requests import Request
 
-from opencues import idempotency, jobs, segment_exports, segments
+from opencues import idempotency, jobs, segments
 from opencues.web.auth import authorize
 from opencues.web.bodies import read_json
 from opencues.web.responses import accepted, ok, respond
@@ -57,6 +57,8 @@ async def export_membership(request: Request, account_id: str, segment_id: str):
     key = idempotency_key(request)
     body = await read_json(request, empty={})
     db = request.app.state.db
+    from opencues import segment_exports  # (exports and the job machinery: on first use)
+
     segment_exports.check_segment(db, account_id, segment_id)
     export = segment_exports.validate_request(body)
     settings = request.app.state.settings

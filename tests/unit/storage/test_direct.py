@@ -64,6 +64,22 @@ def test_a_bad_row_fails_alone_in_its_group(db):
     assert count(db) == 2
 
 
+def test_a_statement_with_a_row_order_writes_each_group_in_that_order(db):
+    """(Profile UPSERTs lock a row each: sorted, two processes' groups cannot deadlock.)"""
+    insert = events_table.insert().inline().values({k: bindparam(k) for k in ROW})
+    db.direct.order_rows(insert, lambda row: row["user_id"])
+
+    async def burst():
+        rows = [{**ROW, "user_id": f"u{n}", "timestamp": t} for t, n in enumerate([5, 3, 9, 3, 1, 7])]
+        await asyncio.gather(*(db.direct.write_grouped(insert, r) for r in rows[:1]))  # the writer is running
+        await asyncio.gather(*(db.direct.write_grouped(insert, r) for r in rows[1:]))
+
+    asyncio.run(burst())
+    with db.connect() as conn:
+        stored = conn.execute(select(events_table.c.user_id, events_table.c.timestamp).order_by(events_table.c.id)).all()
+    assert [tuple(r) for r in stored[1:]] == [("u1", 4), ("u3", 1), ("u3", 3), ("u7", 5), ("u9", 2)]
+
+
 @pytest.mark.parametrize("backend", ["postgres"], indirect=True)
 def test_a_lost_connection_is_replaced(db, account):
     assert accounts.authenticate(db, account.key, account.secret) is not None
