@@ -31,7 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from opencues import accounts, experiences, jobs  # noqa: E402
+from opencues import accounts, event_counts, experiences, jobs  # noqa: E402
 from opencues.settings import Settings  # noqa: E402
 from opencues.storage import Database  # noqa: E402
 from opencues.storage.schema import events, experiences as experiences_table, flows, profiles  # noqa: E402
@@ -94,7 +94,7 @@ def seed(db: Database, n_events: int, n_users: int) -> None:
             user = user_id(0) if k < heavy else user_id(rng.randrange(n_users))
             rows.append({"account_id": ACCOUNT, "user_id": user, "name": NAMES[k % len(NAMES)],
                          "timestamp": now - rng.randrange(90 * DAY), "attributes": {"flowId": f"flow-{k % 40}", "n": k},
-                         "group_id": None, "context": None})  # fmt: skip
+                         "group_id": None, "context": None, "flow_id": f"flow-{k % 40}"})  # fmt: skip
         with db.begin() as conn:
             conn.execute(events.insert(), rows)
         written += size
@@ -102,6 +102,8 @@ def seed(db: Database, n_events: int, n_users: int) -> None:
         job_id = jobs.submit(db, ACCOUNT, "import_profiles").job_id
         with db.begin() as conn:
             jobs.add_event(conn, job_id, "Started", {})
+    with db.begin() as conn:  # written without the writers' companions: count them (analytics reads the counts)
+        event_counts.rebuild(conn, ACCOUNT)
     with db.begin() as conn:
         conn.exec_driver_sql("ANALYZE")
 

@@ -33,7 +33,9 @@ log = logging.getLogger("opencues.event_partitions")
 DEFAULT_PARTITION = "events_default"
 PARTITION_NAME_RE = re.compile(r"events_p(\d{4})(\d{2})")
 RETENTION_BATCH_ROWS = 10_000  # SQLite: expired events deleted per transaction
-UPKEEP_LOCK_TIMEOUT_MS = 5_000  # PostgreSQL: longest wait for a table lock during upkeep
+# PostgreSQL: longest wait for a table lock during upkeep. Tracks and reads queue behind a waiting
+# DROP or ATTACH, so the wait is short; the upkeep tries again an hour later.
+UPKEEP_LOCK_TIMEOUT_MS = 500
 _UPKEEP_LOCK_ID = 0x0C0E6  # the advisory lock of partition upkeep (next to the migrations' 0x0C0E5)
 _DAY_MS = 86_400_000
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()

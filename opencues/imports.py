@@ -245,8 +245,10 @@ def import_events(ctx: JobContext) -> None:
             _copy_events(_driver(conn), batch.rows)
         else:
             _insert_events_sqlite(_driver(conn), account_id, batch.rows)
+        # Counts, then keys (last: holds catalogue rows for the shortest time), as track's group
+        # commit writes them (``events._EventCompanion``): one lock order, no deadlock.
         event_counts.record(conn, batch.hours)
-        attribute_keys.record(conn, account_id, batch.keys)  # last: holds catalogue rows for the shortest time
+        attribute_keys.record(conn, account_id, batch.keys)
 
     _run_batches(ctx, readers.read_records, parse, write, overlap=True)
 
@@ -417,7 +419,8 @@ def _merge_profiles_postgres(raw, account_id: str, changes, *, table: str = "pro
         _copy_into(cursor, "opencues_profile_changes", "user_id, changes, removed", rows, ["text", "text", "text[]"])
         cursor.execute(
             f"INSERT INTO {table} AS p (account_id, {key}, attributes, created_at, updated_at) "
-            "SELECT %s, c.user_id, c.changes, %s, %s FROM opencues_profile_changes AS c ORDER BY c.user_id "
+            # COLLATE "C": code point order, the order the server's grouped PATCHes lock rows in.
+            "SELECT %s, c.user_id, c.changes, %s, %s FROM opencues_profile_changes AS c ORDER BY c.user_id COLLATE \"C\" "
             f"ON CONFLICT (account_id, {key}) DO UPDATE "
             "SET attributes = p.attributes || excluded.attributes, updated_at = excluded.updated_at",
             (account_id, now, now),

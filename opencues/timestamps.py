@@ -126,14 +126,12 @@ def render(ms: int | None, offset_minutes: int = 0) -> str | None:
     )  # fmt: skip
 
 
-_HOURS_MINUTES: list[str] = []  # "HH:MM:" for each minute of a day, filled on first use
+_HOURS_MINUTES = [f"{h:02d}:{m:02d}:" for h in range(24) for m in range(60)]  # "HH:MM:" for each minute of a day
 
 
 def render_many(values: list[int], offset_minutes: int = 0) -> list[str]:
     """``render`` of many instants at once (a history page): one table look-up for the hour and
     minute, the offset's suffix found once — about half of ``render``'s cost per instant."""
-    if not _HOURS_MINUTES:
-        _HOURS_MINUTES.extend(f"{h:02d}:{m:02d}:" for h in range(24) for m in range(60))
     suffix, shift = _offset_suffix(offset_minutes), offset_minutes * 60_000
     day_prefix, hours_minutes, two, millis = _day_prefix, _HOURS_MINUTES, _TWO_DIGITS, _MILLIS
     rendered = []

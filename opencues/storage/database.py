@@ -65,8 +65,10 @@ class Database:
         ``opencues.event_partitions``): a user's history then reads the newest partitions first."""
         if not self.is_postgres:
             return False
+        from opencues.event_partitions import is_partitioned  # (it imports this module)
+
         with self.connect() as conn:
-            return conn.exec_driver_sql("SELECT relkind FROM pg_class WHERE oid = to_regclass('events')").scalar() == "p"
+            return is_partitioned(conn)
 
     @property
     def dialect(self) -> str:

@@ -26,6 +26,7 @@ import asyncio
 import logging
 import threading
 import time
+import weakref
 from operator import itemgetter
 from typing import Any, Callable, Mapping, Protocol, Sequence
 
@@ -142,7 +143,20 @@ class Direct:
             self._local.conn, self._local.fairy = conn, fairy
             with self._lock:
                 self._all.append(fairy)
+            # A thread that ends (a thread pool's idle worker does) gives its connection's pool
+            # slot back; kept for good, each would hold one until the pool ran out.
+            weakref.finalize(threading.current_thread(), self._forget, fairy)
         return conn
+
+    def _forget(self, fairy) -> None:
+        with self._lock:
+            if fairy not in self._all:
+                return  # already discarded, or closed by ``dispose``
+            self._all.remove(fairy)
+        try:
+            fairy.invalidate()  # closed, not reused: its settings (autocommit, loaders) are this object's
+        except Exception:  # noqa: BLE001 - a driver that refuses a close from another thread
+            pass
 
     def _discard(self) -> None:
         fairy = getattr(self._local, "fairy", None)

@@ -393,8 +393,9 @@ async def edit_profile(ctx: Context, account_id: str):
         changes = {key: typed_value(ctx.form.get("type", "string"), ctx.form.get("value", ""))}
     state = ctx.request.app.state
     rules = state.ingestion_rules.rules(state.db, account_id)
-    await run_in_threadpool(profiles.update_profile, ctx.db, account_id, user_id, changes, rules,
-                            max_attribute_keys=ctx.settings.max_attribute_keys)  # fmt: skip
+    # As the API's PATCH: the update joins the event loop's group commit.
+    await profiles.update_profile_grouped(ctx.db, account_id, user_id, changes, rules,
+                                          max_attribute_keys=ctx.settings.max_attribute_keys)  # fmt: skip
     return redirect(f"/studio/accounts/{account_id}/users/view?id={quote(user_id, safe='')}")
 
 
@@ -584,13 +585,14 @@ async def set_job_mode(ctx: Context):
 
 @page(control=True)
 async def create_snapshot(ctx: Context):
-    control.create_snapshot(ctx.db, ctx.form.get("name", ""), ctx.form.get("account_id") or None)
+    await run_in_threadpool(control.create_snapshot, ctx.db, ctx.form.get("name", ""),
+                            ctx.form.get("account_id") or None, ctx.request.app.state.file_store)  # fmt: skip
     return redirect("/studio/developer")
 
 
 @page(control=True)
 async def restore_snapshot(ctx: Context, name: str):
-    control.restore_snapshot(ctx.db, name)
+    await run_in_threadpool(control.restore_snapshot, ctx.db, name, ctx.request.app.state.file_store)
     return redirect("/studio/developer")
 
 
@@ -598,9 +600,9 @@ async def restore_snapshot(ctx: Context, name: str):
 async def reset(ctx: Context):
     account_id = ctx.form.get("account_id") or ""
     if account_id:
-        control.reset_account(ctx.db, account_id)
+        await run_in_threadpool(control.reset_account, ctx.db, account_id)
     elif ctx.form.get("confirm") == "everything":
-        control.reset(ctx.db)
+        await run_in_threadpool(control.reset, ctx.db)
     else:
         raise bad_request("`confirm` must be `everything` to reset every account")
     return redirect("/studio/developer")

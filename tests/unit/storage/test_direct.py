@@ -1,4 +1,6 @@
 import asyncio
+import gc
+import threading
 import time
 
 import pytest
@@ -30,6 +32,19 @@ def test_prepared_statements_bind_names_on_either_driver(db, account):
     db.direct.write(events.events.insert().inline().values({k: bindparam(k) for k in ROW}), [ROW, {**ROW, "timestamp": 2}])
     rows = db.direct.fetch_all(events.history_statement(), {"account_id": "acct1", "user_id": "u", "limit": 1})
     assert rows == [("u", 2, "e", "{}", None, None)]  # JSON stays text on this path, on both databases
+
+
+def test_a_thread_that_ends_gives_its_connection_back(db):
+    """A thread pool's idle workers end; each kept its connection for good until the pool ran out
+    (Studio's profile edits, run in the pool, exhausted it)."""
+    statement = events.events.insert().inline().values({k: bindparam(k) for k in ROW})
+    for _ in range(db.engine.pool.size() + db.engine.pool._max_overflow + 5):
+        thread = threading.Thread(target=db.direct.write, args=(statement, [ROW]))
+        thread.start()
+        thread.join()
+    gc.collect()
+    assert db.engine.pool.checkedout() <= 1
+    assert count(db) == db.engine.pool.size() + db.engine.pool._max_overflow + 5
 
 
 def test_concurrent_single_row_writes_share_one_commit(db, monkeypatch):

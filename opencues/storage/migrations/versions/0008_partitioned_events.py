@@ -1,7 +1,7 @@
 """PostgreSQL: events in monthly range partitions on timestamp, plus a default partition
 
 Revision ID: 0008
-Revises: 0006
+Revises: 0007
 Create Date: 2026-12-02
 
 The table is rebuilt in place from whatever it holds at this point: its columns, defaults and

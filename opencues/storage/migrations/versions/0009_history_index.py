@@ -1,15 +1,16 @@
 """hot-path indexes: ix_events_user_time ends with id, the history's tie-break (one index range read in the history's order); ix_profiles_group holds only grouped profiles
 
 Revision ID: 0009
-Revises: 0006 (0008 once merged: see the note below)
+Revises: 0008
 Create Date: 2026-12-02
 """
 from alembic import op
 import sqlalchemy as sa
 
+from opencues import event_partitions
+
 revision = '0009'
-# Written beside 0007 and 0008 (events.flow_id, monthly partitions): the merge renumbers this to
-# '0008'. Plain CREATE INDEX on the events table works whether it is partitioned or not.
+# Plain CREATE INDEX on the events table works whether it is partitioned (0008, PostgreSQL) or not.
 down_revision = '0008'
 branch_labels = None
 depends_on = None
@@ -21,6 +22,7 @@ def upgrade() -> None:
     # backwards); SQLite had the rowid at the end of every index entry already.
     op.drop_index('ix_events_user_time', table_name='events')
     op.create_index('ix_events_user_time', 'events', ['account_id', 'user_id', 'timestamp', 'id'])
+    _name_partition_indexes()
     # A profile look-up by (account, user) must read the primary key: with no statistics
     # PostgreSQL took this index for the account alone. Partial, it can serve only queries that
     # name a group (``group_id = …`` implies the predicate on both databases).
@@ -34,3 +36,14 @@ def downgrade() -> None:
     op.create_index('ix_profiles_group', 'profiles', ['account_id', 'group_id'])
     op.drop_index('ix_events_user_time', table_name='events')
     op.create_index('ix_events_user_time', 'events', ['account_id', 'user_id', 'timestamp'])
+    _name_partition_indexes()
+
+
+def _name_partition_indexes() -> None:
+    """The new index's partition copies get made-up names; give them their parent's, as 0008
+    and every later partition do (``event_partitions.name_indexes_after_parents``)."""
+    conn = op.get_bind()
+    if conn.dialect.name != "postgresql" or not event_partitions.is_partitioned(conn):
+        return
+    for name in [*(p.name for p in event_partitions.partitions(conn)), event_partitions.DEFAULT_PARTITION]:
+        event_partitions.name_indexes_after_parents(conn, name)
