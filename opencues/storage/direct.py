@@ -140,6 +140,12 @@ class Direct:
                 conn.autocommit = True
                 for kind in ("json", "jsonb"):
                     conn.adapters.register_loader(kind, TextLoader)
+                # These connections run only the hot paths' statements, each with an index shaped
+                # for it: with stale or reset statistics (a partition filled since its ANALYZE)
+                # the planner may still price a scan and a sort of "a few" rows lower. Discouraged
+                # here, the plan is the index's whatever the statistics say (test_history_plans).
+                conn.execute("SET enable_seqscan = off")
+                conn.execute("SET enable_sort = off")
             self._local.conn, self._local.fairy = conn, fairy
             with self._lock:
                 self._all.append(fairy)
