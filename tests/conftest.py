@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import pytest
 from hypothesis import settings as hypothesis_settings
 from sqlalchemy import create_engine, text
+from sqlalchemy.pool import NullPool
 
 from opencues import accounts
 from opencues.settings import Settings
@@ -122,12 +123,25 @@ def database_url(backend, request, tmp_path):
         shutil.copy(request.getfixturevalue("sqlite_template"), target)
         return f"sqlite:///{target}"
     url = request.getfixturevalue("postgres_url")
-    engine = create_engine(_driver_url(url))
-    with engine.begin() as conn:
-        names = ", ".join(t.name for t in metadata.sorted_tables)
-        conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
-    engine.dispose()
+    empty_postgres_database(url)
     return url
+
+
+def empty_postgres_database(url: str) -> None:
+    """Every table emptied and every sequence restarted, as a fresh migrated database has them.
+    DELETE rather than TRUNCATE: a test leaves a handful of rows, and TRUNCATE of every table
+    (new files for each, then a commit that syncs them) took ~0.6 s a test, DELETE ~10 ms."""
+    engine = create_engine(_driver_url(url), poolclass=NullPool)
+    try:
+        with engine.begin() as conn:
+            for table in reversed(metadata.sorted_tables):
+                conn.execute(table.delete())
+            conn.execute(text(
+                "SELECT setval(format('%I.%I', schemaname, sequencename), start_value, false)"
+                " FROM pg_sequences WHERE schemaname = current_schema()"
+            ))  # fmt: skip
+    finally:
+        engine.dispose()
 
 
 @pytest.fixture

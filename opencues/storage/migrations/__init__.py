@@ -7,6 +7,7 @@ lock: a PostgreSQL advisory lock, or a file lock beside the SQLite database.
 from __future__ import annotations
 
 import fcntl
+import functools
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -48,7 +49,26 @@ def _migration_lock(db):
         yield
 
 
+@functools.cache
+def _heads() -> frozenset[str]:
+    from alembic.script import ScriptDirectory
+
+    return frozenset(ScriptDirectory.from_config(alembic_config()).get_heads())
+
+
+def is_current(db) -> bool:
+    """Whether the database's schema is at the newest revision — read without taking the
+    migration lock or loading every migration script, as every open of a current database
+    (every command, every test) would otherwise do."""
+    from alembic.runtime.migration import MigrationContext
+
+    with db.engine.connect() as conn:
+        return frozenset(MigrationContext.configure(conn).get_current_heads()) == _heads()
+
+
 def upgrade(db, revision: str = "head") -> None:
+    if revision == "head" and is_current(db):
+        return
     with _migration_lock(db):
         with db.engine.begin() as conn:
             command.upgrade(alembic_config(conn), revision)
