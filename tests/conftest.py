@@ -312,3 +312,44 @@ def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+# -- fuzzing statistics: how many generated requests the run sent (tests/unit/web/test_fuzz.py) --
+
+# Gathered from the xdist workers, which run the tests; the controller prints the summary.
+_FUZZ_SENT_BY_WORKERS: list = []
+
+
+def _fuzz_sent() -> list:
+    """(backend, operation, status, count) of this process's fuzz requests."""
+    import sys
+
+    fuzz = sys.modules.get("tests.unit.web.test_fuzz")
+    return [[backend, operation, status, count] for (backend, operation, status), count in fuzz.SENT.items()] if fuzz else []
+
+
+def pytest_sessionfinish(session):
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:  # an xdist worker: hand the counts to the controller
+        workeroutput["fuzz_sent"] = _fuzz_sent()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    _FUZZ_SENT_BY_WORKERS.extend(getattr(node, "workeroutput", {}).get("fuzz_sent", []))
+
+
+def pytest_terminal_summary(terminalreporter):
+    import collections
+
+    by_backend: collections.Counter = collections.Counter()
+    by_status: collections.Counter = collections.Counter()
+    for backend, _operation, status, count in _FUZZ_SENT_BY_WORKERS + _fuzz_sent():
+        by_backend[backend] += count
+        by_status[status] += count
+    if by_backend:
+        terminalreporter.write_line(
+            f"fuzz: {sum(by_backend.values())} generated requests "
+            f"({', '.join(f'{b}: {n}' for b, n in sorted(by_backend.items()))}); "
+            f"by status: {', '.join(f'{s}: {n}' for s, n in sorted(by_status.items()))}"
+        )

@@ -44,7 +44,8 @@ from opencues.web.routes import PUBLIC_ROUTES, ROUTES
 from opencues.worker import run_pending_jobs
 from tests.conftest import create_postgres_database, make_account
 
-pytestmark = pytest.mark.fuzz
+# One worker runs them all: each backend's requests share one app and database (see fuzz_target).
+pytestmark = [pytest.mark.fuzz, pytest.mark.xdist_group("fuzz")]
 
 FUZZ_EXAMPLES = int(os.environ.get("OPENCUES_FUZZ_EXAMPLES", "60"))
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
