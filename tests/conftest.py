@@ -59,6 +59,10 @@ def create_postgres_database(prefix: str = "opencues_test") -> tuple[str, callab
         admin = create_engine(_driver_url(base), isolation_level="AUTOCOMMIT")
         with admin.connect() as conn:
             conn.execute(text(f'CREATE DATABASE "{name}"'))
+            # A test database need not survive a crash of PostgreSQL itself (what opencues
+            # promises is that its rows survive a crash of opencues): commits don't wait for the
+            # WAL to reach the disk, which on a machine busy writing took most of a test's time.
+            conn.execute(text(f'ALTER DATABASE "{name}" SET synchronous_commit TO off'))
     except Exception as exc:  # noqa: BLE001 - any connection problem means "no PostgreSQL here"
         if required:
             pytest.fail(f"PostgreSQL is required but unreachable at {base}: {exc}")
@@ -70,6 +74,13 @@ def create_postgres_database(prefix: str = "opencues_test") -> tuple[str, callab
         admin.dispose()
 
     return base.rsplit("/", 1)[0] + "/" + name, drop
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_auto_num_workers(config):
+    """``-n auto``: two workers per CPU, at least four — a test spends most of its time waiting
+    (for PostgreSQL, for a server process to start, for a job), not computing."""
+    return max(4, 2 * (os.cpu_count() or 1))
 
 
 @pytest.fixture(scope="session")

@@ -44,8 +44,7 @@ from opencues.web.routes import PUBLIC_ROUTES, ROUTES
 from opencues.worker import run_pending_jobs
 from tests.conftest import create_postgres_database, make_account
 
-# One worker runs them all: each backend's requests share one app and database (see fuzz_target).
-pytestmark = [pytest.mark.fuzz, pytest.mark.xdist_group("fuzz")]
+pytestmark = pytest.mark.fuzz
 
 FUZZ_EXAMPLES = int(os.environ.get("OPENCUES_FUZZ_EXAMPLES", "60"))
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
@@ -54,6 +53,7 @@ SENT: collections.Counter = collections.Counter()
 OPERATIONS = [(r.method, r.path.replace(":path}", "}")) for r in [*PUBLIC_ROUTES, *ROUTES]]
 
 
+# Under pytest-xdist each worker that runs some of these tests makes its own target per backend.
 @pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def fuzz_target(request, tmp_path_factory):
     """Per backend, one app (no worker threads: each test runs its jobs at the end) on a database
