@@ -83,6 +83,21 @@ def pytest_xdist_auto_num_workers(config):
     return max(4, 2 * (os.cpu_count() or 1))
 
 
+_PROCESS_ENVIRONMENT = ("OPENCUES_", "PROMETHEUS_MULTIPROC_DIR")
+
+
+@pytest.fixture(autouse=True)
+def _restore_opencues_environment():
+    """The CLI writes its options into ``os.environ`` for the code it calls (``--database-url``
+    becomes ``OPENCUES_DATABASE_URL``); in-process CLI tests must not hand theirs to whichever test
+    their worker runs next."""
+    saved = {name: value for name, value in os.environ.items() if name.startswith(_PROCESS_ENVIRONMENT)}
+    yield
+    for name in [name for name in os.environ if name.startswith(_PROCESS_ENVIRONMENT) and name not in saved]:
+        del os.environ[name]
+    os.environ.update(saved)
+
+
 @pytest.fixture(scope="session")
 def postgres_url():
     """A migrated PostgreSQL database private to this test session, or a skip."""
