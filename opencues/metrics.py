@@ -133,11 +133,21 @@ def render(db) -> tuple[bytes, str]:
 
 
 def watch_pool(engine) -> None:
-    """Count the engine's checked-out connections in ``POOL_IN_USE``."""
+    """Count the engine's checked-out connections in ``POOL_IN_USE`` — once, however many apps
+    share the engine (each app's start calls this)."""
     from sqlalchemy import event
 
-    event.listen(engine, "checkout", lambda *_: POOL_IN_USE.inc())
-    event.listen(engine, "checkin", lambda *_: POOL_IN_USE.dec())
+    if not event.contains(engine, "checkout", _checked_out):
+        event.listen(engine, "checkout", _checked_out)
+        event.listen(engine, "checkin", _checked_in)
+
+
+def _checked_out(*_) -> None:
+    POOL_IN_USE.inc()
+
+
+def _checked_in(*_) -> None:
+    POOL_IN_USE.dec()
 
 
 def worker_registry(db) -> CollectorRegistry:

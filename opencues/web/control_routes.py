@@ -3,6 +3,11 @@ kept out of the API's OpenAPI document and its route table (see ``opencues.web.v
 
 from __future__ import annotations
 
+import functools
+
+from fastapi import APIRouter
+
+from opencues.web.dispatch import LeanRoute
 from opencues.web.routes import Route
 from opencues.web.views import control as views
 
@@ -37,6 +42,14 @@ CONTROL_ROUTES: list[Route] = [
 
 
 def register(app) -> None:
+    app.router.routes.extend(_built_routes())
+
+
+@functools.cache
+def _built_routes() -> tuple:
+    """Built once per process and shared by every app, as ``opencues.web.routes`` does."""
+    router = APIRouter(route_class=LeanRoute)
     for route in CONTROL_ROUTES:
-        app.add_api_route(route.path, route.handler, methods=[route.method], summary=route.summary, tags=[route.tag],
-                          include_in_schema=False)  # fmt: skip
+        router.add_api_route(route.path, route.handler, methods=[route.method], summary=route.summary, tags=[route.tag],
+                             include_in_schema=False)  # fmt: skip
+    return tuple(router.routes)

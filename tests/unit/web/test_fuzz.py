@@ -53,6 +53,7 @@ SENT: collections.Counter = collections.Counter()
 OPERATIONS = [(r.method, r.path.replace(":path}", "}")) for r in [*PUBLIC_ROUTES, *ROUTES]]
 
 
+# Under pytest-xdist each worker that runs some of these tests makes its own target per backend.
 @pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def fuzz_target(request, tmp_path_factory):
     """Per backend, one app (no worker threads: each test runs its jobs at the end) on a database
