@@ -139,7 +139,7 @@ def layer_alone(count: int = 200_000) -> dict[str, float]:
     whole-app figures measure, without the noise of the track beneath it."""
     from opencues.web.observe import ObserveRequests
 
-    route = type("Route", (), {"path": f"/v2/accounts/{{account_id}}/users/{{user_id:path}}/events"})()
+    route = type("Route", (), {"path": "/v2/accounts/{account_id}/users/{user_id:path}/events"})()
 
     async def noop_app(scope, receive, send):
         scope["route"] = route
