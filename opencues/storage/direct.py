@@ -146,6 +146,7 @@ class Direct:
                 # here, the plan is the index's whatever the statistics say (test_history_plans).
                 conn.execute("SET enable_seqscan = off")
                 conn.execute("SET enable_sort = off")
+                conn.execute("SET enable_incremental_sort = off")
             self._local.conn, self._local.fairy = conn, fairy
             with self._lock:
                 self._all.append(fairy)

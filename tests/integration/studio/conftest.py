@@ -28,7 +28,9 @@ def pytest_runtest_makereport(item, call):
     setattr(item, f"report_{report.when}", report)
 
 
-@pytest.fixture(scope="session")
+# Module-scoped: while Playwright's sync API is open, its event loop runs in this thread, and a
+# test of another module that this xdist worker runs next could not ``asyncio.run``.
+@pytest.fixture(scope="module")
 def chromium():
     required = os.environ.get("OPENCUES_REQUIRE_CHROMIUM") == "1"  # .ci/run: a skip would be a failure
     if not Path(CHROMIUM).exists():
