@@ -18,11 +18,9 @@ from starlette.responses import JSONResponse
 
 from opencues import (
     accounts,
-    analytics,
     control,
     events,
     experiences,
-    exports,
     faults,
     flows,
     groups,
@@ -492,6 +490,8 @@ def export_body(form: dict) -> dict:
 
 @page()  # exporting reads data: read-only keys may export, as with the API
 async def start_export(ctx: Context, account_id: str):
+    from opencues import exports  # on first use: a start does without it
+
     body = export_body(ctx.form)
     export = exports.validate_request(body, max_rows=ctx.settings.export_max_rows)
     submitted = jobs.submit(ctx.db, account_id, exports.JOB_KIND, params=exports.job_params(export, base_url(ctx.request)))
@@ -504,6 +504,8 @@ async def start_export(ctx: Context, account_id: str):
 
 @page()
 async def analytics_page(ctx: Context, account_id: str):
+    from opencues import analytics  # on first use: a start does without it
+
     query = ctx.request.query_params
     event_name, flow_id = query.get("event", "").strip(), query.get("flow", "").strip()
     today = date.today()
