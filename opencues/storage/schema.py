@@ -136,6 +136,8 @@ events = Table(
     Column("flow_id", Text, nullable=True),
     Index("ix_events_user_time", "account_id", "user_id", "timestamp", "id"),
     Index("ix_events_time", "account_id", "timestamp"),
+    # Analytics filtered by an event name (migration 0010; counts alone come from event_name_hours).
+    Index("ix_events_name_time", "account_id", "name", "timestamp"),
     # Only the events that carry a group (a context): a CSV export asks whether its time range
     # holds any, to add that column, with one index lookup; events without one pay nothing.
     Index("ix_events_group_time", "account_id", "timestamp",
