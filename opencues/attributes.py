@@ -19,7 +19,20 @@ a limit might be reached.
 
 from __future__ import annotations
 
+import orjson
+
 MAX_DEPTH = 64
+
+
+def encoded(document: dict, *, max_keys: int, where: str = "") -> tuple[bytes | None, str | None]:
+    """``(document as JSON text, the first breach of the rules or None)``: every writer stores
+    the text, and the text makes the check cheap (``problem``). The text is None only when the
+    encoder cannot write the document (nested too deep), and the breach then names where."""
+    try:
+        text = orjson.dumps(document)
+    except orjson.JSONEncodeError:  # nested beyond what the encoder writes: the walk names it
+        text = None
+    return text, problem(document, max_keys=max_keys, where=where, text=text)
 
 
 def problem(document: dict, *, max_keys: int, where: str = "", text: bytes | None = None) -> str | None:

@@ -98,11 +98,7 @@ def extras(payload: Mapping[str, Any], *, max_attribute_keys: int = MAX_ATTRIBUT
     context = payload.get("context")
     if type(context) is not dict:
         return group_id, None
-    try:
-        document = orjson.dumps(context)
-    except orjson.JSONEncodeError:  # nested beyond what the encoder writes: the walk names it
-        document = None
-    problem = attribute_rules.problem(context, max_keys=max_attribute_keys, where="context", text=document)
+    document, problem = attribute_rules.encoded(context, max_keys=max_attribute_keys, where="context")
     if problem is not None:
         raise bad_request(problem)
     return group_id, document.decode()
@@ -116,11 +112,7 @@ def event_row(
     ``opencues.attributes`` (nesting, ``max_attribute_keys``, no NUL)."""
     check_user_id(user_id)
     name, timestamp, attributes = validate(payload)
-    try:
-        document = orjson.dumps(attributes)
-    except orjson.JSONEncodeError:  # nested beyond what the encoder writes: the walk names it
-        document = None
-    problem = attribute_rules.problem(attributes, max_keys=max_attribute_keys, where="attributes", text=document)
+    document, problem = attribute_rules.encoded(attributes, max_keys=max_attribute_keys, where="attributes")
     if problem is not None:
         raise bad_request(problem)
     group_id, context = (

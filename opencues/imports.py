@@ -182,11 +182,7 @@ class _Pipeline:
 
 def _stored_text(attributes: dict, where: str, max_keys: int) -> str:
     """``attributes`` as the JSON text to store, or ``RowInvalid`` naming what breaks the rules."""
-    try:
-        text = _dumps(attributes)
-    except orjson.JSONEncodeError:  # nested beyond what the encoder writes: the walk names it
-        text = None
-    problem = attribute_rules.problem(attributes, max_keys=max_keys, where=where, text=text)
+    text, problem = attribute_rules.encoded(attributes, max_keys=max_keys, where=where)
     if problem is not None:
         raise RowInvalid(problem)
     if text is None:

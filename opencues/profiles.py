@@ -44,11 +44,7 @@ def check_changes(changes: object, *, max_attribute_keys: int = MAX_ATTRIBUTE_KE
         raise bad_request("request body must be a JSON object of profile attributes")
     if "" in changes:
         raise bad_request("profile attribute names must be non-empty strings; got `\"\"`")
-    try:
-        text = orjson.dumps(changes)
-    except orjson.JSONEncodeError:  # nested beyond what the encoder writes: the walk names it
-        text = None
-    problem = attributes.problem(changes, max_keys=max_attribute_keys, text=text)
+    _text, problem = attributes.encoded(changes, max_keys=max_attribute_keys)
     if problem is not None:
         raise bad_request(problem)
     return changes
