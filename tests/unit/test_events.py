@@ -9,6 +9,7 @@ from opencues.errors import ApiError
 from opencues.storage import Database
 from opencues.storage.schema import events as events_table
 from tests.conftest import AccountClient, assert_problem, make_account
+from tests.nesting import nested, nested_json
 
 
 def events_path(user_id: str) -> str:
@@ -366,19 +367,6 @@ def test_history_reads_every_stored_value(api, db):
 @pytest.mark.parametrize("time_zone", ["٣٠", "+٠٥:٣٠", "０"])
 def test_history_time_zone_takes_ascii_digits_only(api, time_zone):
     assert_problem(api.get(events_path("u"), params={"time_zone": time_zone}), 400, "`time_zone`")
-
-
-def nested_json(depth: int) -> str:
-    """JSON text of a value nesting ``depth`` arrays and objects (alternating) around a number
-    (written by hand: ``json``/``orjson`` cannot write some of the depths tested)."""
-    text = "1"
-    for level in range(depth):
-        text = '{"k":' + text + "}" if level % 2 else "[" + text + "]"
-    return text
-
-
-def nested(depth: int):
-    return orjson.loads(nested_json(depth))
 
 
 @pytest.mark.parametrize("depth", [65, 254, 255, 600, 1021])

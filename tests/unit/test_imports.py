@@ -18,6 +18,7 @@ from opencues.settings import Settings
 from opencues.storage.schema import events, profiles, segment_members
 from opencues.worker import run_pending_jobs
 from tests.conftest import AccountClient, assert_problem, make_account
+from tests.nesting import nested, nested_json
 
 NDJSON = {"Content-Type": "application/ndjson"}
 CSV = {"Content-Type": "text/csv"}
@@ -502,25 +503,13 @@ def test_event_batches_are_written_beside_the_parsing_thread_and_sqlite_profiles
 # --------------------------------------------------------------------------- hostile rows
 
 
-def deep_json(depth: int) -> str:
-    """JSON text nesting ``depth`` arrays and objects (by hand: orjson cannot write all of them)."""
-    text = "1"
-    for level in range(depth):
-        text = '{"k":' + text + "}" if level % 2 else "[" + text + "]"
-    return text
-
-
-def deep(depth: int):
-    return orjson.loads(deep_json(depth))
-
-
 @pytest.mark.parametrize("depth", [65, 254, 300, 1000])
 def test_a_deeply_nested_event_row_is_a_row_error_and_good_rows_are_stored(api, app, db, depth):
     body = "\n".join([
         '{"user_id": "u1", "name": "ok", "timestamp": 1}',
-        '{"user_id": "u2", "name": "deep", "timestamp": 2, "attributes": {"d": %s}}' % deep_json(depth),
-        '{"user_id": "u3", "name": "deep too", "timestamp": 3, "d": %s}' % deep_json(depth),
-        '{"user_id": "u4", "name": "ok", "timestamp": 4, "d": %s}' % deep_json(64),
+        '{"user_id": "u2", "name": "deep", "timestamp": 2, "attributes": {"d": %s}}' % nested_json(depth),
+        '{"user_id": "u3", "name": "deep too", "timestamp": 3, "d": %s}' % nested_json(depth),
+        '{"user_id": "u4", "name": "ok", "timestamp": 4, "d": %s}' % nested_json(64),
     ]).encode()  # fmt: skip
     job = job_of(api, api.post("import/events", content=body, headers=NDJSON))
     drain(app)
@@ -534,14 +523,14 @@ def test_a_deeply_nested_event_row_is_a_row_error_and_good_rows_are_stored(api, 
 @pytest.mark.parametrize("depth", [65, 254, 300, 1000])
 def test_a_deeply_nested_profile_row_is_a_row_error_and_good_rows_are_stored(api, app, db, depth):
     body = ('{"user_id": "u1", "plan": "pro"}\n{"user_id": "u2", "d": %s}\n{"user_id": "u3", "d": %s}\n'
-            % (deep_json(depth), deep_json(64))).encode()  # fmt: skip
+            % (nested_json(depth), nested_json(64))).encode()  # fmt: skip
     job = job_of(api, api.post("import/profiles", content=body, headers=NDJSON))
     drain(app)
     attributes = completed(api, job["job_id"])
     assert attributes["ingestions_completed"] == 2 and attributes["ingestions_failed"] == 1
     assert attributes["errors"][0]["line"] == 2 and "`d`" in attributes["errors"][0]["reason"]
     assert profile_of(db, "u1") == {"plan": "pro"} and profile_of(db, "u2") is None
-    assert profile_of(db, "u3") == {"d": deep(64)}
+    assert profile_of(db, "u3") == {"d": nested(64)}
 
 
 def test_nul_in_event_rows_is_a_row_error_on_every_backend(api, app, db):

@@ -1,11 +1,11 @@
 import threading
 from urllib.parse import quote
 
-import orjson
 import pytest
 
 from opencues import profiles
 from tests.conftest import AccountClient, assert_problem, make_account
+from tests.nesting import nested, nested_json
 
 
 # --- the merge rule (pure) ---
@@ -176,17 +176,6 @@ def test_a_user_id_over_the_limit_is_a_400(api):
 
 
 # --- hostile input ---
-
-
-def nested_json(depth: int) -> str:
-    text = "1"
-    for level in range(depth):
-        text = '{"k":' + text + "}" if level % 2 else "[" + text + "]"
-    return text
-
-
-def nested(depth: int):
-    return orjson.loads(nested_json(depth))
 
 
 @pytest.mark.parametrize("depth", [65, 254, 255, 600, 1022])
