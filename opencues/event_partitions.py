@@ -125,6 +125,17 @@ def name_indexes_after_parents(conn: Connection, partition: str) -> None:
             conn.execute(text(f'ALTER INDEX "{child}" RENAME TO "{wanted}"'))
 
 
+def name_every_partition_index(conn: Connection) -> None:
+    """``name_indexes_after_parents`` for every partition, the default one too: after an index is
+    created on the partitioned parent (a migration), its copies have made-up names. Nothing to do
+    on an unpartitioned table (SQLite, or PostgreSQL before migration 0008)."""
+    if not is_partitioned(conn):
+        return
+    names = conn.execute(text("SELECT inhrelid::regclass::text FROM pg_inherits WHERE inhparent = 'events'::regclass"))
+    for name in names.scalars().all():
+        name_indexes_after_parents(conn, name)
+
+
 def ensure_partitions(conn: Connection, months_ahead: int, now_ms: int | None = None) -> list[str]:
     """Create the missing month partitions from the current month to ``months_ahead`` months
     after it; returns their names."""

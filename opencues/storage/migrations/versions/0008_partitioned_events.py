@@ -79,9 +79,7 @@ def _rebuild(conn, *, partitioned: bool) -> None:
     key = '(id, "timestamp")' if partitioned else '(id)'
     conn.execute(text(f"ALTER TABLE events ADD CONSTRAINT {primary_key} PRIMARY KEY {key}"))
     if partitioned:
-        names = conn.execute(text("SELECT inhrelid::regclass::text FROM pg_inherits WHERE inhparent = 'events'::regclass")).scalars()
-        for name in names.all():
-            event_partitions.name_indexes_after_parents(conn, name)
+        event_partitions.name_every_partition_index(conn)
     conn.execute(text("ANALYZE events"))
 
 

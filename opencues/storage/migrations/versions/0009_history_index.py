@@ -22,7 +22,7 @@ def upgrade() -> None:
     # backwards); SQLite had the rowid at the end of every index entry already.
     op.drop_index('ix_events_user_time', table_name='events')
     op.create_index('ix_events_user_time', 'events', ['account_id', 'user_id', 'timestamp', 'id'])
-    _name_partition_indexes()
+    event_partitions.name_every_partition_index(op.get_bind())  # its partitions' copies, named after it
     # A profile look-up by (account, user) must read the primary key: with no statistics
     # PostgreSQL took this index for the account alone. Partial, it can serve only queries that
     # name a group (``group_id = …`` implies the predicate on both databases).
@@ -36,14 +36,4 @@ def downgrade() -> None:
     op.create_index('ix_profiles_group', 'profiles', ['account_id', 'group_id'])
     op.drop_index('ix_events_user_time', table_name='events')
     op.create_index('ix_events_user_time', 'events', ['account_id', 'user_id', 'timestamp'])
-    _name_partition_indexes()
-
-
-def _name_partition_indexes() -> None:
-    """The new index's partition copies get made-up names; give them their parent's, as 0008
-    and every later partition do (``event_partitions.name_indexes_after_parents``)."""
-    conn = op.get_bind()
-    if conn.dialect.name != "postgresql" or not event_partitions.is_partitioned(conn):
-        return
-    for name in [*(p.name for p in event_partitions.partitions(conn)), event_partitions.DEFAULT_PARTITION]:
-        event_partitions.name_indexes_after_parents(conn, name)
+    event_partitions.name_every_partition_index(op.get_bind())  # its partitions' copies, named after it

@@ -22,17 +22,8 @@ depends_on = None
 
 def upgrade() -> None:
     op.create_index('ix_events_name_time', 'events', ['account_id', 'name', 'timestamp'])
-    _name_partition_indexes()
+    event_partitions.name_every_partition_index(op.get_bind())  # its partitions' copies, named after it
 
 
 def downgrade() -> None:
     op.drop_index('ix_events_name_time', table_name='events')
-
-
-def _name_partition_indexes() -> None:
-    """The index's partition copies take their parent's name, as every partition's do."""
-    conn = op.get_bind()
-    if conn.dialect.name != "postgresql" or not event_partitions.is_partitioned(conn):
-        return
-    for name in [*(p.name for p in event_partitions.partitions(conn)), event_partitions.DEFAULT_PARTITION]:
-        event_partitions.name_indexes_after_parents(conn, name)
