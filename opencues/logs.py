@@ -66,6 +66,9 @@ def configure(settings) -> None:
     handler._opencues = True
     root.addHandler(handler)
     root.setLevel(settings.log_level.upper())
+    # Alembic announces each of its plugins at INFO on every migration: noise above DEBUG. (Its
+    # "Running upgrade …" lines, from alembic.runtime.migration, stay.)
+    logging.getLogger("alembic.runtime.plugins").setLevel(max(root.level, logging.WARNING))
     for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers.clear()
         logging.getLogger(name).propagate = True
