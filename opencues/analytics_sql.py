@@ -471,12 +471,26 @@ class _Compiler:
         local = analytics.local_days(spec.start_ms, spec.end_ms, units, spec.tz)
         days = _days_table(local.rows, ["ld", *[f"t_{u}" for u in units]], "days")
         labels = [days.c[f"t_{u}"].label(f"t_{u}") for u in units]
-        # events first: each event finds its day by number (an equality join on a small table).
-        src = self.source(other_dims).join(days, days.c.ld == self.local_day(local))
-        g = (
-            select(*labels, *dim_values, *metrics).select_from(src).where(*where)
-            .group_by(*labels, *group_keys)
-        ).cte("g").prefix_with("MATERIALIZED")  # fmt: skip
+        if "day" in units:
+            # Each local day is one bucket combination: group the events by their day number, then
+            # label the few groups — no join per event (PostgreSQL: ~30 % of query 1's time).
+            day = self.local_day(local).label("ld")
+            by_day = (
+                select(day, *dim_values, *metrics).select_from(self.source(other_dims)).where(*where)
+                .group_by(day, *group_keys)
+            ).cte("by_day").prefix_with("MATERIALIZED")  # fmt: skip
+            g = (
+                select(*labels, *[by_day.c[f"d{i}"] for i in range(len(others))],
+                       *[by_day.c[f"m{i}"] for i in range(len(spec.metrics))])
+                .select_from(by_day.join(days, days.c.ld == by_day.c.ld))
+            ).cte("g")  # fmt: skip
+        else:
+            # events first: each event finds its bucket by day number (an equality join on a small table).
+            src = self.source(other_dims).join(days, days.c.ld == self.local_day(local))
+            g = (
+                select(*labels, *dim_values, *metrics).select_from(src).where(*where)
+                .group_by(*labels, *group_keys)
+            ).cte("g").prefix_with("MATERIALIZED")  # fmt: skip
         # MATERIALIZED: computed once. Otherwise SQLite pushes the outer join's `t_day = …` into g
         # and runs the whole aggregate once per bucket (measured 30x slower for 30 days).
         shown = select(*[days.c[f"t_{u}"] for u in units]).distinct().cte("shown")
