@@ -18,7 +18,9 @@ Queries (library calls, ``opencues.analytics.run_query``, rows rendered; median 
 2. top 5 ``name`` by ``events`` over the 90 days (``rank_n``)
 3. step drop-off: ``users`` by ``step_id`` for one flow, 30 days
 4. ``nps_computed_score`` (+ respondents) by ``day`` for one survey, 30 days (rolling 30-day rule)
-5. an export of 1,000,000 raw rows (``timestamp``, ``user_id``, ``name``) to a JSON file
+5. an export of 1,000,000 raw rows (``timestamp``, ``user_id``, ``name``) to a JSON file, as the
+   export job writes it (``--export-helpers``, default the setting's: on PostgreSQL, time windows
+   rendered by that many connections side by side)
 
 Each query's floor is the fastest hand-written SQL found for the same answer on the same database
 (UTC day arithmetic instead of the bucket table, no zero-fill; for query 2 the same sum over
@@ -41,6 +43,7 @@ sys.path.insert(0, str(ROOT))
 from sqlalchemy import create_engine, text  # noqa: E402
 
 from opencues import analytics, event_counts  # noqa: E402
+from opencues.settings import Settings  # noqa: E402
 from opencues.storage import Database  # noqa: E402
 from opencues.storage.schema import events as events_table  # noqa: E402
 
@@ -203,7 +206,7 @@ def run_backend(name: str, url: str, args) -> list[tuple]:
 
     def export():
         with tempfile.NamedTemporaryFile(dir=args.work_dir) as out, db.connect() as conn:
-            return analytics.write_export(conn, db, ACCOUNT, spec, out)
+            return analytics.write_export(conn, db, ACCOUNT, spec, out, helpers=args.export_helpers)
 
     def export_floor():
         # the same rows' plain columns through the driver, nothing rendered or written
@@ -235,6 +238,8 @@ def main() -> None:
                         help="server URL; the database --postgres-database is created on it")
     parser.add_argument("--postgres-database", default="opencues_bench_analytics")
     parser.add_argument("--work-dir", default=os.path.join(tempfile.gettempdir(), "opencues-bench-analytics"))
+    parser.add_argument("--export-helpers", type=int, default=Settings().export_helpers,
+                        help="helpers of the export, as the job runs it (OPENCUES_EXPORT_HELPERS; 0: one query)")
     parser.add_argument("--reuse", action="store_true", help="keep data already loaded with the same --events")
     parser.add_argument("--load-only", action="store_true", help="load (unless reused) and stop: no queries")
     args = parser.parse_args()

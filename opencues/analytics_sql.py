@@ -28,6 +28,7 @@ from sqlalchemy import (
     String,
     Text,
     and_,
+    bindparam,
     case,
     cast,
     column,
@@ -89,9 +90,21 @@ def compile_json_rows(db, account_id: str, spec: Spec, *, limit: int | None):
     the database (``json_object`` / ``json_build_object``, times by ``strftime`` / ``to_char``),
     so an export of millions of rows does no per-row Python; or None when a column needs Python
     (JSON objects, buckets, profile data)."""
-    if not spec.raw or any(s.dim.source not in _SQL_RENDERED or s.dim.json for s in spec.columns):
+    if not _sql_renders(spec):
         return None
     return _Compiler(db, account_id, spec).json_rows(limit)
+
+
+def compile_json_windows(db, account_id: str, spec: Spec):
+    """``compile_json_rows`` cut into time windows of the export order (``_Compiler.json_windows``),
+    for helpers that render them in parallel; None when a column needs Python."""
+    if not _sql_renders(spec):
+        return None
+    return _Compiler(db, account_id, spec).json_windows()
+
+
+def _sql_renders(spec: Spec) -> bool:
+    return spec.raw and all(s.dim.source in _SQL_RENDERED and not s.dim.json for s in spec.columns)
 
 
 def _sql_literal(value) -> str:
@@ -388,10 +401,10 @@ class _Compiler:
         whens = [(ts < changes_at, shown(previous[1])) for previous, (changes_at, _) in zip(offsets, offsets[1:])]
         return case(*whens, else_=shown(offsets[-1][1]))
 
-    def json_rows(self, limit: int | None):
-        spec = self.spec
+    def json_document(self) -> tuple[ColumnElement, dict[str, ColumnElement]]:
+        """Each row as JSON text built by the database, and the columns ``order_by`` may name."""
         pairs, columns, values = [], {}, []
-        for s in spec.columns:
+        for s in self.spec.columns:
             if s.dim.name == "timestamp":
                 value = self._iso_time()
                 columns[s.key] = events.c.timestamp
@@ -402,19 +415,38 @@ class _Compiler:
                 columns[s.key] = value.collate("C") if self.pg and s.dim.source == "column" else value
             pairs += [literal_column("'" + s.key + "'"), value]
             values.append((s.key, value))
-        if self.pg:
-            # Concatenated pieces, each value through to_json: PostgreSQL builds this text ~30%
-            # faster than json_build_object(...)::text (keys are dimension names: no quoting).
-            document = None
-            for i, (key, value) in enumerate(values):
-                piece = literal_column(f"""'{"{" if i == 0 else ","}"{key}":'""", String).concat(
-                    func.coalesce(cast(func.to_json(cast(value, Text)), Text), literal_column("'null'")))
-                document = piece if document is None else document.concat(piece)
-            document = document.concat(literal_column("'}'"))
-        else:
-            document = func.json_object(*pairs)
+        if not self.pg:
+            return func.json_object(*pairs), columns
+        # Concatenated pieces, each value through to_json: PostgreSQL builds this text ~30%
+        # faster than json_build_object(...)::text (keys are dimension names: no quoting).
+        document = None
+        for i, (key, value) in enumerate(values):
+            piece = literal_column(f"""'{"{" if i == 0 else ","}"{key}":'""", String).concat(
+                func.coalesce(cast(func.to_json(cast(value, Text)), Text), literal_column("'null'")))
+            document = piece if document is None else document.concat(piece)
+        return document.concat(literal_column("'}'")), columns
+
+    def json_rows(self, limit: int | None):
+        document, columns = self.json_document()
         query = select(document).select_from(events).where(*self.where())
         return self._finish(query, columns, [events.c.timestamp.asc(), events.c.id.asc()], limit)
+
+    def json_windows(self):
+        """One time window of the export order as one row — (rows, highest id, the rows' JSON
+        each after a comma, as bytes) — for ``opencues.export_windows``; the window's bounds are
+        the parameters ``window_start``, ``window_end``, ``window_after_id``, ``window_rows``."""
+        document, _columns = self.json_document()
+        start, end, after_id, rows = (bindparam(f"window_{name}", 0, type_=BigInteger) for name in ("start", "end", "after_id", "rows"))
+        window = (
+            select(events.c.id, literal_column("','", String).concat(document).label("line"))
+            .where(*self.where(), events.c.timestamp >= start, events.c.timestamp < end,
+                   or_(events.c.timestamp > start, events.c.id > after_id))
+            .order_by(events.c.timestamp, events.c.id)
+            .limit(rows)
+        ).subquery("window_rows")  # fmt: skip
+        # The aggregate joins the rows in the order the ordered subquery yields them.
+        blob = func.convert_to(func.string_agg(window.c.line, literal_column("''", Text)), literal_column("'UTF8'"))
+        return select(func.count(), func.max(window.c.id), blob).select_from(window)
 
     def _aggregate(self, limit: int | None) -> Compiled:
         spec = self.spec

@@ -516,6 +516,47 @@ def test_exported_rows_rendered_by_the_database_equal_the_query_rows(loaded, zon
     assert any(r["user_id"] == "ms" for r in exported)
 
 
+@pytest.mark.parametrize("body", [
+    {},
+    {"limit": 9},  # the limit ends inside a window
+    {"conditions": [["name", "!=", "e"], ["flow_id", "like", "f%"]]},
+    {"timezone": "America/New_York", "start_time": "2026-03-07", "end_time": "2026-03-10"},  # DST change inside
+])
+def test_helpers_write_the_export_one_query_writes(loaded, backend, monkeypatch, body):
+    """On PostgreSQL a large export is rendered in time windows by several connections
+    (``export_windows``): byte for byte what one query writes, and what the reference says. Tiny
+    windows here, so that the export is many windows, split and continued by id (many events in
+    one millisecond)."""
+    import io
+
+    import orjson
+
+    from opencues import export_windows
+
+    crowded = [{"user_id": f"c{i}", "name": "e", "timestamp": 1772841600123, "attributes": {"flowId": "f9"}} for i in range(40)]
+    with loaded.begin() as conn:
+        store(conn, [{"account_id": ACCOUNT, **e} for e in crowded])
+    monkeypatch.setattr(export_windows, "PARALLEL_MIN_ROWS", 0)
+    monkeypatch.setattr(export_windows, "PG_WINDOW_BYTES", 200)
+    monkeypatch.setattr(export_windows, "MIN_WINDOW_ROWS", 3)
+    windowed = []
+    real_write = export_windows.write
+    monkeypatch.setattr(export_windows, "write", lambda *a, **k: windowed.append(1) or real_write(*a, **k))
+    spec = {"columns": ["timestamp", "user_id", "name", "flow_id"], "start_time": "2026-03-01", "end_time": "2026-03-31", **body}
+    parsed = analytics.parse_spec(spec, sync=False)
+    outputs = []
+    for helpers in (0, 3):
+        out = io.BytesIO()
+        with loaded.connect() as conn:
+            count = analytics.write_export(conn, loaded, ACCOUNT, parsed, out, helpers=helpers)
+        outputs.append(out.getvalue())
+        assert count == len(orjson.loads(out.getvalue()))
+    assert bool(windowed) == (backend == "postgres")  # SQLite writes one query (its helpers would be processes)
+    assert outputs[0] == outputs[1]
+    expected = reference(spec, EVENTS + [{"id": 2000 + i, **e} for i, e in enumerate(crowded)])
+    assert orjson.loads(outputs[1]) == expected and len(expected) >= 9
+
+
 def test_days_before_1970_are_bucketed_below_zero(db):
     with db.begin() as conn:  # 1969-12-31T23:30Z and 1969-12-31T12:00Z, and 1970-01-01T00:30Z
         store(conn, [{"account_id": ACCOUNT, "user_id": "u", "name": "e", "timestamp": t, "attributes": {}}
