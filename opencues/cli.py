@@ -493,7 +493,7 @@ def control_accounts_delete(ctx, account_id):
     """Delete an account, its keys and all its data."""
     from opencues import control
 
-    control.delete_account(_db(ctx), account_id)
+    control.delete_account(_db(ctx), account_id, _file_store(ctx))
     click.echo(f"deleted account {account_id}")
 
 
@@ -505,10 +505,10 @@ def control_reset(ctx, account_id):
     from opencues import control
 
     if account_id:
-        control.reset_account(_db(ctx), account_id)
+        control.reset_account(_db(ctx), account_id, _file_store(ctx))
         click.echo(f"reset account {account_id}")
     else:
-        control.reset(_db(ctx))
+        control.reset(_db(ctx), _file_store(ctx))
         click.echo("reset: every account and its data deleted")
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import logging
 import os
 import re
 import threading
@@ -38,6 +39,8 @@ JOB_MODES = ("auto", "instant", "manual")
 ACCOUNT_FIELDS = ("id", "name", "key", "secret", "read_only")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _KEY = re.compile(r"[A-Za-z0-9._~-]{1,64}")
+
+log = logging.getLogger("opencues")
 
 
 # -- health ------------------------------------------------------------------------------------
@@ -111,26 +114,60 @@ def _require_account(conn, account_id: str) -> None:
         raise not_found(f"account {account_id!r}")
 
 
-def delete_account(db: Database, account_id: str) -> None:
-    """The account, its keys and all its data."""
+def delete_account(db: Database, account_id: str, file_store=None) -> None:
+    """The account, its keys and all its data (with ``file_store``: its files too)."""
     with db.begin() as conn:
         _require_account(conn, account_id)
+        payloads = _payload_keys(conn, account_id)
         snapshots.delete_account_data(conn, account_id)
         conn.execute(delete(control_job_modes).where(control_job_modes.c.account_id == account_id))
+    _remove_files(file_store, payloads, [account_id])
 
 
-def reset_account(db: Database, account_id: str) -> None:
-    """One account's data gone; the account, its keys and its job mode stay."""
+def reset_account(db: Database, account_id: str, file_store=None) -> None:
+    """One account's data gone (with ``file_store``: its files too); the account, its keys and
+    its job mode stay."""
     with db.begin() as conn:
         _require_account(conn, account_id)
+        payloads = _payload_keys(conn, account_id)
         snapshots.delete_account_data(conn, account_id, keep_account=True)
+    _remove_files(file_store, payloads, [account_id])
 
 
-def reset(db: Database) -> None:
-    """Every account with its keys and data gone (faults, the journal and snapshots stay)."""
+def reset(db: Database, file_store=None) -> None:
+    """Every account with its keys and data gone, and with ``file_store`` their files (faults,
+    the journal and snapshots stay)."""
     with db.begin() as conn:
+        payloads = _payload_keys(conn, None)
+        account_ids = conn.execute(select(accounts_table.c.id)).scalars().all()
         snapshots.delete_everything(conn)
         conn.execute(delete(control_job_modes))
+    _remove_files(file_store, payloads, account_ids)
+
+
+def _payload_keys(conn, account_id: str | None) -> list[str]:
+    """The stored payloads (uploads) of the jobs about to be deleted."""
+    query = select(jobs_table.c.payload_key).where(jobs_table.c.payload_key.is_not(None))
+    if account_id is not None:
+        query = query.where(jobs_table.c.account_id == account_id)
+    return list(conn.execute(query).scalars())
+
+
+def _remove_files(file_store, payload_keys: list[str], account_ids) -> None:
+    """After the rows are gone (committed): the jobs' uploads and the accounts' export files, which
+    nothing refers to any more — a test suite resetting between tests would otherwise fill the
+    disk. Best effort: a file left behind is only disk space (exports are swept by age anyway)."""
+    if file_store is None:
+        return
+    from opencues.exports import FILE_PREFIX
+
+    try:
+        for key in payload_keys:
+            file_store.delete(key)
+        for account_id in account_ids:
+            file_store.remove_all(f"{FILE_PREFIX}/{account_id}")
+    except Exception:  # noqa: BLE001 - the data is gone either way; the disk is tidied next time
+        log.exception("could not remove the files of reset accounts")
 
 
 # -- snapshots ---------------------------------------------------------------------------------

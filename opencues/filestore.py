@@ -38,6 +38,9 @@ class FileStore(Protocol):
         """Remove every file under ``prefix/`` last written more than ``age_seconds`` ago (an
         object store's lifecycle rule does the same); returns how many were removed."""
 
+    def remove_all(self, prefix: str) -> int:
+        """Remove every file under ``prefix/``; returns how many were removed."""
+
 
 def new_key(prefix: str, suffix: str = "") -> str:
     """A unique, unguessable key such as ``uploads/3f9c…e1.ndjson``."""
@@ -87,10 +90,16 @@ class LocalFileStore:
 
     def remove_older_than(self, prefix: str, age_seconds: float) -> int:
         cutoff = time.time() - age_seconds
+        return self._remove(prefix, lambda path: path.stat().st_mtime < cutoff)
+
+    def remove_all(self, prefix: str) -> int:
+        return self._remove(prefix, lambda path: True)
+
+    def _remove(self, prefix: str, wanted) -> int:
         removed = 0
         for path in self.path(prefix).rglob("*"):
             try:
-                if path.is_file() and path.stat().st_mtime < cutoff:
+                if path.is_file() and wanted(path):
                     path.unlink()
                     removed += 1
             except FileNotFoundError:  # another worker's sweep got there first
@@ -160,10 +169,16 @@ class S3FileStore:
 
     def remove_older_than(self, prefix: str, age_seconds: float) -> int:
         cutoff = time.time() - age_seconds
+        return self._remove(prefix, lambda item: item["LastModified"].timestamp() < cutoff)
+
+    def remove_all(self, prefix: str) -> int:
+        return self._remove(prefix, lambda item: True)
+
+    def _remove(self, prefix: str, wanted) -> int:
         removed = 0
         pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self.object_key(prefix) + "/")
         for page in pages:
-            old = [{"Key": item["Key"]} for item in page.get("Contents", []) if item["LastModified"].timestamp() < cutoff]
+            old = [{"Key": item["Key"]} for item in page.get("Contents", []) if wanted(item)]
             if old:  # a page holds at most 1000 keys, DeleteObjects' limit
                 self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": old, "Quiet": True})
                 removed += len(old)

@@ -54,6 +54,15 @@ def test_only_old_files_under_the_prefix_are_removed(store):
     assert store.remove_older_than("nothing-here", 600) == 0
 
 
+def test_remove_all_takes_every_file_under_the_prefix_only(store):
+    write(store, "exports/acct/old.csv", age_seconds=3600)
+    write(store, "exports/acct/new.csv")
+    write(store, "exports/acct2/other.csv")
+    assert store.remove_all("exports/acct") == 2
+    assert not store.exists("exports/acct/new.csv") and store.exists("exports/acct2/other.csv")
+    assert store.remove_all("exports/acct") == 0 and store.remove_all("nothing-here") == 0
+
+
 # --- S3FileStore, against a real S3-compatible server (moto) ---------------------------------
 
 MiB = 1024 * 1024
@@ -139,6 +148,14 @@ def test_s3_sweep_removes_only_old_objects_under_the_prefix(s3):
     assert s3.remove_older_than("exports", -60) == 2  # all "old"
     assert not s3.exists("exports/acct/a.csv") and not s3.exists("exports/acct/b.csv")
     assert s3.exists("uploads/u.ndjson") and s3.exists("exportsnot/c.csv")
+
+
+def test_s3_remove_all_takes_every_object_under_the_prefix_only(s3):
+    write(s3, "exports/acct/a.csv")
+    write(s3, "exports/acct/b.csv")
+    write(s3, "exports/acct2/c.csv")
+    assert s3.remove_all("exports/acct") == 2
+    assert not s3.exists("exports/acct/a.csv") and s3.exists("exports/acct2/c.csv")
 
 
 def test_s3_keys_cannot_escape_the_prefix(s3):

@@ -71,19 +71,19 @@ async def create_account(request: Request):
 
 async def delete_account(request: Request, account_id: str):
     require_admin(request)
-    await run_in_threadpool(control.delete_account, _db(request), account_id)
+    await run_in_threadpool(control.delete_account, _db(request), account_id, request.app.state.file_store)
     return _done(f"account {account_id} deleted")
 
 
 async def reset(request: Request):
     require_admin(request)
-    await run_in_threadpool(control.reset, _db(request))
+    await run_in_threadpool(control.reset, _db(request), request.app.state.file_store)
     return _done("every account and its data deleted")
 
 
 async def reset_account(request: Request, account_id: str):
     require_admin(request)
-    await run_in_threadpool(control.reset_account, _db(request), account_id)
+    await run_in_threadpool(control.reset_account, _db(request), account_id, request.app.state.file_store)
     return _done(f"account {account_id}'s data deleted; its keys kept")
 
 

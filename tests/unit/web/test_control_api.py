@@ -145,6 +145,37 @@ def test_account_reset_keeps_keys_and_other_accounts(web):
     assert_problem(web.post("/-/accounts/nobody/reset", headers=ADMIN), 404)
 
 
+def _files(web) -> set[str]:
+    root = web.app.state.file_store.root
+    return {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()}
+
+
+@pytest.mark.parametrize("how", ["account reset", "account deleted", "reset"])
+def test_resets_remove_the_files_of_what_they_delete(web, how):
+    """A waiting import's upload and an account's export files go with the account's data (a
+    suite resetting between tests would otherwise fill the disk); another account's stay."""
+    account, other = make(web), make(web)
+    for each in (account, other):
+        web.put(f"/-/accounts/{each['id']}/job-mode", json={"mode": "manual"}, headers=ADMIN)
+        assert import_events(web, each, '{"user_id":"u1","name":"held","timestamp":1700000000000}\n').status_code == 202
+        with web.app.state.file_store.writer(f"exports/{each['id']}/old-export.json") as handle:
+            handle.write(b"[]")
+    before = _files(web)
+    assert sum(name.startswith("exports/") for name in before) == 2 and len(before) == 4
+    if how == "account reset":
+        assert web.post(f"/-/accounts/{account['id']}/reset", headers=ADMIN).status_code == 200
+    elif how == "account deleted":
+        assert web.delete(f"/-/accounts/{account['id']}", headers=ADMIN).status_code == 200
+    else:
+        assert web.post("/-/reset", headers=ADMIN).status_code == 200
+    after = _files(web)
+    if how == "reset":
+        assert after == set()
+    else:
+        assert len(after) == 2 and all(account["id"] not in name for name in after)
+        assert f"exports/{other['id']}/old-export.json" in after
+
+
 def test_account_reset_removes_every_event_of_a_large_account_only(web, db):
     # Its speed (< 1 s at 100,000 events) is measured by bench/bench_control.py, not here.
     account, other = make(web), make(web)
