@@ -193,7 +193,10 @@ def serve(ctx, host: str, port: int, workers: int, demo: bool, test_mode: bool, 
 
             loaded = control.seed(db, open(seed_file, "rb").read(), _file_store(ctx))
             click.echo(f"seeded {loaded['rows']} rows of {len(loaded['accounts'])} account(s) from {seed_file}")
-        listening = _bind_any_free_port(host) if port == 0 else None  # so the demo line shows the real port
+        # Bound and listening before the demo line is printed: a client that runs it at once waits
+        # in the backlog until the server accepts, instead of being refused (and with --port 0 the
+        # line shows the real port).
+        listening = _listen(host, port) if port == 0 or demo else None
         if demo:
             _print_demo(db, host, listening.getsockname()[1] if listening else port)
         db.dispose()
@@ -251,14 +254,19 @@ def _enter_test_mode(ctx) -> str | None:
     return ephemeral
 
 
-def _bind_any_free_port(host: str):
-    """``--port 0``: bind here (the OS picks the port) and hand the socket to uvicorn."""
+def _listen(host: str, port: int):
+    """A listening socket on ``host:port`` (``0``: a port the OS picks), handed to uvicorn."""
     import socket
 
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, 0))
+    try:
+        sock.bind((host, port))
+        sock.listen(2048)  # uvicorn's backlog
+    except OSError as exc:
+        sock.close()
+        raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     sock.set_inheritable(True)  # uvicorn's worker processes listen on it too
     return sock
 

@@ -43,6 +43,33 @@ def test_demo_prints_a_curl_line_that_works_as_printed(live_server):
         assert docs.status_code == 200 and "swagger" in docs.text.lower()
 
 
+def test_the_demo_line_works_the_moment_it_is_printed(tmp_path):
+    """Run as soon as it appears (before the server has finished starting), the printed request
+    waits for the server instead of being refused: the socket listens before the line is printed."""
+    import sys
+    from pathlib import Path
+
+    script = Path(sys.executable).parent / "opencues"
+    env = {**os.environ, "OPENCUES_DATA_DIR": str(tmp_path / "data")}
+    env.pop("OPENCUES_DATABASE_URL", None)
+    process = subprocess.Popen([str(script), "serve", "--demo", "--port", "0"], env=env, cwd=tmp_path,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)  # fmt: skip
+    try:
+        seen = []
+        for line in process.stdout:
+            seen.append(line)
+            if line.strip().startswith("curl "):
+                break
+        line = _curl_line("".join(seen))
+        result = subprocess.run(["bash", "-c", line + " --silent --show-error --fail-with-body --max-time 60"],
+                                capture_output=True, text=True, timeout=90)  # fmt: skip
+        assert result.returncode == 0, result.stderr + result.stdout
+        assert {f["id"] for f in json.loads(result.stdout)} == {"flow1", "flow2"}
+    finally:
+        os.killpg(process.pid, 9)
+        process.wait()
+
+
 def test_demo_twice_keeps_data_and_prints_a_fresh_working_key(live_server):
     server = live_server(args=["--demo"])
     key, secret = shlex.split(_curl_line(server.output()))[2].split(":", 1)
