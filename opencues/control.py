@@ -25,7 +25,7 @@ from pathlib import Path
 
 from sqlalchemy import bindparam, delete, or_, select, text, update
 
-from opencues import accounts, ids, jobs, snapshots, timestamps
+from opencues import accounts, ids, jobs, key_cache, snapshots, timestamps
 from opencues.errors import ApiError, bad_request, not_found
 from opencues.jobs import JobStatus
 from opencues.storage import Database
@@ -117,6 +117,7 @@ def delete_account(db: Database, account_id: str) -> None:
         _require_account(conn, account_id)
         snapshots.delete_account_data(conn, account_id)
         conn.execute(delete(control_job_modes).where(control_job_modes.c.account_id == account_id))
+    key_cache.forget_everywhere()
 
 
 def reset_account(db: Database, account_id: str) -> None:
@@ -131,6 +132,7 @@ def reset(db: Database) -> None:
     with db.begin() as conn:
         snapshots.delete_everything(conn)
         conn.execute(delete(control_job_modes))
+    key_cache.forget_everywhere()
 
 
 # -- snapshots ---------------------------------------------------------------------------------
@@ -185,6 +187,7 @@ def restore_snapshot(db: Database, name: str, file_store=None) -> dict:
     document = snapshots.decode(get_snapshot(db, name))
     with db.begin() as conn:
         loaded = snapshots.load(conn, document, replace_all=document.get("account_id") is None, file_store=file_store)
+    key_cache.forget_everywhere()  # keys it replaced (other processes: on the load's notification)
     return {"name": name, **loaded}
 
 
@@ -199,7 +202,9 @@ def seed(db: Database, raw: bytes | str, file_store=None) -> dict:
     accounts are left alone. Waiting jobs' payloads go to ``file_store``."""
     document = snapshots.decode(raw)
     with db.begin() as conn:
-        return snapshots.load(conn, document, file_store=file_store)
+        loaded = snapshots.load(conn, document, file_store=file_store)
+    key_cache.forget_everywhere()
+    return loaded
 
 
 # -- jobs --------------------------------------------------------------------------------------
