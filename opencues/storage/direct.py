@@ -147,6 +147,10 @@ class Direct:
                 conn.execute("SET enable_seqscan = off")
                 conn.execute("SET enable_sort = off")
                 conn.execute("SET enable_incremental_sort = off")
+                # No parallel plans: these statements read a few rows by index, and a history's
+                # UNION ALL of month windows relies on its Append running them in order
+                # (``events._history_by_windows``).
+                conn.execute("SET max_parallel_workers_per_gather = 0")
             self._local.conn, self._local.fairy = conn, fairy
             with self._lock:
                 self._all.append(fairy)
