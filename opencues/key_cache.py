@@ -149,8 +149,9 @@ class KeyCache:
             return
         os.write(self._wake_w, b"x")
         thread.join(timeout=5)
-        for fd in (self._wake_r, self._wake_w):
-            os.close(fd)
+        if not thread.is_alive():  # (else still connecting: it sees ``_closed`` and ends; the pipe stays)
+            for fd in (self._wake_r, self._wake_w):
+                os.close(fd)
 
     def _after_fork(self) -> None:
         # The listener thread did not come along: the child starts its own when first asked.
