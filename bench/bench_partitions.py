@@ -175,21 +175,16 @@ def _p99(times: list[float]) -> float:
 
 
 def explain_history(db: Database) -> str:
-    """``EXPLAIN (ANALYZE)`` of the queries ``events.history_rows`` runs for one user: its month
-    windows, newest first, until one holds ``limit`` rows (then the unbounded query)."""
+    """``EXPLAIN (ANALYZE)`` of the statement ``events.history_rows`` runs for one user: a UNION
+    ALL of its month windows, newest first (branches never executed once ``limit`` rows are found)."""
     year, month = event_partitions.month_of(timestamps.now_ms())
-    statements = [events._history_since(event_partitions.month_start_ms(year, month - m + 1)) for m in events.HISTORY_WINDOWS_MONTHS]
+    starts = tuple(event_partitions.month_start_ms(year, month - m + 1) for m in events.HISTORY_WINDOWS_MONTHS)
     params = {"account_id": ACCOUNT, "user_id": "user-00042", "limit": 100}
-    out = []
+    sql = str(events._history_by_windows(starts).compile(db.engine))
     with db.connect() as conn:
-        for statement in [*statements, events._HISTORY]:
-            sql = str(statement.compile(db.engine))
-            found = len(conn.exec_driver_sql(sql, params).all())
-            plan = [r[0] for r in conn.exec_driver_sql(f"EXPLAIN (ANALYZE, COSTS OFF) {sql}", params)]
-            out.append(f"-- {found} rows:\n" + "\n".join(plan))
-            if found == 100:
-                break
-    return "\n".join(out)
+        found = len(conn.exec_driver_sql(sql, params).all())
+        plan = [r[0] for r in conn.exec_driver_sql(f"EXPLAIN (ANALYZE, COSTS OFF) {sql}", params)]
+    return f"-- {found} rows:\n" + "\n".join(plan)
 
 
 def measure_export(db: Database, settings: Settings, end: int) -> tuple[float, int]:

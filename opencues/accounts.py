@@ -1,8 +1,10 @@
 """Accounts and their API keys.
 
 A key is a random id plus a 256-bit random secret. Only the secret's SHA-256 digest is stored: with
-that much entropy a slow password hash adds nothing but per-request cost, and every request is
-checked against the database, so a revoked key stops working at once on every server process.
+that much entropy a slow password hash adds nothing but per-request cost. A revoked key stops
+working at once on every server process: on SQLite every request reads its key; on PostgreSQL
+each process remembers keys it has seen and forgets them when a revocation commits
+(``opencues.key_cache``).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import bindparam, select, update
 
-from opencues import ids
+from opencues import ids, key_cache
 from opencues.errors import ApiError, not_found
 from opencues.storage import Database
 from opencues.storage.schema import accounts, api_keys
@@ -91,20 +93,34 @@ def revoke_key(db: Database, key: str) -> None:
         result = conn.execute(
             update(api_keys).where(api_keys.c.id == key, api_keys.c.revoked_at.is_(None)).values(revoked_at=now_ms())
         )
+        if result.rowcount:
+            key_cache.announce(conn, key)  # other processes forget it when this commits
+    key_cache.forget_everywhere(key)  # and this one now
     if result.rowcount == 0:
         raise not_found(f"active API key {key!r}")
 
 
 def authenticate(db: Database, key: str, secret: str) -> Principal | None:
     """The principal for a key and secret, or None when they do not match an active key."""
-    # Every request runs this: one indexed SELECT on the hot path (no cache, so revocation is immediate).
+    # Every request runs this. PostgreSQL: from this process's cache when this key and secret
+    # authenticated before (and no revocation arrived since); otherwise one indexed SELECT.
+    digest = _digest(secret)
+    cache = db.key_cache
+    if cache is not None:
+        principal = cache.get(key, digest)
+        if principal is not None:
+            return principal
+        generation = cache.generation  # before the read: a revocation meanwhile means no store
     row = db.direct.fetch_one(_ACTIVE_KEY, {"key": key})
     expected = row[1] if row else _digest("")
     # Compare even when the key is unknown so timing does not reveal which keys exist.
-    matches = hmac.compare_digest(expected, _digest(secret))
+    matches = hmac.compare_digest(expected, digest)
     if row is None or not matches:
         return None
-    return Principal(key_id=key, account_id=row[0], read_only=bool(row[2]))
+    principal = Principal(key_id=key, account_id=row[0], read_only=bool(row[2]))
+    if cache is not None:
+        cache.put(key, digest, principal, generation)
+    return principal
 
 
 def active_key(db: Database, key: str) -> Principal | None:

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from sqlalchemy import bindparam, delete, or_, select, text, update
 
-from opencues import accounts, ids, jobs, snapshots, timestamps
+from opencues import accounts, ids, jobs, key_cache, snapshots, timestamps
 from opencues.errors import ApiError, bad_request, not_found
 from opencues.jobs import JobStatus
 from opencues.storage import Database
@@ -121,6 +121,7 @@ def delete_account(db: Database, account_id: str, file_store=None) -> None:
         payloads = _payload_keys(conn, account_id)
         snapshots.delete_account_data(conn, account_id)
         conn.execute(delete(control_job_modes).where(control_job_modes.c.account_id == account_id))
+    key_cache.forget_everywhere()
     _remove_files(file_store, payloads, [account_id])
 
 
@@ -142,6 +143,7 @@ def reset(db: Database, file_store=None) -> None:
         account_ids = conn.execute(select(accounts_table.c.id)).scalars().all()
         snapshots.delete_everything(conn)
         conn.execute(delete(control_job_modes))
+    key_cache.forget_everywhere()
     _remove_files(file_store, payloads, account_ids)
 
 
@@ -222,6 +224,7 @@ def restore_snapshot(db: Database, name: str, file_store=None) -> dict:
     document = snapshots.decode(get_snapshot(db, name))
     with db.begin() as conn:
         loaded = snapshots.load(conn, document, replace_all=document.get("account_id") is None, file_store=file_store)
+    key_cache.forget_everywhere()  # keys it replaced (other processes: on the load's notification)
     return {"name": name, **loaded}
 
 
@@ -236,7 +239,9 @@ def seed(db: Database, raw: bytes | str, file_store=None) -> dict:
     accounts are left alone. Waiting jobs' payloads go to ``file_store``."""
     document = snapshots.decode(raw)
     with db.begin() as conn:
-        return snapshots.load(conn, document, file_store=file_store)
+        loaded = snapshots.load(conn, document, file_store=file_store)
+    key_cache.forget_everywhere()
+    return loaded
 
 
 # -- jobs --------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from functools import lru_cache
 from typing import Any, Mapping, Sequence
 
 import orjson
-from sqlalchemy import Connection, and_, bindparam, literal_column, or_, select
+from sqlalchemy import Connection, and_, bindparam, literal_column, or_, select, union_all
 
 from opencues import attribute_keys, attributes as attribute_rules, event_counts, event_partitions, ids, ingestion_rules, timestamps
 from opencues.errors import bad_request
@@ -218,18 +218,37 @@ def history_statement(account_id=None, user_id=None, limit=None):
 
 
 _HISTORY = history_statement()
-# Partitioned events (PostgreSQL): a history first reads only the events since the start of the
-# month this many months back (the current month is 1), widening while it finds too few.
+# Partitioned events (PostgreSQL): a history reads the events since the start of the month this
+# many months back first (the current month is 1), then the older windows only when it needs more.
 HISTORY_WINDOWS_MONTHS = (1, 3, 12)
 
 
 @lru_cache(maxsize=None)  # three a month
-def _history_since(since_ms: int):
-    """The history of events at or after ``since_ms``, the instant written into the SQL: the
-    planner prunes the partitions before it when preparing, so the driver's prepared statement
-    keeps one generic plan (a bound parameter would be re-planned at every call, over every
-    partition, to prune them)."""
-    return _HISTORY.where(events.c.timestamp >= literal_column(str(int(since_ms))))
+def _history_since(since_ms: int, before_ms: int | None = None):
+    """The history of events at or after ``since_ms`` (and before ``before_ms``), the instants
+    written into the SQL: the planner prunes the partitions outside them when preparing, so the
+    driver's prepared statement keeps one generic plan (a bound parameter would be re-planned at
+    every call, over every partition, to prune them)."""
+    statement = _HISTORY.where(events.c.timestamp >= literal_column(str(int(since_ms))))
+    if before_ms is not None:
+        statement = statement.where(events.c.timestamp < literal_column(str(int(before_ms))))
+    return statement
+
+
+@lru_cache(maxsize=4)  # a new one each month
+def _history_by_windows(starts: tuple[int, ...]):
+    """A user's history as ONE statement (one round trip) reading its month windows newest first:
+    ``(since starts[0]) UNION ALL (starts[1] to starts[0]) UNION ALL … UNION ALL (before
+    starts[-1]) LIMIT n``, each branch in index order with its own LIMIT n. The windows are
+    disjoint and descend, so their rows in branch order are the history's order; the Append runs
+    its branches one after the other (no parallel plans on the request path's connections:
+    ``storage.direct``) and stops as soon as the LIMIT is met — a user with ``limit`` events in
+    the newest window never opens an older partition. Unbounded, the query would open an index
+    scan in every month partition to merge them."""
+    bounds = [None, *starts]
+    branches = [_history_since(since, before) for since, before in zip(starts, bounds)]
+    older = _HISTORY.where(events.c.timestamp < literal_column(str(int(starts[-1]))))
+    return union_all(*branches, older).limit(bindparam("limit"))
 
 
 def event_as_dict(row: Sequence, offset_minutes: int = 0) -> dict:
@@ -260,15 +279,9 @@ def history_rows(db: Database, account_id: str, user_id: str, limit: int) -> lis
     check_user_id(user_id, reading=True)
     params = {"account_id": account_id, "user_id": user_id, "limit": limit}
     if db.events_partitioned:
-        # Unbounded, the query opens an index scan in every month partition to merge them; a
-        # user's newest events are usually in the newest months, and a window prunes the rest.
-        # Rows older than ``since`` sort after every row of the window, so a full window is the answer.
         year, month = event_partitions.month_of(timestamps.now_ms())
-        for months in HISTORY_WINDOWS_MONTHS:
-            since = event_partitions.month_start_ms(year, month - months + 1)
-            rows = db.direct.fetch_all(_history_since(since), params)
-            if len(rows) == limit:
-                return rows
+        starts = tuple(event_partitions.month_start_ms(year, month - months + 1) for months in HISTORY_WINDOWS_MONTHS)
+        return db.direct.fetch_all(_history_by_windows(starts), params)
     return db.direct.fetch_all(_HISTORY, params)
 
 

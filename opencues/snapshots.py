@@ -42,7 +42,7 @@ import binascii
 import orjson
 from sqlalchemy import JSON, Connection, Table, delete, select
 
-from opencues import event_counts, events, timestamps
+from opencues import event_counts, events, key_cache, timestamps
 from opencues.errors import ApiError, bad_request
 from opencues.storage import schema
 
@@ -242,11 +242,14 @@ def delete_account_data(conn: Connection, account_id: str, *, keep_account: bool
         if keep_account and part.keep_on_account_reset:
             continue
         conn.execute(delete(part.table).where(part.of_account(account_id)))
+    if not keep_account:
+        key_cache.announce(conn)  # its keys: forgotten by every process when this commits
 
 
 def delete_everything(conn: Connection) -> None:
     for part in reversed(PARTS):
         conn.execute(delete(part.table))
+    key_cache.announce(conn)
 
 
 def load(conn: Connection, document: dict, *, replace_all: bool = False, file_store=None) -> dict:

@@ -60,6 +60,16 @@ class Database:
         return Direct(self.engine, self.is_postgres)
 
     @cached_property
+    def key_cache(self):
+        """PostgreSQL: this process's remembered API keys (``opencues.key_cache``); SQLite: None
+        (a key look-up there is a local read, cheaper than keeping a cache right)."""
+        if not self.is_postgres:
+            return None
+        from opencues.key_cache import KeyCache
+
+        return KeyCache(self.engine.url.set(drivername="postgresql").render_as_string(hide_password=False))
+
+    @cached_property
     def events_partitioned(self) -> bool:
         """Whether ``events`` is partitioned by month (PostgreSQL after migration 0008;
         ``opencues.event_partitions``): a user's history then reads the newest partitions first."""
@@ -109,6 +119,8 @@ class Database:
             return None
 
     def dispose(self) -> None:
+        if self.__dict__.get("key_cache") is not None:
+            self.key_cache.close()
         if "direct" in self.__dict__:
             self.direct.dispose()
         self.engine.dispose()

@@ -27,6 +27,7 @@ import logging
 import threading
 import time
 import weakref
+from concurrent.futures import ThreadPoolExecutor
 from operator import itemgetter
 from typing import Any, Callable, Mapping, Protocol, Sequence
 
@@ -86,6 +87,7 @@ class Direct:
         self._writer: threading.Thread | None = None
         self._wal_grew = threading.Event()  # SQLite: the writer committed since the last checkpoint
         self._checkpoints_stop = False
+        self._readers: ThreadPoolExecutor | None = None  # PostgreSQL: ``off_loop``'s threads
         module = engine.dialect.dbapi
         self._broken = (module.OperationalError, module.InterfaceError)
 
@@ -147,6 +149,10 @@ class Direct:
                 conn.execute("SET enable_seqscan = off")
                 conn.execute("SET enable_sort = off")
                 conn.execute("SET enable_incremental_sort = off")
+                # No parallel plans: these statements read a few rows by index, and a history's
+                # UNION ALL of month windows relies on its Append running them in order
+                # (``events._history_by_windows``).
+                conn.execute("SET max_parallel_workers_per_gather = 0")
             self._local.conn, self._local.fairy = conn, fairy
             with self._lock:
                 self._all.append(fairy)
@@ -190,6 +196,21 @@ class Direct:
         except self._broken:
             self._discard()  # a lost connection: the next call opens a fresh one
             raise
+
+    async def off_loop(self, function: Callable[..., Any], *args) -> Any:
+        """``function(*args)``, which reads through this object: on PostgreSQL in one of
+        ``_READERS`` threads (each keeps its own connection), so the event loop serves other
+        requests while PostgreSQL answers instead of waiting for the round trip; on SQLite right
+        here (a local read: handing it to a thread would cost more than it saves)."""
+        if not self._is_postgres:
+            return function(*args)
+        readers = self._readers
+        if readers is None:
+            with self._lock:
+                if self._readers is None:
+                    self._readers = ThreadPoolExecutor(_READERS, thread_name_prefix="opencues-read")
+                readers = self._readers
+        return await asyncio.get_running_loop().run_in_executor(readers, function, *args)
 
     def fetch_one(self, statement, params: Mapping[str, Any]) -> tuple | None:
         rows = self.fetch_all(statement, params)
@@ -338,6 +359,9 @@ class Direct:
 
     def dispose(self) -> None:
         self._stop_writer()
+        readers, self._readers = self._readers, None
+        if readers is not None:
+            readers.shutdown(wait=True)
         with self._lock:
             fairies, self._all = self._all, []
         for fairy in fairies:
@@ -348,6 +372,7 @@ class Direct:
         self._local = threading.local()
 
 
+_READERS = 4  # PostgreSQL reads in flight at once per process (a connection each, of the pool's 10)
 _STOP = object()  # queued by ``dispose``: the writer commits what is left, then ends
 _CHECKPOINT_INTERVAL = 0.25  # seconds between two checkpoints at most (bounds the WAL's growth)
 

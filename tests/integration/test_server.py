@@ -6,6 +6,7 @@ import json
 import os
 import shlex
 import subprocess
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 from opencues import flows
@@ -172,3 +173,35 @@ def test_rate_limit_is_shared_by_worker_processes_through_redis(live_server, red
     statuses = sorted(status for status, _ in results)
     assert statuses == [200] * 6 + [429] * 14
     assert all(int(retry) >= 1 for status, retry in results if status == 429)
+
+
+def test_a_key_revoked_through_one_server_process_is_refused_by_another_at_once(live_server, backend):
+    """Two servers on one database (PostgreSQL: each remembers keys, forgotten through NOTIFY):
+    both served the key, it is revoked from the command line (a third process), and both refuse
+    it within a short bound; a wrong secret is refused throughout; a new key works at once."""
+    first = live_server(backend=backend)
+    second = live_server(backend="sqlite", env={"OPENCUES_DATABASE_URL": first.database_url, "OPENCUES_DATA_DIR": first.data_dir})
+    account = first.create_account()
+    key, secret = first.create_key(account)
+    path = f"/v2/accounts/{account}/users/someone/events"
+    servers = (first, second)
+
+    def status(server, auth) -> int:
+        with server.client(auth=auth) as client:
+            return client.get(path).status_code
+
+    for server in servers:
+        assert [status(server, (key, secret)) for _ in range(3)] == [200] * 3  # remembered, if it caches
+        assert status(server, (key, secret + "x")) == 401
+        assert status(server, (key, "")) == 401
+
+    first.cli("keys", "revoke", key)
+    revoked_at = time.monotonic()
+    for server in servers:
+        while status(server, (key, secret)) != 401:
+            assert time.monotonic() - revoked_at < 2.0, "a revoked key still worked 2 s later"
+            time.sleep(0.02)
+
+    new_key, new_secret = first.create_key(account)
+    for server in servers:
+        assert status(server, (new_key, new_secret)) == 200

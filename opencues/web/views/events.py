@@ -31,5 +31,7 @@ async def event_history(request: Request, account_id: str, user_id: str):
     offset = timestamps.parse_offset(query["time_zone"]) if "time_zone" in query else 0
     db = request.app.state.db
     if wants_csv(request):
-        return respond(request, events.history(db, account_id, user_id, limit, offset), leading=events.CSV_LEADING)
-    return Response(events.history_json(db, account_id, user_id, limit, offset), media_type=JSON_TYPE)
+        page = await db.direct.off_loop(events.history, db, account_id, user_id, limit, offset)
+        return respond(request, page, leading=events.CSV_LEADING)
+    body = await db.direct.off_loop(events.history_json, db, account_id, user_id, limit, offset)
+    return Response(body, media_type=JSON_TYPE)

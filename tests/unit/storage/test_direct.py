@@ -122,3 +122,24 @@ def test_sqlite_wal_is_checkpointed_off_the_commit_path(db, settings):
     while path.stat().st_size == before and time.monotonic() < deadline:
         time.sleep(0.05)
     assert path.stat().st_size > before  # the checkpointer thread copied the WAL into the file
+
+
+def test_off_loop_reads_in_a_reader_thread_on_postgresql_and_inline_on_sqlite(db, account):
+    db.direct.write(events.events.insert().inline().values({k: bindparam(k) for k in ROW}), [ROW])
+
+    def read():
+        rows = db.direct.fetch_all(events.history_statement(), {"account_id": "acct1", "user_id": "u", "limit": 5})
+        return threading.current_thread(), rows
+
+    async def main():
+        # Concurrent reads: on PostgreSQL the loop is free meanwhile, each in a reader thread.
+        return threading.current_thread(), await asyncio.gather(*(db.direct.off_loop(read) for _ in range(6)))
+
+    loop_thread, results = asyncio.run(main())
+    assert all(rows == [("u", 1, "e", "{}", None, None)] for _thread, rows in results)
+    threads = {thread for thread, _rows in results}
+    if db.is_postgres:
+        assert loop_thread not in threads and all(t.name.startswith("opencues-read") for t in threads)
+        assert len(threads) <= 4  # bounded: each reader keeps a pool connection
+    else:
+        assert threads == {loop_thread}
