@@ -44,6 +44,11 @@ def _takes_request_and_path_only(endpoint, path_params: frozenset) -> bool:
     ) and {p.name for p in rest} == set(path_params)
 
 
+@functools.cache
+def _path_params(path: str) -> frozenset:
+    return frozenset(compile_path(path)[2])
+
+
 def _direct(endpoint):
     async def handle(request: Request) -> Response:
         response = await endpoint(request, **request.path_params)
@@ -60,9 +65,7 @@ class LeanRoute(APIRoute):
     def __init__(self, path: str, endpoint, *, docs=None, **kwargs):
         """``docs``: a function returning more keyword arguments (the OpenAPI documentation),
         called only when FastAPI's part of the route is built."""
-        direct = kwargs.get("max_body_size") is None and _takes_request_and_path_only(
-            endpoint, frozenset(compile_path(path)[2])
-        )
+        direct = kwargs.get("max_body_size") is None and _takes_request_and_path_only(endpoint, _path_params(path))
         if docs is not None and not direct:
             kwargs.update(docs())
             docs = None
