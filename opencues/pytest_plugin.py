@@ -10,8 +10,9 @@ Registered through the ``pytest11`` entry point: ``pip install opencues`` is all
 ``appcues``: a ``opencues.client.Client`` for a fresh account (``.account_id``), deleted with its
 data after the test.
 
-Both are lazy: nothing starts unless a test that will run asks for one of them — and then the
-server is launched as soon as the tests are collected, so it starts while the session gets going.
+Both are lazy: nothing starts unless a test that will run asks for one of them (a suite's own
+fixture of the same name does not count) — and then the server is launched as soon as the tests
+are collected, so it starts while the session gets going.
 """
 
 from __future__ import annotations
@@ -127,8 +128,22 @@ def _external() -> tuple[str, str] | None:
 def pytest_collection_modifyitems(session, config, items):
     """When a test that will run uses the fixtures, launch the server now, so that it starts while
     the session gets going rather than when the first such test asks for it."""
-    if _external() is None and not _early and any(name in getattr(item, "fixturenames", ()) for item in items for name in _FIXTURES):
+    if _external() is None and not _early and any(_uses_our_fixtures(item) for item in items):
         _early.append(launch())
+
+
+def _uses_our_fixtures(item) -> bool:
+    """Whether the test asks for this plugin's ``opencues_server`` or ``appcues`` — not for a
+    suite's own fixture of the same name (an in-process ``appcues``, say), which needs no server."""
+    definitions = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", None)
+    for name in _FIXTURES:
+        if name not in getattr(item, "fixturenames", ()):
+            continue
+        if definitions is None or not definitions.get(name):  # unknown shape: assume it is ours
+            return True
+        if getattr(definitions[name][-1].func, "__module__", __name__) == __name__:
+            return True
+    return False
 
 
 def pytest_sessionfinish(session, exitstatus):

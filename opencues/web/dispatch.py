@@ -18,6 +18,7 @@ something first reads it — the OpenAPI document; serving a request never does.
 
 from __future__ import annotations
 
+import functools
 import inspect
 
 from fastapi.routing import APIRoute
@@ -26,7 +27,11 @@ from starlette.responses import Response
 from starlette.routing import Route, compile_path
 
 
-def _takes_request_and_path_only(endpoint, path_params) -> bool:
+@functools.cache
+def _takes_request_and_path_only(endpoint, path_params: frozenset) -> bool:
+    """Whether ``endpoint`` is ``async (request: Request, <path params: str>)``. Cached: reading a
+    signature is most of what building a route costs, and an app (each test's, each server
+    process's) builds ~100 routes of the same handlers."""
     if not inspect.iscoroutinefunction(endpoint):
         return False
     params = list(inspect.signature(endpoint).parameters.values())
@@ -37,6 +42,11 @@ def _takes_request_and_path_only(endpoint, path_params) -> bool:
         p.kind is p.POSITIONAL_OR_KEYWORD and p.default is p.empty and p.annotation in (str, "str")
         for p in rest
     ) and {p.name for p in rest} == set(path_params)
+
+
+@functools.cache
+def _path_params(path: str) -> frozenset:
+    return frozenset(compile_path(path)[2])
 
 
 def _direct(endpoint):
@@ -55,12 +65,11 @@ class LeanRoute(APIRoute):
     def __init__(self, path: str, endpoint, *, docs=None, **kwargs):
         """``docs``: a function returning more keyword arguments (the OpenAPI documentation),
         called only when FastAPI's part of the route is built."""
-        if docs is not None and kwargs.get("max_body_size") is None and not _takes_request_and_path_only(
-            endpoint, compile_path(path)[2]
-        ):
+        direct = kwargs.get("max_body_size") is None and _takes_request_and_path_only(endpoint, _path_params(path))
+        if docs is not None and not direct:
             kwargs.update(docs())
             docs = None
-        if kwargs.get("max_body_size") is None and _takes_request_and_path_only(endpoint, compile_path(path)[2]):
+        if direct:
             # Only what matching and calling need now; FastAPI's part when first read (__getattr__).
             Route.__init__(self, path, _direct(endpoint), name=kwargs.get("name") or endpoint.__name__,
                            include_in_schema=kwargs.get("include_in_schema", True))  # fmt: skip

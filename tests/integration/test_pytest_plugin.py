@@ -71,10 +71,13 @@ def test_tests_without_the_fixtures_start_no_server(pytester, monkeypatch, tmp_p
     pytester.makepyfile(
         test_plain="def test_plain():\n    import sys\n    assert 'httpx' not in sys.modules\n",
         test_deselected="def test_uses_it(appcues):\n    assert False\n",
+        # A suite's own fixture named like the plugin's (an in-process client, say) is not ours.
+        test_own="import pytest\n\n@pytest.fixture\ndef appcues():\n    return 'mine'\n\n"
+        "def test_own_appcues(appcues):\n    assert appcues == 'mine'\n",
     )
     monkeypatch.setenv("TMPDIR", str(tmp_path))  # where a launched server's log would appear
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-k", "not uses_it")
-    result.assert_outcomes(passed=1, deselected=1)
+    result.assert_outcomes(passed=2, deselected=1)
     assert list(tmp_path.glob("opencues-test-server-*")) == []
 
 

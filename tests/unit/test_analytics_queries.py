@@ -13,6 +13,7 @@ from itertools import product
 from zoneinfo import ZoneInfo
 
 import pytest
+from sqlalchemy import null
 
 from opencues import analytics, event_counts
 from opencues.analytics_fields import DIMENSIONS
@@ -81,8 +82,9 @@ def stored(account_id: str, event: dict) -> dict:
 @pytest.fixture
 def loaded(db):
     with db.begin() as conn:
-        for e in EVENTS:  # one by one, in order: ids as in the fixture (events with and without context)
-            conn.execute(events.insert(), stored(ACCOUNT, e))
+        # One statement, in order: ids as in the fixture. An event without context gets SQL NULL
+        # there (``null()``; a None would be stored as JSON null).
+        conn.execute(events.insert(), [{"context": null(), **stored(ACCOUNT, e)} for e in EVENTS])
         # another account's events never count
         store(conn, [stored("acct2", e) for e in EVENTS[:50] if "context" not in e])  # (and counts every account's)
         conn.execute(segment_members.insert(), [

@@ -433,3 +433,34 @@ def test_library_track_applies_the_same_rules(db, account):
         with pytest.raises(ApiError) as raised:
             events.track(db, account.account_id, "u", {"name": "x", "timestamp": "2021-08-10", "attributes": attributes})
         assert raised.value.status == 400 and "`attributes" in raised.value.detail
+
+
+def test_insert_events_writes_what_one_insert_event_a_row_writes(db):
+    """The seeding shortcut (one statement for many rows) leaves the same events, in the same id
+    order, with the same attribute catalogue and hourly counts as ``insert_event`` row by row."""
+    from opencues.storage.schema import event_attribute_keys, event_name_hours
+
+    seeded = [("u1", "a", 1_600_000_000_000, {"flowId": "f1", "n": 1}), ("u2", "b", 1_600_000_000_000, None),
+              ("u1", "a", 1_600_003_600_000, {"deep": {"x": "y"}}), ("u3", "a", 1_600_000_000_001, {"n": "text"})]  # fmt: skip
+    with db.begin() as conn:
+        for user_id, name, timestamp, attributes in seeded:
+            events.insert_event(conn, "one_by_one", user_id, name, timestamp, attributes)
+        events.insert_events(conn, "at_once", seeded)
+        events.insert_events(conn, "at_once", [])
+
+    def stored(account_id):
+        with db.connect() as conn:
+            rows = [tuple(r) for r in conn.execute(
+                events_table.select().with_only_columns(events_table.c.user_id, events_table.c.name, events_table.c.timestamp,
+                                                        events_table.c.attributes, events_table.c.flow_id)
+                .where(events_table.c.account_id == account_id).order_by(events_table.c.id))]  # fmt: skip
+            keys = sorted(tuple(r) for r in conn.execute(event_attribute_keys.select().with_only_columns(
+                event_attribute_keys.c.path, event_attribute_keys.c.type).where(event_attribute_keys.c.account_id == account_id)))  # fmt: skip
+            counts = sorted(tuple(r) for r in conn.execute(event_name_hours.select().with_only_columns(
+                event_name_hours.c.name, event_name_hours.c.hour, event_name_hours.c.events).where(event_name_hours.c.account_id == account_id)))  # fmt: skip
+        return rows, keys, counts
+
+    rows, keys, counts = stored("at_once")
+    assert (rows, keys, counts) == stored("one_by_one")
+    assert [r[:3] for r in rows] == [s[:3] for s in seeded] and rows[0][4] == "f1"
+    assert len(keys) == 5 and sum(c[2] for c in counts) == 4  # deep, deep.x, flowId, n twice (number, string)

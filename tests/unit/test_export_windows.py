@@ -53,9 +53,8 @@ def small_windows(monkeypatch):
 
 def insert(db, rows, account_id="acct1"):
     with db.begin() as conn:
-        for r in rows:
-            events_lib.insert_event(conn, account_id, r.get("user_id", "u1"), r.get("name", "ev"), r["timestamp"],
-                                    r.get("attributes", {}))  # fmt: skip
+        events_lib.insert_events(conn, account_id, [(r.get("user_id", "u1"), r.get("name", "ev"), r["timestamp"],
+                                                     r.get("attributes", {})) for r in rows])  # fmt: skip
 
 
 def both(db, helped, body, account_id="acct1") -> tuple[int, bytes]:
