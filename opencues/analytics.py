@@ -683,25 +683,19 @@ def _write_windowed(conn, db, account_id: str, spec: Spec, out, heartbeat, helpe
     query is bound by the one server process that renders it (measured: ~200,000 rows/s at 10M
     events); helpers render in several. None (nothing written) when the export's time range
     holds too few events to be worth it."""
-    from sqlalchemy import func, select
-    from sqlalchemy import text as sql_text
+    from sqlalchemy import select
 
     from opencues import analytics_sql, export_windows, exports
     from opencues.storage.schema import events
 
     conn = conn.execution_options(isolation_level="REPEATABLE READ")  # one snapshot for all
     in_range = [events.c.account_id == account_id, events.c.timestamp >= spec.start_ms, events.c.timestamp < spec.end_ms]
-    probe = select(events.c.id).where(*in_range).limit(export_windows.PARALLEL_MIN_ROWS).subquery()
-    if conn.execute(select(func.count()).select_from(probe)).scalar_one() < export_windows.PARALLEL_MIN_ROWS:
+    if not exports.worth_helpers(conn, in_range):
         return None
     first = conn.execute(select(events.c.timestamp).where(*in_range).order_by(events.c.timestamp).limit(1)).scalar()
     last = conn.execute(select(events.c.timestamp).where(*in_range).order_by(events.c.timestamp.desc()).limit(1)).scalar()
-    snapshot = conn.execute(sql_text("SELECT pg_export_snapshot()")).scalar_one()
     sql, params = exports._for_helpers(db, analytics_sql.compile_json_windows(db, account_id, spec))
-    plan = export_windows.RenderPlan(
-        database=db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False),
-        sql=sql, params=params, format="json", snapshot=snapshot,
-    )  # fmt: skip
+    plan = export_windows.RenderPlan(sql=sql, params=params, format="json", **exports.postgres_helpers_source(conn, db))
     limit = spec.limit if spec.limit is not None else 1 << 62
     span = export_windows.Span(first, last + 1, limit)
     # Every window's rows come each after a comma: the array's first row must not.

@@ -28,7 +28,6 @@ from sqlalchemy import (
     String,
     Text,
     and_,
-    bindparam,
     case,
     cast,
     column,
@@ -100,7 +99,7 @@ def compile_json_windows(db, account_id: str, spec: Spec):
     for helpers that render them in parallel; None when a column needs Python."""
     if not _sql_renders(spec):
         return None
-    return _Compiler(db, account_id, spec).json_windows()
+    return _Compiler(db, account_id, spec).json_windows(db)
 
 
 def _sql_renders(spec: Spec) -> bool:
@@ -431,22 +430,14 @@ class _Compiler:
         query = select(document).select_from(events).where(*self.where())
         return self._finish(query, columns, [events.c.timestamp.asc(), events.c.id.asc()], limit)
 
-    def json_windows(self):
-        """One time window of the export order as one row — (rows, highest id, the rows' JSON
-        each after a comma, as bytes) — for ``opencues.export_windows``; the window's bounds are
-        the parameters ``window_start``, ``window_end``, ``window_after_id``, ``window_rows``."""
+    def json_windows(self, db):
+        """One time window of the export order as one row (``exports.window_aggregate``), each
+        row's JSON after a comma, for ``opencues.export_windows``."""
+        from opencues import exports
+
         document, _columns = self.json_document()
-        start, end, after_id, rows = (bindparam(f"window_{name}", 0, type_=BigInteger) for name in ("start", "end", "after_id", "rows"))
-        window = (
-            select(events.c.id, literal_column("','", String).concat(document).label("line"))
-            .where(*self.where(), events.c.timestamp >= start, events.c.timestamp < end,
-                   or_(events.c.timestamp > start, events.c.id > after_id))
-            .order_by(events.c.timestamp, events.c.id)
-            .limit(rows)
-        ).subquery("window_rows")  # fmt: skip
-        # The aggregate joins the rows in the order the ordered subquery yields them.
-        blob = func.convert_to(func.string_agg(window.c.line, literal_column("''", Text)), literal_column("'UTF8'"))
-        return select(func.count(), func.max(window.c.id), blob).select_from(window)
+        line = literal_column("','", String).concat(document).label("line")
+        return exports.window_aggregate(db, exports.window_rows([events.c.id, line], before=self.where()))
 
     def _aggregate(self, limit: int | None) -> Compiled:
         spec = self.spec

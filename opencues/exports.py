@@ -674,8 +674,7 @@ def _write_with_helpers(conn, db, account_id, request, out, progress, helpers) -
     snapshot: the key pass, the span and the helpers' view of the events all come from it."""
     if db.is_sqlite and db.sqlite_path is None:
         return None
-    probe = select(events.c.id).where(*_in_time_range(account_id, request)).limit(export_windows.PARALLEL_MIN_ROWS)
-    if conn.execute(select(func.count()).select_from(probe.subquery())).scalar_one() < export_windows.PARALLEL_MIN_ROWS:
+    if not worth_helpers(conn, _in_time_range(account_id, request)):
         return None
     span = _span(conn, db, account_id, request)
     plan, header = helper_plan(conn, db, account_id, request)
@@ -693,9 +692,7 @@ def helper_plan(conn, db, account_id, request) -> tuple[export_windows.RenderPla
     their windows read no event newer than the highest id in ``conn``'s snapshot instead."""
     highest_id = conn.execute(select(func.max(events.c.id))).scalar_one() or 0
     if db.is_postgres:
-        snapshot = conn.execute(sql_text("SELECT pg_export_snapshot()")).scalar_one()
-        url = db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
-        plan: dict = {"database": url, "snapshot": snapshot, "format": request.format}
+        plan: dict = {**postgres_helpers_source(conn, db), "format": request.format}
     else:
         plan = {"database": str(db.sqlite_path), "cache_kib": export_windows.HELPER_CACHE_MB * 1024, "format": request.format}
     header = None
@@ -711,15 +708,45 @@ def helper_plan(conn, db, account_id, request) -> tuple[export_windows.RenderPla
             line = _separated_line(cells)
             plan["columns"] = len(cells)
             plan["cells_sql"], plan["cells_params"] = _for_helpers(db, _window_rows(db, account_id, request, highest_id, cells))
-    rows = _window_rows(db, account_id, request, highest_id, [events.c.id, type_coerce(line, Text).label("line")]).subquery()
+    rows = _window_rows(db, account_id, request, highest_id, [events.c.id, type_coerce(line, Text).label("line")])
+    plan["sql"], plan["params"] = _for_helpers(db, window_aggregate(db, rows))
+    return export_windows.RenderPlan(**plan), header
+
+
+def worth_helpers(conn, in_range: list) -> bool:
+    """Whether the events ``in_range`` (an export's time range) are enough to be worth the
+    helpers: at least ``export_windows.PARALLEL_MIN_ROWS`` of them (counted no further)."""
+    probe = select(events.c.id).where(*in_range).limit(export_windows.PARALLEL_MIN_ROWS)
+    return conn.execute(select(func.count()).select_from(probe.subquery())).scalar_one() >= export_windows.PARALLEL_MIN_ROWS
+
+
+def postgres_helpers_source(conn, db) -> dict:
+    """PostgreSQL: the ``RenderPlan`` fields that put the helpers' connections in ``conn``'s
+    snapshot (``conn`` in a REPEATABLE READ transaction that stays open while they run)."""
+    snapshot = conn.execute(sql_text("SELECT pg_export_snapshot()")).scalar_one()
+    return {"database": db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False), "snapshot": snapshot}
+
+
+def window_rows(columns: list, *, before: list, after: Iterable = ()):
+    """``columns`` of the rows of one window of the export order (``timestamp``, then id), the
+    window's bounds given as the bound parameters ``window_start``, ``window_end``,
+    ``window_after_id`` and ``window_rows`` (``export_windows``): the filters ``before`` come
+    ahead of the bounds in the WHERE clause, ``after`` behind them."""
+    start, end, after_id, rows = (bindparam(f"window_{name}", 0, type_=BigInteger) for name in ("start", "end", "after_id", "rows"))
+    bounds = [events.c.timestamp >= start, events.c.timestamp < end, or_(events.c.timestamp > start, events.c.id > after_id)]
+    return select(*columns).where(*before, *bounds, *after).order_by(events.c.timestamp, events.c.id).limit(rows)
+
+
+def window_aggregate(db, rows):
+    """One window's answer as ``export_windows`` reads it — (rows, highest id, the ``line``s of
+    ``rows`` joined as bytes) — from a ``window_rows`` statement selecting ``id`` and ``line``."""
+    rows = rows.subquery()
     # The aggregate joins the rows in the order the ordered subquery yields them.
     if db.is_postgres:
         blob = func.convert_to(func.string_agg(rows.c.line, literal("", Text)), "UTF8")
     else:
         blob = cast(func.group_concat(rows.c.line, ""), LargeBinary)
-    statement = select(func.count(), func.max(rows.c.id), blob).select_from(rows)
-    plan["sql"], plan["params"] = _for_helpers(db, statement)
-    return export_windows.RenderPlan(**plan), header
+    return select(func.count(), func.max(rows.c.id), blob).select_from(rows)
 
 
 def _span(conn, db, account_id, request) -> export_windows.Span:
@@ -746,20 +773,10 @@ def _window_rows(db, account_id, request, highest_id: int, columns: list):
     one and filters by the rest, and by any but the window's it reads on past the window to the
     end of the range (every window then costs a scan of the rest). So the range is left out, and
     the conditions come after the window's bounds."""
-    start, end, after_id, rows = (bindparam(f"window_{name}", 0, type_=BigInteger) for name in ("start", "end", "after_id", "rows"))
-    window = [
-        events.c.account_id == account_id,
-        events.c.timestamp >= start,
-        events.c.timestamp < end,
-        or_(events.c.timestamp > start, events.c.id > after_id),
-        events.c.id <= highest_id,
-        _conditions(db, account_id, request),  # last: of two equal bounds SQLite seeks by the first
-    ]
-    return (
-        select(*columns)
-        .where(*window)
-        .order_by(events.c.timestamp, events.c.id)
-        .limit(rows)
+    return window_rows(
+        columns,
+        before=[events.c.account_id == account_id],
+        after=[events.c.id <= highest_id, _conditions(db, account_id, request)],  # last: of two equal bounds SQLite seeks by the first
     )
 
 
