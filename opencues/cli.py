@@ -7,6 +7,7 @@ database the server reads.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import sys
@@ -146,6 +147,8 @@ def main(ctx: click.Context, data_dir: str | None, database_url: str | None):
         os.environ["OPENCUES_DATABASE_URL"] = database_url
     ctx.ensure_object(dict)
     ctx.obj["settings"] = load_settings()
+    if ctx.invoked_subcommand != "serve":
+        gc.enable()  # off while the command started (opencues.__main__); a server's app turns them on
 
 
 @main.command()
@@ -201,6 +204,8 @@ def serve(ctx, host: str, port: int, workers: int, demo: bool, test_mode: bool, 
             _print_demo(db, host, listening.getsockname()[1] if listening else port)
         db.dispose()
         metrics_dir = _multiprocess_metrics_dir(settings, workers)
+        if workers != 1:
+            gc.enable()  # this process only supervises; each server process starts its own
         sys.stdout.flush()
         uvicorn.run(
             "opencues.web.app:app_factory",

@@ -153,9 +153,10 @@ class Settings(BaseSettings):
         description="Keep events this many days, then workers remove them (hourly): on PostgreSQL by dropping whole month partitions past the period (so up to a month longer), on SQLite by deleting in batches. Unset: events are kept forever.",
     )  # fmt: skip
 
-    @field_validator("rate_limit")
+    @field_validator("rate_limit", "analytics_rate_limit")
     @classmethod
     def _rate_limit_parses(cls, value: str | None) -> str | None:
+        # (Not run on the defaults: a plain start does not import ``limits`` for this.)
         if value:
             from limits import parse
 

@@ -17,7 +17,7 @@ from opencues.settings import Settings, load_settings
 from opencues.storage import Database, open_database
 from opencues.studio import routes as studio_routes
 from opencues.web import control_routes, docs_page, errors, routes
-from opencues.web.auth import build_analytics_rate_limiter, build_rate_limiter
+from opencues.web.auth import build_rate_limiter
 from opencues.web.dispatch import DirectRoute
 from opencues.web.observe import ObserveRequests
 from opencues.web.responses import json_response
@@ -62,7 +62,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None, *, 
     app.state.file_store = open_file_store(settings)
     app.state.rate_limiter = build_rate_limiter(settings)
     app.state.ingestion_rules = RulesCache(settings.ingestion_rules_cache_seconds)
-    app.state.analytics_rate_limiter = build_analytics_rate_limiter(settings)
+    app.state.analytics_rate_limiter = None  # made at the first analytics request (opencues.web.auth)
     app.state.wake_workers = lambda: None  # replaced by the in-process worker pool's, if any
     errors.install(app)
     routes.register(app)
@@ -108,12 +108,18 @@ def _forget_this_process_gauges() -> None:
 
 
 def _freeze_startup_objects() -> None:
-    """Move everything allocated so far (modules, routes, the OpenAPI models, the engine) out of
-    the garbage collector's reach. Otherwise each full collection walks those ~100,000 long-lived
-    objects (~50 ms) while requests wait: with them frozen, track's p99 latency under load went
-    from ~40 ms to ~3.5 ms (``bench/bench_api.py``). Objects made later are collected as usual."""
-    gc.collect()
+    """Move everything allocated so far (modules, routes, the engine) out of the garbage
+    collector's reach. Otherwise each full collection walks those ~100,000 long-lived objects
+    (~50 ms) while requests wait: with them frozen, track's p99 latency under load went from
+    ~40 ms to ~3.5 ms (``bench/bench_api.py``). Objects made later are collected as usual.
+
+    Under ``opencues serve`` collections were off since the process started (``opencues.__main__``):
+    they are turned on here, without the full collection first (~40 ms of the start): it would
+    free ~1,000 objects of the start-up (~0.3 MB: discarded functions and classes), frozen instead."""
+    if gc.isenabled():
+        gc.collect()
     gc.freeze()
+    gc.enable()
 
 
 def app_factory() -> Starlette:
