@@ -100,6 +100,7 @@ class Settings(BaseSettings):
     journal_max_requests: int = Field(10_000, ge=1, description="Requests the journal keeps (the oldest are dropped).")
     analytics_rate_limit: str = Field(
         "60/second",
+        validate_default=False,  # a set value is checked (``_rate_limit_parses``), the default needs no ``limits``
         description="Per-account request rate of the `analytics/*` routes (their `X-RateLimit-*` headers), e.g. `60/second`.",
     )
     analytics_export_concurrency: int = Field(
@@ -156,7 +157,6 @@ class Settings(BaseSettings):
     @field_validator("rate_limit", "analytics_rate_limit")
     @classmethod
     def _rate_limit_parses(cls, value: str | None) -> str | None:
-        # (Not run on the defaults: a plain start does not import ``limits`` for this.)
         if value:
             from limits import parse
 
