@@ -36,6 +36,8 @@ NOT_ON_A_PLAIN_START = (
     "opencues.segment_exports",
     "opencues.analytics",
     "opencues.analytics_sql",
+    "opencues.web.intake",  # bulk uploads: at the first one
+    "opencues.readers",
     "opencues.mail",
     "smtplib",
 )
