@@ -4,7 +4,7 @@ The command starts with garbage collections off: a start imports and builds ~130
 that live as long as the process, and collections walking them again and again while they are
 made cost a server ~60 ms of its start (then ~40 ms more for the full collection before the
 freeze; see ``opencues.web.app``). ``opencues.cli.main`` turns them back on for every command
-but ``serve``, whose app does once it has started (``_freeze_startup_objects``)."""
+but ``serve`` and ``worker``, which do once started (``opencues.web.app._freeze_startup_objects``)."""
 
 import gc
 

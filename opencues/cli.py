@@ -147,8 +147,8 @@ def main(ctx: click.Context, data_dir: str | None, database_url: str | None):
         os.environ["OPENCUES_DATABASE_URL"] = database_url
     ctx.ensure_object(dict)
     ctx.obj["settings"] = load_settings()
-    if ctx.invoked_subcommand != "serve":
-        gc.enable()  # off while the command started (opencues.__main__); a server's app turns them on
+    if ctx.invoked_subcommand not in ("serve", "worker"):
+        gc.enable()  # off while the command started (opencues.__main__); serve and worker: once started
 
 
 @main.command()
@@ -344,6 +344,10 @@ def worker(ctx, threads: int, name: str | None):
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    # As a server does (opencues.web.app._freeze_startup_objects): the start's objects out of the
+    # collector's reach, then collections on (off since the start, under python -m opencues).
+    gc.freeze()
+    gc.enable()
     pool.start()
     click.echo(f"opencues worker: {threads} thread(s) running", err=True)
     while pool.alive():
