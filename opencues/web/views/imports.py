@@ -21,7 +21,8 @@ def idempotency_key(request: Request) -> str | None:
 
 
 async def _submit(request: Request, account_id: str, kind: str, *, params: dict | None = None, user_ids: bool = False):
-    from opencues.web.intake import receive_payload  # (with the readers: at the first upload, not at start)
+    # (the intake and its readers: imported at the first upload, not at start)
+    from opencues.web.intake import receive_payload
 
     key = idempotency_key(request)
     payload = await receive_payload(request, user_ids=user_ids)
