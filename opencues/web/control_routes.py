@@ -46,4 +46,6 @@ def register(app) -> None:
 @functools.cache
 def _built_routes() -> tuple:
     """Built once per process and shared by every app (each test makes one)."""
-    return tuple(DirectRoute(route.path, route.handler, route.method, include_in_schema=False) for route in CONTROL_ROUTES)
+    return tuple(
+        DirectRoute(route.path, route.handler, route.method, include_in_schema=False) for route in CONTROL_ROUTES
+    )
