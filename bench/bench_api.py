@@ -104,13 +104,14 @@ def count_events(db) -> int:
 
 
 @contextmanager
-def fresh_database(database_url: str | None, data_dir: Path):
-    """The URL to serve: the data dir's SQLite file, or a new database on the given PostgreSQL server."""
+def fresh_database(database_url: str | None, data_dir: Path, prefix: str = "opencues_bench"):
+    """The URL to serve: the data dir's SQLite file, or a new database on the given PostgreSQL server
+    (named ``<prefix>_<random>``; dropped at the end)."""
     if not database_url:
         yield None
         return
     base = "postgresql+psycopg://" + database_url.split("://", 1)[1]
-    name = f"opencues_bench_{uuid.uuid4().hex[:8]}"
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
     admin = create_engine(base, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))

@@ -2,6 +2,7 @@
 
     python bench/bench_hot_paths.py [--databases sqlite,postgres] [--postgres-url URL]
         [--duration 5] [--connections 16] [--workers 1,2] [--large-events 1000000]
+    python bench/bench_hot_paths.py --only start [--starts 10] [--baseline DIR] [--large-events N]
 
 For each database it starts, on the same machine and under the same uvicorn settings:
 
@@ -20,6 +21,14 @@ and prints, each beside the reference measured in the same run (and its ratio):
 * with ``--workers 1,2,…``: track and the reference at each process count (the scale-out curve).
 
 The PATCH load spreads over 5,000 users, three keys a request (one of them new each time).
+
+``--only start`` measures only the start: ``--starts`` starts of the reference and of opencues
+(and, with ``--baseline DIR``, of the checkout in DIR: its ``opencues`` package run by this
+interpreter), taken in turn so that the machine's load falls on each alike; median and best of
+the wall time and of the server's CPU until the first 200, and the idle RSS after it.
+
+Either way the measured checkouts' ``opencues`` packages are first compiled to bytecode, as an
+installed package is (``compile_bytecode``).
 Every target is printed with MET / MISSED. Figures and their context: ``bench/README.md``.
 """
 
@@ -134,8 +143,12 @@ def reference(port: int, workers: int, env: dict):
     return started(cmd, env, f"http://127.0.0.1:{port}/ping", None)
 
 
-def opencues(port: int, workers: int, env: dict, auth: str):
-    cmd = [*PYTHON, "-m", "opencues", "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]
+def opencues(port: int, workers: int, env: dict, auth: str, checkout: str | None = None):
+    """``opencues serve`` of this checkout, or of ``checkout`` (a directory holding ``opencues/``)."""
+    # -P: not the current directory's opencues (a checkout's root) but PYTHONPATH's, or the installed one.
+    cmd = [*PYTHON, "-P", "-m", "opencues", "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]
+    if checkout:
+        env = {**env, "PYTHONPATH": os.pathsep.join(filter(None, [checkout, env.get("PYTHONPATH")]))}
     hot = f"/v2/accounts/{ACCOUNT}/users/{HOT_USER.replace('@', '%40')}/events?limit=1"
     return started(cmd, env, f"http://127.0.0.1:{port}{hot}", auth)
 
@@ -231,12 +244,71 @@ def show(label: str, result: dict, ref: dict | None = None) -> None:
           f"CPU {result['cpu_us']:6.0f} us/req  errors {result['errors']}{ratio}", flush=True)  # fmt: skip
 
 
+# --- starts only ----------------------------------------------------------------------------
+
+
+def compile_bytecode(*checkouts: str) -> None:
+    """Each checkout's ``opencues`` as an installed package has it: compiled to bytecode (``pip
+    install`` writes it; a checkout gets it at its first run). Without it — a checkout under
+    PYTHONDONTWRITEBYTECODE — every start compiles ~80 modules from source, ~0.15 s of CPU."""
+    for checkout in checkouts:
+        subprocess.run([sys.executable, "-m", "compileall", "-q", str(Path(checkout) / "opencues")], check=True)
+
+
+def measure_starts(env: dict, auth: str, args) -> dict:
+    """``args.starts`` rounds of one start each of the reference, opencues and the baseline."""
+    import statistics
+
+    contenders = {"reference": None, "opencues": str(HERE.parent)}
+    if args.baseline:
+        contenders["baseline"] = str(Path(args.baseline).resolve())
+    samples: dict[str, list] = {name: [] for name in contenders}
+    for _ in range(args.starts):
+        for name, checkout in contenders.items():
+            port = free_port()
+            server = reference(port, 1, env) if checkout is None else opencues(port, 1, env, auth, checkout)
+            with server as (proc, start_s):
+                time.sleep(0.5)  # idle: the worker thread's first round is over
+                samples[name].append((start_s, proc.start_cpu, tree_rss_mb(proc.pid)))
+    out = {}
+    for name, rows in samples.items():
+        wall, cpu, rss = ([row[i] for row in rows] for i in range(3))
+        out[name] = {"wall_s": statistics.median(wall), "wall_best_s": min(wall), "cpu_s": statistics.median(cpu),
+                     "cpu_best_s": min(cpu), "rss_mb": statistics.median(rss)}  # fmt: skip
+        print(f"  {name:<10} exec → first 200: wall {out[name]['wall_s']:.3f} s (best {out[name]['wall_best_s']:.3f}), "
+              f"server CPU {out[name]['cpu_s']:.3f} s (best {out[name]['cpu_best_s']:.3f}), idle RSS {out[name]['rss_mb']:.1f} MB "
+              f"({len(rows)} starts)", flush=True)  # fmt: skip
+    return out
+
+
+def bench_starts(kind: str, args, workdir: Path) -> dict:
+    """The start alone: on a store holding one account and key, then (``--large-events``) on a large one."""
+    with fresh_database(args.postgres_url if kind == "postgres" else None, workdir, args.database_prefix) as url:
+        data = workdir / f"data-{kind}"
+        db = open_database(Settings(data_dir=data, database_url=url))
+        accounts.create_account(db, ACCOUNT)
+        key = accounts.create_key(db, ACCOUNT)
+        auth = "Basic " + base64.b64encode(f"{key['key']}:{key['secret']}".encode()).decode()
+        env = {**os.environ, "OPENCUES_DATA_DIR": str(data)}
+        env.pop("OPENCUES_DATABASE_URL", None)
+        if url:
+            env["OPENCUES_DATABASE_URL"] = url
+        print(f"== {kind}: empty store (one account and key)", flush=True)
+        out = {"empty": measure_starts(env, auth, args)}
+        if args.large_events:
+            preload(db, args.large_events, 1_000)
+            print(f"== {kind}: {args.large_events:,} events", flush=True)
+            out["large"] = measure_starts(env, auth, args)
+        db.dispose()
+    return out
+
+
 # --- one database ---------------------------------------------------------------------------
 
 
 def bench_database(kind: str, args, workdir: Path) -> dict:
     out: dict = {}
-    with fresh_database(args.postgres_url if kind == "postgres" else None, workdir) as url:
+    with fresh_database(args.postgres_url if kind == "postgres" else None, workdir, args.database_prefix) as url:
         data = workdir / f"data-{kind}"
         settings = Settings(data_dir=data, database_url=url)
         db = open_database(settings)
@@ -369,7 +441,27 @@ def main() -> None:
     parser.add_argument("--large-events", type=int, default=1_000_000,
                         help="events stored for the large-store rows (the issue's size is 10,000,000; 0 skips them)")  # fmt: skip
     parser.add_argument("--load", choices=("auto", "python"), default="auto", help="wrk when found, else Python")
+    parser.add_argument("--database-prefix", default="opencues_bench", help="name prefix of the PostgreSQL databases made")
+    parser.add_argument("--only", choices=("start",), help="start: measure only the start (see above)")
+    parser.add_argument("--starts", type=int, default=10, help="with --only start: starts of each (default 10)")
+    parser.add_argument("--baseline", help="with --only start: a checkout to start in turn with this one")
     args = parser.parse_args()
+    compile_bytecode(str(HERE.parent), *([args.baseline] if args.baseline else []))
+    if args.only == "start":
+        workdir = Path(tempfile.mkdtemp(prefix="opencues-start-"))
+        try:
+            for kind in args.databases.split(","):
+                results = bench_starts(kind, args, workdir)
+                for store, result in results.items():
+                    for name in ("opencues", "baseline"):
+                        if name in result:
+                            for label, value, target in (("exec → first 200 s", result[name]["wall_s"], TARGETS["cold_start_s"]),
+                                                         ("idle RSS MB", result[name]["rss_mb"], TARGETS["idle_rss_mb"])):  # fmt: skip
+                                met = "MET" if value <= target else "MISSED"
+                                print(f"target {kind} {store} {name} {label:<20} {value:8.3f} <= {target:<6} {met}")
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+        return
     args.workers = [int(w) for w in args.workers.split(",")]
     print(f"load generator: {'wrk' if shutil.which('wrk') and args.load != 'python' else 'python asyncio+httpx'}; "
           f"c={args.connections}, {args.duration} s a load", flush=True)  # fmt: skip

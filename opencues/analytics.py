@@ -571,9 +571,9 @@ LINK_TTL_SECONDS = 3600  # each poll of a finished export mints a link valid thi
 
 
 def export_file_key(account_id: str, job_id: str) -> str:
-    from opencues.exports import FILE_PREFIX  # swept by the workers once older than the link lifetime
+    from opencues.filestore import EXPORT_FILES  # swept by the workers once older than the link lifetime
 
-    return f"{FILE_PREFIX}/{account_id}/analytics-{job_id}.json"
+    return f"{EXPORT_FILES}/{account_id}/analytics-{job_id}.json"
 
 
 def unfinished_exports(db, account_id: str) -> int:

@@ -7,6 +7,7 @@ database the server reads.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import sys
@@ -146,6 +147,8 @@ def main(ctx: click.Context, data_dir: str | None, database_url: str | None):
         os.environ["OPENCUES_DATABASE_URL"] = database_url
     ctx.ensure_object(dict)
     ctx.obj["settings"] = load_settings()
+    if ctx.invoked_subcommand not in ("serve", "worker"):
+        gc.enable()  # off while the command started (opencues.__main__); serve and worker: once started
 
 
 @main.command()
@@ -201,6 +204,8 @@ def serve(ctx, host: str, port: int, workers: int, demo: bool, test_mode: bool, 
             _print_demo(db, host, listening.getsockname()[1] if listening else port)
         db.dispose()
         metrics_dir = _multiprocess_metrics_dir(settings, workers)
+        if workers != 1:
+            gc.enable()  # this process only supervises; each server process starts its own
         sys.stdout.flush()
         uvicorn.run(
             "opencues.web.app:app_factory",
@@ -339,6 +344,10 @@ def worker(ctx, threads: int, name: str | None):
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    # As a server does (opencues.web.app._freeze_startup_objects): the start's objects out of the
+    # collector's reach, then collections on (off since the start, under python -m opencues).
+    gc.freeze()
+    gc.enable()
     pool.start()
     click.echo(f"opencues worker: {threads} thread(s) running", err=True)
     while pool.alive():

@@ -161,13 +161,13 @@ def _remove_files(file_store, payload_keys: list[str], account_ids) -> None:
     disk. Best effort: a file left behind is only disk space (exports are swept by age anyway)."""
     if file_store is None:
         return
-    from opencues.exports import FILE_PREFIX
+    from opencues.filestore import EXPORT_FILES
 
     try:
         for key in payload_keys:
             file_store.delete(key)
         for account_id in account_ids:
-            file_store.remove_all(f"{FILE_PREFIX}/{account_id}")
+            file_store.remove_all(f"{EXPORT_FILES}/{account_id}")
     except Exception:  # noqa: BLE001 - the data is gone either way; the disk is tidied next time
         log.exception("could not remove the files of reset accounts")
 

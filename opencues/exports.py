@@ -48,7 +48,7 @@ from opencues import conditions as conditions_lang
 from opencues import attribute_keys, export_cells, export_windows, links, mail, timestamps, worker
 from opencues.csv_writer import CsvWriter
 from opencues.errors import bad_request
-from opencues.filestore import PRESIGNED_MAX_SECONDS
+from opencues.filestore import EXPORT_FILES, PRESIGNED_MAX_SECONDS
 from opencues.storage import Database
 from opencues.storage.schema import events
 
@@ -60,7 +60,7 @@ FETCH_ROWS = 5_000
 CSV_LEADING = ("name", "timestamp", "user_id")
 MEDIA_TYPES = {"json": "application/x-ndjson", "csv": "text/csv; charset=utf-8"}
 EXTENSIONS = {"json": "ndjson", "csv": "csv"}
-FILE_PREFIX = "exports"  # in the file store; files older than the link lifetime are swept (worker)
+FILE_PREFIX = EXPORT_FILES  # (in the file store; swept by the workers once older than the link lifetime)
 GZIP_LEVEL = 1  # exports are large: level 1 is ~4x faster than the default for ~10% more bytes
 # CSV attribute columns the database renders as cells of a row; a wider CSV export is rendered in
 # Python (``export_cells``). A statement may select 2,000 columns on SQLite, 1,664 on PostgreSQL, but

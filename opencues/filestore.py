@@ -19,6 +19,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO, Iterator, Protocol
 
+EXPORT_FILES = "exports"  # the prefix of every export file; files older than the link lifetime are swept (workers)
+
 
 class FileStore(Protocol):
     def writer(self, key: str) -> "contextmanager[BinaryIO]":

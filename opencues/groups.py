@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, Field, StringConstraints, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 from sqlalchemy import select, update
 
 from opencues import ids, ingestion_rules, profiles, timestamps
@@ -85,6 +85,8 @@ def update_group(
 
 class GroupUsers(BaseModel):
     """The body of ``POST groups/{id}/users`` (it validates it)."""
+
+    model_config = ConfigDict(defer_build=True)  # built at its first use, not at start
 
     user_ids: list[Annotated[str, StringConstraints(min_length=1)]] = Field(
         min_length=1, max_length=MAX_USER_IDS, description="Required. IDs of the users to associate with the group"

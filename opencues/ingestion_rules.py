@@ -84,7 +84,7 @@ Name = Annotated[str, StringConstraints(min_length=1)]
 class RulesBody(BaseModel):
     """The rules object: the body of a POST (it validates it) and of both responses."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)  # built at its first use, not at start
     mode: Literal["deny", "allow"] = Field("deny", description="`deny` drops the listed names; `allow` keeps only them")
     profile_attributes: list[Name] = Field(default_factory=list, max_length=MAX_NAMES, description="User profile attribute names")
     event_names: list[Name] = Field(default_factory=list, max_length=MAX_NAMES, description="Event names (`appcues:*` events are never filtered)")

@@ -28,7 +28,7 @@ SWITCHES = ("enforcement_mode", "secure_data_ingest")
 class SdkKeyCreate(BaseModel):
     """``POST sdk_keys``. Other members (an ``account_id``) are ignored."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", defer_build=True)  # built at its first use, not at start
     name: StrictStr = Field(min_length=1, description="Required. A name for the key")
     tag_field: StrictStr | None = Field(None, description="Optional. Stored and reported as given")
 
@@ -36,7 +36,7 @@ class SdkKeyCreate(BaseModel):
 class SdkKeyTagField(BaseModel):
     """``PATCH sdk_keys/{id}/tag_field`` (or ``PATCH sdk_keys/{id}``)."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", defer_build=True)
     tag_field: StrictStr | None = Field(description="Required. The new tag field; null clears it")
 
 

@@ -100,6 +100,7 @@ class Settings(BaseSettings):
     journal_max_requests: int = Field(10_000, ge=1, description="Requests the journal keeps (the oldest are dropped).")
     analytics_rate_limit: str = Field(
         "60/second",
+        validate_default=False,  # a set value is checked (``_rate_limit_parses``), the default needs no ``limits``
         description="Per-account request rate of the `analytics/*` routes (their `X-RateLimit-*` headers), e.g. `60/second`.",
     )
     analytics_export_concurrency: int = Field(
@@ -153,7 +154,7 @@ class Settings(BaseSettings):
         description="Keep events this many days, then workers remove them (hourly): on PostgreSQL by dropping whole month partitions past the period (so up to a month longer), on SQLite by deleting in batches. Unset: events are kept forever.",
     )  # fmt: skip
 
-    @field_validator("rate_limit")
+    @field_validator("rate_limit", "analytics_rate_limit")
     @classmethod
     def _rate_limit_parses(cls, value: str | None) -> str | None:
         if value:

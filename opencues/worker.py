@@ -65,6 +65,7 @@ from sqlalchemy import Connection, and_, or_, select, update
 
 from opencues import jobs, metrics, timestamps
 from opencues.errors import storage_fault
+from opencues.filestore import EXPORT_FILES
 from opencues.jobs import Job, JobStatus
 from opencues.storage import Database
 from opencues.storage.schema import control_job_modes, job_events
@@ -579,10 +580,8 @@ class Worker:
 
     def remove_expired_exports(self) -> int:
         """Delete export files whose download links have expired (nobody can fetch them any more)."""
-        from opencues.exports import FILE_PREFIX  # exports registers its handler with this module
-
         try:
-            removed = self.file_store.remove_older_than(FILE_PREFIX, self.settings.export_link_ttl_days * 86_400)
+            removed = self.file_store.remove_older_than(EXPORT_FILES, self.settings.export_link_ttl_days * 86_400)
         except Exception:  # noqa: BLE001 - the next sweep tries again
             log.exception("could not sweep expired export files")
             return 0

@@ -1,4 +1,4 @@
-"""The ASGI application factory."""
+"""The ASGI application factory: a Starlette app over the one route table (``opencues.web.routes``)."""
 
 from __future__ import annotations
 
@@ -6,30 +6,30 @@ import gc
 import sys
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 
-from opencues import __version__, logs
+from opencues import logs
 from opencues.filestore import open_file_store
 from opencues.ingestion_rules import RulesCache
 from opencues.settings import Settings, load_settings
 from opencues.storage import Database, open_database
 from opencues.studio import routes as studio_routes
 from opencues.web import control_routes, docs_page, errors, routes
-from opencues.web.auth import build_analytics_rate_limiter, build_rate_limiter
-from opencues.web.dispatch import LeanRoute
+from opencues.web.auth import build_rate_limiter
+from opencues.web.dispatch import DirectRoute
 from opencues.web.observe import ObserveRequests
 from opencues.web.responses import json_response
 
 
-def create_app(settings: Settings | None = None, db: Database | None = None, *, freeze_gc: bool = False) -> FastAPI:
+def create_app(settings: Settings | None = None, db: Database | None = None, *, freeze_gc: bool = False) -> Starlette:
     """The API application. ``freeze_gc``: the server process's own app (see ``_freeze_startup_objects``)."""
     settings = settings or load_settings()
     owns_db = db is None
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI):
+    async def lifespan(app: Starlette):
         app.state.db = db or open_database(settings)
         if settings.metrics:
             from opencues import metrics
@@ -56,22 +56,13 @@ def create_app(settings: Settings | None = None, db: Database | None = None, *, 
                 app.state.db.dispose()
             _forget_this_process_gauges()
 
-    app = FastAPI(
-        title="opencues — Appcues Public API v2",
-        version=__version__,
-        description="A self-hostable implementation of the Appcues Public API v2. "
-        "Authenticate with HTTP Basic auth using an API key and secret (`opencues keys create`).",
-        lifespan=lifespan,
-        docs_url=None,  # served from local files by opencues.web.docs_page
-        redoc_url=None,
-    )
-    app.router.route_class = LeanRoute  # handlers called directly; see opencues.web.dispatch
+    app = Starlette(lifespan=lifespan)
     app.state.settings = settings
     app.state.db = db
     app.state.file_store = open_file_store(settings)
     app.state.rate_limiter = build_rate_limiter(settings)
     app.state.ingestion_rules = RulesCache(settings.ingestion_rules_cache_seconds)
-    app.state.analytics_rate_limiter = build_analytics_rate_limiter(settings)
+    app.state.analytics_rate_limiter = None  # made at the first analytics request (opencues.web.auth)
     app.state.wake_workers = lambda: None  # replaced by the in-process worker pool's, if any
     errors.install(app)
     routes.register(app)
@@ -81,34 +72,28 @@ def create_app(settings: Settings | None = None, db: Database | None = None, *, 
         from opencues.web.control_layer import ControlLayer
 
         app.add_middleware(ControlLayer, state=app.state, settings=settings)
-    app.openapi = lambda: _openapi_document(app)
-    docs_page.install(app)
-
-    @app.get("/healthz", include_in_schema=False)
-    async def healthz(_request: Request):
-        return json_response({"status": 200, "title": "OK"})
-
+    docs_page.install(app)  # /openapi.json and /docs
+    app.router.routes.append(DirectRoute("/healthz", healthz, "GET", include_in_schema=False))
     if settings.metrics:
-
-        @app.get("/metrics", include_in_schema=False)
-        async def metrics_view(request: Request):
-            """Prometheus exposition (no auth: scrapers don't log in; OPENCUES_METRICS=off removes it)."""
-            from starlette.concurrency import run_in_threadpool
-
-            from opencues import metrics
-
-            body, content_type = await run_in_threadpool(metrics.render, request.app.state.db)
-            return Response(body, media_type=content_type)
+        app.router.routes.append(DirectRoute("/metrics", metrics_view, "GET", include_in_schema=False))
 
     app.add_middleware(ObserveRequests, metrics=settings.metrics)  # outermost: times everything
 
     return app
 
 
-def _openapi_document(app: FastAPI) -> dict:
-    from opencues.web import openapi  # (with its models: only when the document is asked for)
+async def healthz(_request: Request):
+    return json_response({"status": 200, "title": "OK"})
 
-    return openapi.build(app)
+
+async def metrics_view(request: Request):
+    """Prometheus exposition (no auth: scrapers don't log in; OPENCUES_METRICS=off removes it)."""
+    from starlette.concurrency import run_in_threadpool
+
+    from opencues import metrics
+
+    body, content_type = await run_in_threadpool(metrics.render, request.app.state.db)
+    return Response(body, media_type=content_type)
 
 
 def _forget_this_process_gauges() -> None:
@@ -123,15 +108,21 @@ def _forget_this_process_gauges() -> None:
 
 
 def _freeze_startup_objects() -> None:
-    """Move everything allocated so far (modules, routes, the OpenAPI models, the engine) out of
-    the garbage collector's reach. Otherwise each full collection walks those ~100,000 long-lived
-    objects (~50 ms) while requests wait: with them frozen, track's p99 latency under load went
-    from ~40 ms to ~3.5 ms (``bench/bench_api.py``). Objects made later are collected as usual."""
-    gc.collect()
+    """Move everything allocated so far (modules, routes, the engine) out of the garbage
+    collector's reach. Otherwise each full collection walks those ~100,000 long-lived objects
+    (~50 ms) while requests wait: with them frozen, track's p99 latency under load went from
+    ~40 ms to ~3.5 ms (``bench/bench_api.py``). Objects made later are collected as usual.
+
+    Under ``opencues serve`` collections were off since the process started (``opencues.__main__``):
+    they are turned on here, without the full collection first (~40 ms of the start): it would
+    free ~1,000 objects of the start-up (~0.3 MB: discarded functions and classes), frozen instead."""
+    if gc.isenabled():
+        gc.collect()
     gc.freeze()
+    gc.enable()
 
 
-def app_factory() -> FastAPI:
+def app_factory() -> Starlette:
     """Entry point for ``uvicorn --factory`` (each server process reads the environment)."""
     settings = load_settings()
     logs.configure(settings)

@@ -178,16 +178,18 @@ def build_rate_limiter(settings) -> RateLimiter | None:
     )
 
 
-def build_analytics_rate_limiter(settings) -> RateLimiter:
+def analytics_rate_limiter(state) -> RateLimiter:
     """The ``analytics/*`` routes' own per-account limit (OPENCUES_ANALYTICS_RATE_LIMIT), on the
     same storage as the per-key limiter: shared through Redis when OPENCUES_REDIS_URL is set, with
-    the same fallback. Always present: those routes always send the rate-limit headers."""
-    try:
-        return RateLimiter(
+    the same fallback. Made at the first analytics request (``state``: the app's; the event loop's
+    thread), so a plain start imports no rate-limit library; the setting itself is checked when
+    the settings are read."""
+    if state.analytics_rate_limiter is None:
+        settings = state.settings
+        state.analytics_rate_limiter = RateLimiter(
             settings.analytics_rate_limit,
             settings.redis_url,
             timeout=settings.redis_timeout_seconds,
             retry_seconds=settings.redis_retry_seconds,
         )
-    except ValueError as exc:
-        raise ValueError(f"OPENCUES_ANALYTICS_RATE_LIMIT: {exc}") from None
+    return state.analytics_rate_limiter

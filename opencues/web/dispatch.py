@@ -1,19 +1,16 @@
-"""Calling handlers without FastAPI's per-request machinery.
+"""The API's routes: plain Starlette routes that call their handler directly.
 
-Every handler here takes the request and its path parameters (strings) and reads bodies, query
-strings and headers itself, returning a ``Response``. For such a handler FastAPI's per-request
-work — solving dependencies, validating ``str`` path parameters as strings, two exit stacks —
-changes nothing but costs about 100 µs a request, more than the handler of a track. ``LeanRoute``
-keeps FastAPI's route (OpenAPI documentation, 405s, ``app.url_path_for``) and calls the handler
-as ``handler(request, **path_params)`` through Starlette's plain request/response wrapper, which
-still hands exceptions to the app's error handlers.
+Every handler of the API takes the request and its path parameters (strings) and reads bodies,
+query strings and headers itself, returning a ``Response``. A ``DirectRoute`` calls it as
+``handler(request, **path_params)`` through Starlette's request/response wrapper, which hands
+exceptions to the app's error handlers. There is no per-request framework work beyond Starlette's
+path match (FastAPI's — solving dependencies, validating ``str`` path parameters as strings, two
+exit stacks — changed nothing for such handlers and cost about 100 µs a request), and no
+framework set-up at start: the OpenAPI document is generated from the same route table when it
+is first read (``opencues.web.openapi``), so a plain start never imports FastAPI or its models.
 
-A handler declaring anything else (a query parameter, a body model, a dependency) keeps FastAPI's
-full handling, so the shortcut never changes behaviour.
-
-A direct route also puts off FastAPI's own set-up (the models of its OpenAPI documentation: ~660
-pydantic adapters over the API's ~100 routes, two thirds of the server's start-up CPU) until
-something first reads it — the OpenAPI document; serving a request never does.
+A handler of any other shape (a query parameter in its signature, a body model, a dependency)
+is refused when the route is built: nothing would inject them.
 """
 
 from __future__ import annotations
@@ -21,7 +18,6 @@ from __future__ import annotations
 import functools
 import inspect
 
-from fastapi.routing import APIRoute
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route, compile_path
@@ -59,46 +55,21 @@ def _direct(endpoint):
     return handle
 
 
-class LeanRoute(APIRoute):
-    """An ``APIRoute`` that calls a request-and-path-parameters handler directly (see above)."""
+class DirectRoute(Route):
+    """A route of one method whose handler is ``async (request, <path params: str>) -> Response``."""
 
-    def __init__(self, path: str, endpoint, *, docs=None, **kwargs):
-        """``docs``: a function returning more keyword arguments (the OpenAPI documentation),
-        called only when FastAPI's part of the route is built."""
-        direct = kwargs.get("max_body_size") is None and _takes_request_and_path_only(endpoint, _path_params(path))
-        if docs is not None and not direct:
-            kwargs.update(docs())
-            docs = None
-        if direct:
-            # Only what matching and calling need now; FastAPI's part when first read (__getattr__).
-            Route.__init__(self, path, _direct(endpoint), name=kwargs.get("name") or endpoint.__name__,
-                           include_in_schema=kwargs.get("include_in_schema", True))  # fmt: skip
-            self.methods = {m.upper() for m in kwargs.get("methods") or ("GET",)}
-            self.endpoint = endpoint
-            self._deferred = (path, endpoint, kwargs, docs)
-            self.lean = True
-        else:
-            super().__init__(path, endpoint, **kwargs, **(docs() if docs else {}))
-            self.lean = False
-
-    def __getattr__(self, name: str):
-        """FastAPI's route state (response models, dependant, …), built when first asked for."""
-        deferred = self.__dict__.get("_deferred")
-        if deferred is None or name.startswith("__"):
-            raise AttributeError(name)
-        self._deferred = None
-        direct = self.app
-        path, endpoint, kwargs, docs = deferred
-        APIRoute.__init__(self, path, endpoint, **kwargs, **(docs() if docs else {}))
-        self.app = direct
-        return getattr(self, name)
+    def __init__(self, path: str, endpoint, method: str, *, name: str | None = None, include_in_schema: bool = True):
+        if not _takes_request_and_path_only(endpoint, _path_params(path)):
+            raise TypeError(
+                f"{endpoint.__qualname__} must be `async def (request: Request, <each path parameter>: str)`"
+            )
+        super().__init__(path, _direct(endpoint), name=name or endpoint.__name__, include_in_schema=include_in_schema)
+        # Exactly this method: Starlette would add HEAD to a GET, and the API answers HEAD with 405.
+        self.methods = {method.upper()}
+        self.endpoint = endpoint  # the handler itself, as the matched scope's `endpoint` names it
 
     def matches(self, scope):
-        # FastAPI's matching also resolves per-route context on every probe, for every route
-        # tried (~4 µs each, ~25 routes); a direct handler needs only Starlette's path match.
-        if self.lean:
-            match, child_scope = Route.matches(self, scope)
-            if child_scope:
-                child_scope["route"] = self  # as FastAPI's own matching does: the access log and metrics read it
-            return match, child_scope
-        return super().matches(scope)
+        match, child_scope = super().matches(scope)
+        if child_scope:
+            child_scope["route"] = self  # the access log and the metrics name a request by its route's path
+        return match, child_scope

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import time
 
-from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.routing import Match
@@ -67,12 +66,6 @@ async def http_error(request: Request, exc: StarletteHTTPException):
     else:
         detail = str(exc.detail)
     return problem_response(exc.status_code, detail, headers)
-
-
-async def validation_error(_request: Request, exc: RequestValidationError):
-    first = exc.errors()[0] if exc.errors() else {}
-    location = ".".join(str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path"))
-    return problem_response(400, f"`{location}`: {first.get('msg', 'invalid value')}")
 
 
 class OutageLog:
@@ -183,6 +176,5 @@ def database_unavailable(exc: BaseException) -> bool:
 def install(app) -> None:
     app.add_exception_handler(ApiError, api_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
-    app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(Exception, unexpected_error)  # what fails outside the layer below
     app.add_middleware(ContainUnexpectedErrors)

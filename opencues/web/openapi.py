@@ -1,21 +1,24 @@
 """The OpenAPI document: real request and response bodies for every route in ``ROUTES``.
 
-Handlers read their bodies themselves and return ``Response`` objects, so FastAPI sees neither
-bodies nor results. The pydantic models here are documentation only — FastAPI passes a returned
-``Response`` through untouched, so they cost nothing per request. Each route's documentation is a
-``Docs``: given explicitly as ``Route(..., docs=...)`` or, for the spec's endpoints, found in
+The app's routes are plain Starlette routes (``opencues.web.dispatch``); the document is generated
+from the same route table, ``ROUTES``, by FastAPI's generator over FastAPI routes made for it
+alone, when the document is first read (this module, FastAPI and the models are imported then,
+never on a plain start). Handlers read their bodies themselves and return ``Response`` objects:
+the pydantic models here document them and cost nothing per request. Each route's documentation
+is a ``Docs``: given explicitly as ``Route(..., docs=...)`` or, for the spec's endpoints, found in
 ``SPEC_DOCS`` by method and path shape, so adding a route of the spec needs no extra wiring.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import orjson
-from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field, RootModel, create_model
 from starlette.responses import Response
 
@@ -496,7 +499,7 @@ def _body_schema(spec) -> dict:
 
 
 def route_kwargs(route) -> dict[str, Any]:
-    """Keyword arguments for ``app.add_api_route`` documenting ``route`` (``route.extra`` wins)."""
+    """Keyword arguments for a FastAPI ``APIRoute`` documenting ``route`` (``route.extra`` wins)."""
     docs = docs_for(route)
     status = route.status
     kwargs: dict[str, Any] = {}
@@ -537,14 +540,41 @@ def route_kwargs(route) -> dict[str, Any]:
     return {**kwargs, **route.extra}
 
 
-def build(app: FastAPI) -> dict:
-    """The document: FastAPI's, plus the security scheme and body models, minus the 422
-    responses FastAPI adds for path parameters (this API answers invalid input with 400)."""
-    if app.openapi_schema:
-        return app.openapi_schema
-    document = get_openapi(
-        title=app.title, version=app.version, description=app.description, routes=app.routes
-    )
+def operation_kwargs(route) -> dict[str, Any]:
+    """FastAPI route keyword arguments documenting one route of ``ROUTES``."""
+    return {"summary": route.summary, "tags": [route.tag], **route_kwargs(route)}
+
+
+def download_kwargs(route) -> dict[str, Any]:
+    """The same for the export download link (``PUBLIC_ROUTES``): no API key, its own errors."""
+    return {
+        "summary": route.summary,
+        "tags": [route.tag],
+        "description": "Streams an export file. The link itself is the credential: a tampered link "
+        "is 403, an expired one 410, a removed file 404.",
+        "response_class": Response,
+        "responses": {
+            200: {"content": {"text/csv": {}, "application/x-ndjson": {}}, "description": "The export file"},
+            **problem_responses(DOWNLOAD_ERRORS),
+        },
+    }
+
+
+def documented_routes() -> list[APIRoute]:
+    """The route table as FastAPI routes, for its document generator only (never served)."""
+    from opencues.web.routes import PUBLIC_ROUTES, ROUTES
+
+    return [APIRoute(r.path, r.handler, methods=[r.method], **download_kwargs(r)) for r in PUBLIC_ROUTES] + [
+        APIRoute(r.path, r.handler, methods=[r.method], **operation_kwargs(r)) for r in ROUTES
+    ]
+
+
+@functools.cache
+def build(title: str, version: str, description: str) -> dict:
+    """The document (the same for every app of a process: built once): FastAPI's, plus the
+    security scheme and body models, minus the 422 responses FastAPI adds for path parameters
+    (this API answers invalid input with 400)."""
+    document = get_openapi(title=title, version=version, description=description, routes=documented_routes())
     components = document.setdefault("components", {})
     schemas = components.setdefault("schemas", {})
     used = orjson.dumps(document.get("paths", {})).decode()
@@ -577,7 +607,6 @@ def build(app: FastAPI) -> dict:
             if path.startswith("/downloads/"):
                 responses.setdefault("410", _problem_response(410))
     _add_examples(document)
-    app.openapi_schema = document
     return document
 
 

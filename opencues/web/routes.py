@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Callable
 
-from starlette.responses import Response
-
-from opencues.web.dispatch import LeanRoute
+from opencues.web.dispatch import DirectRoute
 from opencues.web.views import flows, profiles, segments
 from opencues.web.views import events as event_views
 from opencues.web.views import imports as import_views
@@ -107,30 +104,6 @@ PUBLIC_ROUTES: list[Route] = [
 
 def register(app) -> None:
     """Add every route. Their OpenAPI documentation (``opencues.web.openapi``, with its models) is
-    put together only when first read: a plain start does without it."""
-    for route in PUBLIC_ROUTES:
-        app.router.routes.append(LeanRoute(route.path, route.handler, methods=[route.method], docs=partial(_download_docs, route)))
-    for route in ROUTES:
-        app.router.routes.append(LeanRoute(route.path, route.handler, methods=[route.method], docs=partial(_docs, route)))
-
-
-def _docs(route: Route) -> dict:
-    from opencues.web import openapi
-
-    return {"summary": route.summary, "tags": [route.tag], **openapi.route_kwargs(route)}
-
-
-def _download_docs(route: Route) -> dict:
-    from opencues.web import openapi
-
-    return {
-        "summary": route.summary,
-        "tags": [route.tag],
-        "description": "Streams an export file. The link itself is the credential: a tampered link "
-        "is 403, an expired one 410, a removed file 404.",
-        "response_class": Response,
-        "responses": {
-            200: {"content": {"text/csv": {}, "application/x-ndjson": {}}, "description": "The export file"},
-            **openapi.problem_responses(openapi.DOWNLOAD_ERRORS),
-        },
-    }
+    generated from these same tables when first read: a plain start does without it."""
+    for route in PUBLIC_ROUTES + ROUTES:
+        app.router.routes.append(DirectRoute(route.path, route.handler, route.method))

@@ -16,7 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
 from opencues.errors import ApiError
-from opencues.web.auth import authorize
+from opencues.web.auth import analytics_rate_limiter, authorize
 from opencues.web.bodies import read_json
 from opencues.web.responses import json_response
 from opencues.web.urls import base_url
@@ -29,7 +29,7 @@ def _limit_key(account_id: str) -> str:
 def _rate_headers(request: Request, account_id: str, *, hit: bool) -> dict[str, str]:
     """Count this request (``hit``) against the account's analytics limit and describe the limit;
     429 (with the headers and ``Retry-After``) when it is exhausted."""
-    limiter = request.app.state.analytics_rate_limiter
+    limiter = analytics_rate_limiter(request.app.state)
     rate = limiter.rate
     allowed, remaining, reset_time = limiter.window(_limit_key(account_id), hit=hit)
     reset = max(math.ceil(reset_time), math.floor(time.time()) + 1)

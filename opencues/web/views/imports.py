@@ -10,7 +10,6 @@ from starlette.requests import Request
 
 from opencues import idempotency, jobs, segments
 from opencues.web.auth import authorize
-from opencues.web.intake import receive_payload
 from opencues.web.responses import accepted
 from opencues.web.urls import account_url
 
@@ -22,6 +21,9 @@ def idempotency_key(request: Request) -> str | None:
 
 
 async def _submit(request: Request, account_id: str, kind: str, *, params: dict | None = None, user_ids: bool = False):
+    # (the intake and its readers: imported at the first upload, not at start)
+    from opencues.web.intake import receive_payload
+
     key = idempotency_key(request)
     payload = await receive_payload(request, user_ids=user_ids)
     fmt = payload.format.value

@@ -7,20 +7,19 @@ import threading
 
 import orjson
 import pytest
-from fastapi import FastAPI
+from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.testclient import TestClient
 
 from opencues.web import bodies, errors
-from opencues.web.dispatch import LeanRoute
+from opencues.web.dispatch import DirectRoute
 from opencues.web.responses import json_response
 from tests.conftest import assert_problem
 
 
 @pytest.fixture
 def client():
-    app = FastAPI()
-    app.router.route_class = LeanRoute
+    app = Starlette()
     errors.install(app)
 
     class State:
@@ -36,7 +35,7 @@ def client():
 
         return json_response(await bodies.read_json(request, prepare=prepare))
 
-    app.add_api_route("/echo", echo, methods=["POST"])
+    app.router.routes.append(DirectRoute("/echo", echo, "POST"))
     with TestClient(app) as test_client:
         yield test_client
 

@@ -353,11 +353,11 @@ def test_nothing_a_client_sends_is_a_500(any_world, route):
 
 
 def test_an_unexpected_exception_is_a_500_problem_without_a_trace(world):
-    def explode():
+    async def explode(_request):
         raise RuntimeError("secret internals")
 
     app = create_app(world.app.state.settings, world.db)
-    app.add_api_route("/explode", explode)
+    app.add_route("/explode", explode)
     with TestClient(app, raise_server_exceptions=False) as client:
         response = client.get("/explode")
     body = assert_problem(response, 500)

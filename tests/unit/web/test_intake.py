@@ -8,6 +8,7 @@ from starlette.requests import Request
 from starlette.testclient import TestClient
 
 from opencues.settings import Settings
+from opencues.web.dispatch import DirectRoute
 from opencues.web.intake import receive_payload
 from opencues.web.responses import json_response
 from tests.conftest import assert_problem
@@ -28,7 +29,7 @@ def intake(tmp_path):
 
     settings = Settings(data_dir=tmp_path / "data", max_body_bytes=BODY_LIMIT, max_upload_bytes=UPLOAD_LIMIT)
     app = create_app(settings)
-    app.add_api_route("/_intake", _intake_view, methods=["POST"])
+    app.router.routes.append(DirectRoute("/_intake", _intake_view, "POST"))
     with TestClient(app) as client:
         client.files_root = Path(settings.data_dir) / "files"
         yield client
