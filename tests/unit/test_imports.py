@@ -609,6 +609,19 @@ def test_too_many_attribute_keys_is_a_row_error(api, app, db, settings):
     assert profile_of(db, "u2") is None
 
 
+def test_attributes_the_text_shortcut_cannot_clear_are_walked_and_kept(api, app, db, settings):
+    # Colons in values push the text's colon count past the limit: the row is walked, and kept.
+    settings.max_attribute_keys = 3
+    body = ndjson({"user_id": "u1", "name": "ok", "timestamp": 1, "url": "https://a:1/b:c:d"},
+                  {"user_id": "u2", "name": "many", "timestamp": 2, "a": 1, "b": 2, "c": 3, "d": "x:y"})  # fmt: skip
+    job = job_of(api, api.post("import/events", content=body, headers=NDJSON))
+    drain(app)
+    attributes = completed(api, job["job_id"])
+    assert attributes["ingestions_completed"] == 1 and attributes["ingestions_failed"] == 1
+    assert attributes["errors"][0]["line"] == 2 and "more than 3" in attributes["errors"][0]["reason"]
+    assert [(r.user_id, r.attributes) for r in event_rows(db)] == [("u1", {"url": "https://a:1/b:c:d"})]
+
+
 def test_imported_events_get_flow_id_and_hourly_counts(api, app, db):
     from opencues import event_counts
     from opencues.storage.schema import event_name_hours
