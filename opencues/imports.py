@@ -237,9 +237,7 @@ def import_events(ctx: JobContext) -> None:
             if keeps is not None and not keeps(name):
                 filtered += 1
                 continue
-            flow_id = attributes.get("flowId")
-            if flow_id is not None and type(flow_id) is not str:
-                flow_id = flow_id_of(attributes)
+            flow_id = flow_id_of(attributes)
             if postgres:
                 append((account_id, user_id, name, timestamp, document, flow_id))
             else:
