@@ -41,7 +41,8 @@ from pathlib import Path
 import orjson
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+# ``--against``'s children import opencues from the tree they measure (run with ``python -S``).
+sys.path.insert(0, os.environ.get("OPENCUES_BENCH_TREE", str(ROOT)))
 
 EVENT_NAMES = ["Clicked", "Viewed", "Bought", "Signed in", "Opened"]
 PLANS = ["free", "trial", "pro", "team"]
@@ -52,13 +53,17 @@ START = datetime(2024, 1, 1, tzinfo=timezone.utc)
 # --------------------------------------------------------------------------- data
 
 
-def event_rows(count: int, users: int, seed: int = 1):
+def event_rows(count: int, users: int, seed: int = 1, flow_percent: int = 0):
     """``count`` events of ``users`` distinct users, one every ~0.8 s from 2024-01-01, with 10
-    short attributes (strings, ints, floats, booleans) — ~180 bytes a line as NDJSON."""
+    short attributes (strings, ints, floats, booleans) — ~180 bytes a line as NDJSON. With
+    ``flow_percent``, that share of them also carries a ``flowId`` (one of 300 flows), as flow
+    and NPS events do: those events take an entry in the partial flow index too."""
     rng = random.Random(seed)
     for i in range(count):
         when = START + timedelta(milliseconds=i * 797)
+        flow = {"flowId": f"flow-{(i * 7919) % 300:03d}"} if i % 100 < flow_percent else {}
         yield {
+            **flow,
             "user_id": f"u{rng.randrange(users):06d}",
             "name": EVENT_NAMES[i % 5],
             "timestamp": when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z",
@@ -117,11 +122,12 @@ def to_csv(rows) -> bytes:
     return out.getvalue().encode()
 
 
-def payload_file(work: Path, kind: str, fmt: str, count: int, users: int) -> Path:
+def payload_file(work: Path, kind: str, fmt: str, count: int, users: int, flow_percent: int = 0) -> Path:
     """The generated upload, cached in the work directory."""
-    path = work / f"{kind}-{count}-{users}.{fmt}"
+    flows = f"-flows{flow_percent}" if flow_percent else ""
+    path = work / f"{kind}-{count}-{users}{flows}.{fmt}"
     if not path.exists():
-        rows = list(event_rows(count, users) if kind == "events" else profile_rows(count))
+        rows = list(event_rows(count, users, flow_percent=flow_percent) if kind == "events" else profile_rows(count))
         path.write_bytes(to_ndjson(rows) if fmt == "ndjson" else to_csv(rows))
     return path
 
@@ -148,7 +154,7 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def fresh_database(data_dir: Path, database_url: str | None):
+def fresh_database(data_dir: Path, database_url: str | None, pg_name: str = "opencues_bench_import"):
     """Settings for an empty, migrated database (SQLite in ``data_dir`` or a re-created PG db)."""
     from opencues.settings import Settings
     from opencues.storage import open_database
@@ -161,9 +167,9 @@ def fresh_database(data_dir: Path, database_url: str | None):
 
         base = "postgresql://" + database_url.split("://", 1)[1]
         with psycopg.connect(base, autocommit=True) as conn:
-            conn.execute("DROP DATABASE IF EXISTS opencues_bench_import WITH (FORCE)")
-            conn.execute("CREATE DATABASE opencues_bench_import")
-        url = base.rsplit("/", 1)[0] + "/opencues_bench_import"
+            conn.execute(f"DROP DATABASE IF EXISTS {pg_name} WITH (FORCE)")
+            conn.execute(f"CREATE DATABASE {pg_name}")
+        url = base.rsplit("/", 1)[0] + "/" + pg_name
     settings = Settings(data_dir=data_dir, database_url=url)
     db = open_database(settings)  # migrates
     return settings, db
@@ -296,6 +302,127 @@ def floor_seconds(db, table: str, rows: list[tuple]) -> float:
         raw.close()
 
 
+# --------------------------------------------------------------------------- two code trees
+
+
+def backend_cpu_seconds(database_url: str | None, pg_name: str) -> float:
+    """CPU seconds of the PostgreSQL backends connected to ``pg_name`` (0 on SQLite)."""
+    if not database_url:
+        return 0.0
+    import psycopg
+
+    base = "postgresql://" + database_url.split("://", 1)[1]
+    with psycopg.connect(base, autocommit=True) as conn:
+        pids = [row[0] for row in conn.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s", (pg_name,))]
+    total = 0.0
+    for pid in pids:
+        try:
+            total += cpu_seconds(pid)
+        except OSError:  # the backend ended meanwhile
+            pass
+    return total
+
+
+def one_import(args) -> None:
+    """``--one-import``: one events import job run in this process, on a fresh database, with the
+    opencues of ``OPENCUES_BENCH_TREE``; prints its figures as one JSON line."""
+    import opencues
+    from opencues import accounts, jobs, worker
+    from opencues.filestore import LocalFileStore
+
+    tree = Path(os.environ.get("OPENCUES_BENCH_TREE", ROOT)).resolve()
+    if not Path(opencues.__file__).resolve().is_relative_to(tree):
+        raise SystemExit(f"opencues came from {opencues.__file__}, not {tree} (run with python -S)")
+    sys.setswitchinterval(worker.GIL_SWITCH_INTERVAL)  # as a worker process sets it
+    work = Path(args.work_dir) / "compare"
+    settings, db = fresh_database(work, args.database_url, args.pg_database)
+    account = "bench-compare"
+    accounts.create_account(db, account)
+    store = LocalFileStore(work / "files")
+    key = f"bench/payload.{args.one_import}"
+    with open(args.payload, "rb") as source, store.writer(key) as target:
+        shutil.copyfileobj(source, target, 1 << 20)
+    jobs.submit(db, account, "import_events", payload_key=key, payload_format=args.one_import, file_store=store)
+    worker.load_handlers()  # a server imports them once, at its first job: not the import's cost
+    pid = os.getpid()
+    cpu0, backends0, wall0 = cpu_seconds(pid), backend_cpu_seconds(settings.database_url, args.pg_database), time.perf_counter()
+    assert worker.run_pending_jobs(db, store, settings, timeout=3600) == 1
+    wall = time.perf_counter() - wall0
+    cpu = cpu_seconds(pid) - cpu0 + backend_cpu_seconds(settings.database_url, args.pg_database) - backends0
+    with db.engine.connect() as conn:
+        from sqlalchemy import text
+
+        stored = conn.execute(text("SELECT count(*) FROM events")).scalar()
+        job = conn.execute(text("SELECT status, rows_done FROM jobs")).one()
+    db.dispose()
+    print(orjson.dumps({"rows": stored, "status": job[0], "wall": wall, "cpu": cpu}).decode(), flush=True)
+
+
+def compare_trees(args) -> None:
+    """``--against``: events imports of this tree and another alternated, each its own process
+    (``python -S``, the tree first on the path), on the same payloads; medians and ratios."""
+    import site
+    import statistics
+
+    trees = {"this": ROOT, "against": Path(args.against).resolve()}
+    work = Path(args.work_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    backends = {"sqlite": None, "postgresql": args.database_url}
+    if not args.database_url:
+        backends.pop("postgresql")
+    formats = [f for f in args.formats.split(",") if f]
+    payloads = {fmt: payload_file(work, "events", fmt, args.events, args.users, args.flow_percent) for fmt in formats}
+    print(
+        f"{args.events:,} events of {args.users:,} users, {args.flow_percent} % with a flowId; "
+        f"this tree {ROOT} against {trees['against']}; {args.rounds} rounds",
+        flush=True,
+    )
+    figures: dict = {}
+    for round_ in range(args.rounds):
+        for backend, url in backends.items():
+            for fmt in formats:
+                order = list(trees.items()) if round_ % 2 == 0 else list(trees.items())[::-1]
+                for label, tree in order:
+                    command = [sys.executable, "-S", str(Path(__file__).resolve()), "--one-import", fmt,
+                               "--payload", str(payloads[fmt]), "--work-dir", str(work / label),
+                               "--pg-database", args.pg_database]  # fmt: skip
+                    if url:
+                        command += ["--database-url", url]
+                    env = dict(os.environ, OPENCUES_BENCH_TREE=str(tree), PYTHONPATH=os.pathsep.join(site.getsitepackages()))
+                    done = subprocess.run(command, check=False, env=env, cwd=tree, capture_output=True, text=True)
+                    if done.returncode:
+                        raise SystemExit(f"{label} {backend} {fmt} failed:\n{done.stderr}")
+                    result = orjson.loads(done.stdout.strip().splitlines()[-1])
+                    if result["rows"] != args.events or result["status"] != "COMPLETED":
+                        raise SystemExit(f"{label} {backend} {fmt}: {result}")
+                    figures.setdefault((backend, fmt, label), []).append(result)
+                    print(
+                        f"round {round_ + 1} {backend:10s} {fmt:6s} {label:7s}: {args.events / result['wall']:9,.0f} rows/s, "
+                        f"{result['cpu'] / args.events * 1e6:5.1f} µs CPU/row",
+                        flush=True,
+                    )
+    if args.database_url:
+        fresh_database(work / "drop", args.database_url, args.pg_database)[1].dispose()
+        import psycopg
+
+        with psycopg.connect("postgresql://" + args.database_url.split("://", 1)[1], autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {args.pg_database} WITH (FORCE)")
+    print("\nmedians; ratio = this / against (rows per second; rows per CPU second), median of the rounds' ratios")
+    for backend in backends:
+        for fmt in formats:
+            this, against = figures[(backend, fmt, "this")], figures[(backend, fmt, "against")]
+            wall_ratio = statistics.median(a["wall"] / t["wall"] for t, a in zip(this, against))
+            cpu_ratio = statistics.median(a["cpu"] / t["cpu"] for t, a in zip(this, against))
+            median = lambda runs, key: statistics.median(r[key] for r in runs)
+            print(
+                f"{backend:10s} {fmt:6s} this {args.events / median(this, 'wall'):9,.0f} rows/s "
+                f"{median(this, 'cpu') / args.events * 1e6:5.1f} µs CPU/row | against "
+                f"{args.events / median(against, 'wall'):9,.0f} rows/s {median(against, 'cpu') / args.events * 1e6:5.1f} µs CPU/row "
+                f"| ratio {wall_ratio:.3f} (rows/s), {cpu_ratio:.3f} (rows/CPU-s)",
+                flush=True,
+            )
+
+
 # --------------------------------------------------------------------------- main
 
 
@@ -308,7 +435,17 @@ def main() -> None:
     parser.add_argument("--database-url", help="postgresql://… (default: SQLite)")
     parser.add_argument("--work-dir", default=os.path.join(tempfile.gettempdir(), "opencues-bench-import"))
     parser.add_argument("--skip-floor", action="store_true")
+    parser.add_argument("--against", metavar="TREE", help="alternate events imports with this other checkout (see --rounds)")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--flow-percent", type=int, default=0, help="share of events carrying a flowId")
+    parser.add_argument("--pg-database", default="opencues_bench_import")
+    parser.add_argument("--one-import", choices=["ndjson", "csv"], help=argparse.SUPPRESS)
+    parser.add_argument("--payload", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.one_import:
+        return one_import(args)
+    if args.against:
+        return compare_trees(args)
 
     import httpx
 

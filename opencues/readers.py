@@ -543,16 +543,17 @@ def profile_from_record(value: object) -> tuple[str, dict]:
     return user_id, attributes
 
 
-def event_from_record(value: object) -> tuple[str, str, int, dict]:
+def event_from_record(value: object, *, owned: bool = False) -> tuple[str, str, int, dict]:
     """``(user_id, name, timestamp_ms, attributes)`` of one event.
 
     ``timestamp`` is an ISO 8601 string (offset-less means UTC) or epoch milliseconds. Fields other
     than ``user_id``/``userId``/``name``/``timestamp``/``attributes`` are attributes, and so are the
-    keys of the ``attributes`` object, which wins when both carry the same key.
+    keys of the ``attributes`` object, which wins when both carry the same key. ``owned``: the
+    caller never reads ``value`` again, so it becomes the attributes itself (no copy; imports).
     """
     if type(value) is not dict:
         raise RowInvalid("an event must be a JSON object with `user_id`, `name` and `timestamp`")
-    attributes = value.copy()
+    attributes = value if owned else value.copy()
     pop = attributes.pop
     user_id = pop("user_id", None)
     if _needs_checking(user_id, attributes):

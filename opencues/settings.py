@@ -60,6 +60,11 @@ class Settings(BaseSettings):
         ge=1,
         description="SQLite page cache per database connection, in MiB (a server process holds a few; import and export jobs fill theirs).",
     )
+    sqlite_import_cache_mb: int = Field(
+        96,
+        ge=1,
+        description="SQLite page cache of the connection writing an events import batch, in MiB, for that batch only (its indexes' pages stay cached through the batch).",
+    )
     max_body_bytes: int = Field(20 * 1024 * 1024, description="Largest plain request body (HTTP 413 above).")
     max_upload_bytes: int = Field(200 * 1024 * 1024, description="Largest uploaded file in a multipart request (HTTP 413 above).")
     history_default_limit: int = Field(100, description="Events returned by `GET users/{id}/events` without `limit`.")

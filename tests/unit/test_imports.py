@@ -609,6 +609,41 @@ def test_too_many_attribute_keys_is_a_row_error(api, app, db, settings):
     assert profile_of(db, "u2") is None
 
 
+def test_attributes_the_text_shortcut_cannot_clear_are_walked_and_kept(api, app, db, settings):
+    # Colons in values push the text's colon count past the limit: the row is walked, and kept.
+    settings.max_attribute_keys = 3
+    body = ndjson({"user_id": "u1", "name": "ok", "timestamp": 1, "url": "https://a:1/b:c:d"},
+                  {"user_id": "u2", "name": "many", "timestamp": 2, "a": 1, "b": 2, "c": 3, "d": "x:y"})  # fmt: skip
+    job = job_of(api, api.post("import/events", content=body, headers=NDJSON))
+    drain(app)
+    attributes = completed(api, job["job_id"])
+    assert attributes["ingestions_completed"] == 1 and attributes["ingestions_failed"] == 1
+    assert attributes["errors"][0]["line"] == 2 and "more than 3" in attributes["errors"][0]["reason"]
+    assert [(r.user_id, r.attributes) for r in event_rows(db)] == [("u1", {"url": "https://a:1/b:c:d"})]
+
+
+def test_an_sqlite_events_batch_is_written_with_the_import_cache_then_the_usual_one(db):
+    """The larger page cache lasts the batch only, also when the batch fails."""
+    from opencues import imports
+
+    class Recording:
+        def __init__(self, fail: bool):
+            self.statements, self.fail = [], fail
+
+        def execute(self, sql, parameters=()):
+            self.statements.append(sql if sql.startswith("PRAGMA") else "INSERT")
+            if self.fail and sql.startswith("INSERT"):
+                raise RuntimeError("disk full")
+
+    raw = Recording(fail=False)
+    imports._insert_events_sqlite(raw, "acct1", ['["u",  "n", 1, "{}", null]'] * 11, 96, 32)
+    assert raw.statements == ["PRAGMA cache_size=-98304", "INSERT", "INSERT", "PRAGMA cache_size=-32768"]
+    raw = Recording(fail=True)
+    with pytest.raises(RuntimeError):
+        imports._insert_events_sqlite(raw, "acct1", ['["u", "n", 1, "{}", null]'], 96, 32)
+    assert raw.statements == ["PRAGMA cache_size=-98304", "INSERT", "PRAGMA cache_size=-32768"]
+
+
 def test_imported_events_get_flow_id_and_hourly_counts(api, app, db):
     from opencues import event_counts
     from opencues.storage.schema import event_name_hours

@@ -303,6 +303,14 @@ def test_event_attributes_object_wins_over_top_level_fields():
     assert record["attributes"] == {"color": "blue"} and record["color"] == "red"
 
 
+def test_an_owned_event_record_becomes_the_attributes_without_a_copy():
+    record = {"user_id": "u", "name": "n", "timestamp": 1626266096123, "color": "red", "attributes": {"size": 1}}
+    expected = event_from_record(dict(record))
+    assert event_from_record(record) == expected and record["color"] == "red"  # not owned: untouched
+    result = event_from_record(record, owned=True)
+    assert result == expected and result[3] is record  # owned: the record itself, now the attributes
+
+
 def test_event_from_csv_row():
     [(line, row)] = records(b"user_id,name,timestamp,color,method\nu,404,2021-07-14T12:34:56Z,,visa\n", "csv")
     assert event_from_record(row) == ("u", "404", 1626266096000, {"method": "visa"})
