@@ -11,8 +11,33 @@ from __future__ import annotations
 import base64
 import os
 import shutil
+import sys
+import tempfile
 import uuid
 from dataclasses import dataclass
+
+
+def _cache_compiled_modules() -> None:
+    """Keep compiled modules between processes even under ``PYTHONDONTWRITEBYTECODE``.
+
+    With that variable set (as in some shells and CI images), every process compiled every module
+    it imported that had no ``.pyc`` yet: the checkout's own, and all that pytest rewrites for its
+    assertions (the whole of each pytest plugin's distribution: hypothesis, schemathesis, anyio,
+    opencues…), ~1.5 s of CPU per pytest process and more per server or CLI process a test starts.
+    Compiled files now go to a cache outside the checkout (``PYTHONPYCACHEPREFIX``, by default in
+    the temporary directory), so nothing is written beside the sources, as the variable wants;
+    this process and every process it starts (xdist workers, servers, the CLI) share it."""
+    if not sys.dont_write_bytecode:
+        return
+    default = os.path.join(tempfile.gettempdir(), f"opencues-pycache-{os.getuid()}")
+    prefix = os.environ.get("PYTHONPYCACHEPREFIX") or default
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+    os.environ["PYTHONPYCACHEPREFIX"] = prefix
+    sys.pycache_prefix = prefix
+    sys.dont_write_bytecode = False
+
+
+_cache_compiled_modules()
 
 import pytest
 from hypothesis import settings as hypothesis_settings
@@ -209,7 +234,7 @@ class Credentials:
 def make_account(db: Database, account_id: str, read_only: bool = False) -> Credentials:
     try:
         accounts.create_account(db, account_id)
-    except Exception:  # noqa: BLE001 - the account may exist already
+    except Exception:  # noqa: BLE001, S110 - the account may exist already
         pass
     key = accounts.create_key(db, account_id, read_only=read_only)
     return Credentials(account_id, key["key"], key["secret"])
