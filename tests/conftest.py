@@ -189,17 +189,23 @@ _EMPTYING_ENGINES: dict = {}
 def empty_postgres_database(url: str) -> None:
     """Every table emptied and every sequence restarted, as a fresh migrated database has them.
     DELETE rather than TRUNCATE: a test leaves a handful of rows, and TRUNCATE of every table
-    (new files for each, then a commit that syncs them) took ~0.6 s a test, DELETE ~10 ms."""
+    (new files for each, then a commit that syncs them) took ~0.6 s a test, DELETE ~10 ms. All
+    in one round trip (one string of statements): a statement each cost ~0.3 ms of this
+    process's CPU more, ~20 tables, before every PostgreSQL test."""
     engine = _EMPTYING_ENGINES.get(url)
     if engine is None:
         engine = _EMPTYING_ENGINES[url] = create_engine(_driver_url(url), pool_size=1, pool_pre_ping=True)
     with engine.begin() as conn:
-        for table in reversed(metadata.sorted_tables):
-            conn.execute(table.delete())
-        conn.execute(text(
-            "SELECT setval(format('%I.%I', schemaname, sequencename), start_value, false)"
-            " FROM pg_sequences WHERE schemaname = current_schema()"
-        ))  # fmt: skip
+        conn.exec_driver_sql(_EMPTY_EVERY_TABLE)
+
+
+_RESTART_SEQUENCES = (
+    "SELECT setval(format('%%I.%%I', schemaname, sequencename), start_value, false)"
+    " FROM pg_sequences WHERE schemaname = current_schema()"
+)  # %% for psycopg, which reads the string as a statement with parameters
+_EMPTY_EVERY_TABLE = "; ".join(
+    [f'DELETE FROM "{table.name}"' for table in reversed(metadata.sorted_tables)] + [_RESTART_SEQUENCES]
+)
 
 
 @pytest.fixture
