@@ -241,10 +241,13 @@ def run(rows: int, keep: bool) -> dict:
                                      "(SELECT sum(pg_total_relation_size(inhrelid)) FROM pg_inherits WHERE inhparent = 'events'::regclass))")).scalar()  # fmt: skip
         print(f"  events on disk: {size}", flush=True)
         print(explain_history(db), flush=True)
-        history_p50, history_p99, history_best_p99 = measure_history(db)
-        print(f"  history p50 {history_p50:.2f} ms, p99 {history_p99:.2f} ms (best round {history_best_p99:.2f} ms)", flush=True)
+        # Track first: history's warm-up reads every user's events, which at 20M fills PostgreSQL's
+        # default 128 MB of shared buffers with old months and leaves track re-reading the current
+        # month's index pages (measured: 1.6x slower than with track first).
         track = measure_track(db)
         print(f"  track {track:,.0f} events/s", flush=True)
+        history_p50, history_p99, history_best_p99 = measure_history(db)
+        print(f"  history p50 {history_p50:.2f} ms, p99 {history_p99:.2f} ms (best round {history_best_p99:.2f} ms)", flush=True)
         export_s, export_rows = measure_export(db, settings, end)
         print(f"  30-day export: {export_rows:,} rows in {export_s:.1f}s = {export_rows / export_s:,.0f} rows/s", flush=True)
         return {"track": track, "history_p50": history_p50, "history_p99": history_p99, "history_best_p99": history_best_p99,
