@@ -266,6 +266,11 @@ def _listen(host: str, port: int):
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    # uvicorn wraps a socket handed over by ``fd`` as AF_UNIX, so asyncio does not turn Nagle's
+    # algorithm off on the connections it accepts: a response written in two parts then waited
+    # for the client's delayed ACK, ~40 ms a request (track: 362 req/s against 2,657 without
+    # --demo). Accepted connections inherit this option from the listening socket.
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     try:
         sock.bind((host, port))
         sock.listen(2048)  # uvicorn's backlog

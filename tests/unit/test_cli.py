@@ -280,3 +280,23 @@ def test_no_traceback_from_a_real_process(tmp_path):
     )  # fmt: skip
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines() == [result.stderr.strip()], result.stderr
+
+
+def test_connections_accepted_on_the_handed_over_socket_have_nagle_off():
+    """``serve --demo`` and ``--port 0`` hand uvicorn a bound socket, which it wraps as AF_UNIX:
+    asyncio then leaves Nagle's algorithm on for each connection (~40 ms a request, waiting for
+    delayed ACKs). The listening socket carries TCP_NODELAY, which its connections inherit."""
+    import socket
+
+    from opencues.cli import _listen
+
+    listening = _listen("127.0.0.1", 0)
+    as_uvicorn_sees_it = socket.fromfd(listening.fileno(), socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        with socket.create_connection(listening.getsockname(), timeout=5):
+            accepted, _ = as_uvicorn_sees_it.accept()
+            with accepted:
+                assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+    finally:
+        as_uvicorn_sees_it.close()
+        listening.close()
