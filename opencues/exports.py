@@ -60,7 +60,6 @@ FETCH_ROWS = 5_000
 CSV_LEADING = ("name", "timestamp", "user_id")
 MEDIA_TYPES = {"json": "application/x-ndjson", "csv": "text/csv; charset=utf-8"}
 EXTENSIONS = {"json": "ndjson", "csv": "csv"}
-FILE_PREFIX = EXPORT_FILES  # (in the file store; swept by the workers once older than the link lifetime)
 GZIP_LEVEL = 1  # exports are large: level 1 is ~4x faster than the default for ~10% more bytes
 # CSV attribute columns the database renders as cells of a row; a wider CSV export is rendered in
 # Python (``export_cells``). A statement may select 2,000 columns on SQLite, 1,664 on PostgreSQL, but
@@ -842,7 +841,7 @@ def job_params(request: ExportRequest, base_url: str) -> dict:
 
 
 def file_key(account_id: str, job_id: str, request: ExportRequest) -> str:
-    return f"{FILE_PREFIX}/{account_id}/{job_id}.{EXTENSIONS[request.format]}" + (".gz" if request.gzip else "")
+    return f"{EXPORT_FILES}/{account_id}/{job_id}.{EXTENSIONS[request.format]}" + (".gz" if request.gzip else "")
 
 
 def download_link(settings, file_store, key: str, filename: str, base_url: str) -> tuple[str, int]:

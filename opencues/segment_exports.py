@@ -22,6 +22,7 @@ from sqlalchemy import and_, select
 from opencues import exports, mail, timestamps, worker
 from opencues.csv_writer import CsvWriter
 from opencues.errors import ApiError, bad_request, invalid_field
+from opencues.filestore import EXPORT_FILES
 from opencues.storage import Database
 from opencues.storage.schema import profiles, segment_members, segments
 
@@ -119,7 +120,7 @@ def run_membership_export(ctx) -> dict:
     except ApiError:
         raise worker.JobFailed(f"segment {segment_id!r} was deleted") from None
     extension = exports.EXTENSIONS[params["format"]]
-    key = f"{exports.FILE_PREFIX}/{job.account_id}/{job.id}.{extension}"
+    key = f"{EXPORT_FILES}/{job.account_id}/{job.id}.{extension}"
     with ctx.file_store.writer(key) as handle:
         rows = write_members(ctx.db, job.account_id, segment_id, params["property_names"], params["format"], handle)
     settings = ctx.settings

@@ -298,17 +298,17 @@ def test_leases_of_dead_processes_on_this_host_are_reclaimed(db, kind):
 
 
 def test_export_files_are_swept_once_their_links_have_expired(db, store, settings):
-    from opencues.exports import FILE_PREFIX
+    from opencues.filestore import EXPORT_FILES
 
     for name, age_days in (("expired", settings.export_link_ttl_days + 1), ("live", settings.export_link_ttl_days - 1)):
-        key = f"{FILE_PREFIX}/acct1/{name}.csv"
+        key = f"{EXPORT_FILES}/acct1/{name}.csv"
         with store.writer(key) as handle:
             handle.write(b"name,timestamp,user_id\r\n")
         then = time.time() - age_days * 86_400
         os.utime(store.path(key), (then, then))
     assert worker.Worker(db, store, settings).remove_expired_exports() == 1
-    assert not store.exists(f"{FILE_PREFIX}/acct1/expired.csv")
-    assert store.exists(f"{FILE_PREFIX}/acct1/live.csv")
+    assert not store.exists(f"{EXPORT_FILES}/acct1/expired.csv")
+    assert store.exists(f"{EXPORT_FILES}/acct1/live.csv")
 
 
 def test_a_nudged_pool_claims_a_new_job_at_once_instead_of_at_its_next_poll(db, store, settings, kind):
