@@ -20,6 +20,7 @@ Typical use::
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -44,6 +45,14 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if here in Path(str(item.fspath)).parents:
             item.add_marker(pytest.mark.slow)
+
+
+@functools.cache
+def tls_context():
+    """The one TLS context of every HTTP client these tests make. httpx builds a new one per
+    client, loading the whole CA bundle (~30 ms of CPU), even for the plain-HTTP servers here:
+    a poll loop of ``httpx.get`` cost that per poll. Pass it as ``verify=``."""
+    return httpx.create_ssl_context()
 
 
 def free_port() -> int:
@@ -104,15 +113,16 @@ class LiveServer:
 
     def _wait_healthy(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"opencues serve exited with {self.process.returncode}:\n{self.output()}")
-            try:
-                if httpx.get(self.base_url + "/healthz", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
+        with self.client(timeout=2) as http:
+            while time.monotonic() < deadline:
+                if self.process.poll() is not None:
+                    raise RuntimeError(f"opencues serve exited with {self.process.returncode}:\n{self.output()}")
+                try:
+                    if http.get("/healthz").status_code == 200:
+                        return
+                except httpx.HTTPError:
+                    pass
+                time.sleep(0.1)
         self.kill()
         raise RuntimeError(f"opencues serve not healthy after {timeout}s:\n{self.output()}")
 
@@ -226,6 +236,7 @@ class LiveServer:
 
     def client(self, auth: tuple[str, str] | None = None, timeout: float = 30, **kwargs) -> httpx.Client:
         """A real HTTP client for this server (close it, or use it as a context manager)."""
+        kwargs.setdefault("verify", tls_context())
         return httpx.Client(base_url=self.base_url, auth=auth, timeout=timeout, **kwargs)
 
     def close(self) -> None:

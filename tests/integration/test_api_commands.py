@@ -6,12 +6,14 @@ import json
 
 import httpx
 
+from tests.integration.conftest import tls_context
+
 TOKEN = "api-commands-token"
 
 
 def test_import_export_download_and_wait(live_server, tmp_path):
     server = live_server(env={"OPENCUES_ADMIN_TOKEN": TOKEN}, args=["--test"])
-    admin = httpx.Client(base_url=server.base_url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30)
+    admin = httpx.Client(base_url=server.base_url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30, verify=tls_context())
     account = admin.post("/-/accounts", json={"id": "cli"}).json()
     connection = ["api", "--base-url", server.base_url, "--key", account["key"], "--secret", account["secret"], "--account", "cli"]
 
@@ -31,7 +33,7 @@ def test_import_export_download_and_wait(live_server, tmp_path):
     groups = tmp_path / "groups.ndjson"
     groups.write_text(json.dumps({"group_id": "acme", "seats": 5}) + "\n")
     assert json.loads(server.cli(*connection, "import", "groups", str(groups)).stdout)["status"] == "COMPLETED"
-    api = httpx.Client(base_url=f"{server.base_url}/v2/accounts/cli", auth=(account["key"], account["secret"]), timeout=30)
+    api = httpx.Client(base_url=f"{server.base_url}/v2/accounts/cli", auth=(account["key"], account["secret"]), timeout=30, verify=tls_context())
     assert api.get("/groups/acme/profile").json()["seats"] == 5
 
     admin.put("/-/accounts/cli/job-mode", json={"mode": "manual"})

@@ -19,6 +19,8 @@ import httpx
 
 from opencues import experiences
 
+from tests.integration.conftest import tls_context
+
 LISTS = ("flows", "tags", *experiences.TYPES)
 
 
@@ -33,7 +35,7 @@ class AppcuesCli:
 
     def __init__(self, base_url: str, key: str, secret: str, account: str):
         token = base64.b64encode(f"{key}:{secret}".encode()).decode()
-        self.http = httpx.Client(base_url=base_url, timeout=30, headers={"User-Agent": "appcues-cli/0.3.0"})
+        self.http = httpx.Client(base_url=base_url, timeout=30, headers={"User-Agent": "appcues-cli/0.3.0"}, verify=tls_context())
         self.auth = {"Authorization": f"Basic {token}"}
         self.prefix = f"/v2/accounts/{account}"
 
@@ -87,7 +89,7 @@ def _check(backend, live_server):
     assert zipfile.ZipFile(io.BytesIO(shots.content)).testzip() is None
 
     # Wrong credentials: 401 whatever the path; the CLI shows the Problem's title and detail.
-    wrong = httpx.get(f"{server.base_url}/v2/accounts/demo/no-such-thing", auth=(key, "wrong"))
+    wrong = httpx.get(f"{server.base_url}/v2/accounts/demo/no-such-thing", auth=(key, "wrong"), verify=tls_context())
     assert wrong.status_code == 401 and wrong.headers["www-authenticate"].startswith("Basic")
 
     # A pipeline reading CSV: every list, one column per top-level field.

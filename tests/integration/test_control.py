@@ -7,20 +7,22 @@ import time
 
 import httpx
 
+from tests.integration.conftest import tls_context
+
 TOKEN = "integration-admin-token"
 
 
 def test_control_state_is_shared_by_two_server_processes(live_server, backend):
     server = live_server(backend=backend, env={"OPENCUES_ADMIN_TOKEN": TOKEN}, args=["--test", "--workers", "2"])
-    admin = httpx.Client(base_url=server.base_url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30)
+    admin = httpx.Client(base_url=server.base_url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30, verify=tls_context())
     assert admin.get("/-/ready").status_code == 200
     account = admin.post("/-/accounts", json={"id": "multi", "key": "multi-key", "secret": "multi-secret"}).json()
-    api = httpx.Client(base_url=f"{server.base_url}/v2/accounts/multi", auth=(account["key"], account["secret"]), timeout=30)
+    api = httpx.Client(base_url=f"{server.base_url}/v2/accounts/multi", auth=(account["key"], account["secret"]), timeout=30, verify=tls_context())
 
     # A fault for the next 3 requests fires exactly 3 times, whichever process answers (new
     # connections spread requests over both).
     admin.post("/-/faults", json={"path": "*/segments", "status": 503, "times": 3})
-    statuses = [httpx.get(f"{server.base_url}/v2/accounts/multi/segments", auth=api.auth).status_code for _ in range(8)]
+    statuses = [httpx.get(f"{server.base_url}/v2/accounts/multi/segments", auth=api.auth, verify=tls_context()).status_code for _ in range(8)]
     assert statuses == [503] * 3 + [200] * 5
 
     # Every request is in the one journal (the other process's entries within its 10 ms flush).
@@ -45,5 +47,5 @@ def test_control_state_is_shared_by_two_server_processes(live_server, backend):
     assert admin.post("/-/snapshots", json={"name": "after-import"}).status_code == 201
     admin.post("/-/accounts/multi/reset")
     assert api.get("/users/u/events").json() == []
-    assert httpx.post(f"{server.base_url}/-/snapshots/after-import/restore", headers=admin.headers).status_code == 200
+    assert httpx.post(f"{server.base_url}/-/snapshots/after-import/restore", headers=admin.headers, verify=tls_context()).status_code == 200
     assert [e["name"] for e in api.get("/users/u/events").json()] == ["late"]

@@ -19,7 +19,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 
-from tests.integration.conftest import free_port
+from tests.integration.conftest import free_port, tls_context
 
 T0 = "2021-08-11T00:00:00.000Z"
 LINK_RE = re.compile(r"https?://\S+/downloads/\S+")
@@ -118,10 +118,10 @@ def _export_and_follow_links(server, mailbox: Mailbox, recipients: list[str], fm
     assert links == {completed["download_url"]}
     link = links.pop()
 
-    downloaded = httpx.get(link, timeout=30)  # a plain client: no API key
+    downloaded = httpx.get(link, timeout=30, verify=tls_context())  # a plain client: no API key
     assert downloaded.status_code == 200, downloaded.text
     assert "attachment; filename=" in downloaded.headers["content-disposition"]
-    tampered = httpx.get(link[:-3] + ("xyz" if not link.endswith("xyz") else "abc"), timeout=30)
+    tampered = httpx.get(link[:-3] + ("xyz" if not link.endswith("xyz") else "abc"), timeout=30, verify=tls_context())
     assert tampered.status_code == 403 and tampered.json()["status"] == 403
     return downloaded
 

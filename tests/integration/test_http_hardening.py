@@ -17,7 +17,7 @@ from opencues.settings import Settings
 from opencues.storage import Database
 from opencues.web.app import create_app
 from opencues.web.server import uvicorn_options
-from tests.integration.conftest import free_port
+from tests.integration.conftest import free_port, tls_context
 
 
 def _exchange(port: int, request: bytes, timeout: float = 10) -> bytes:
@@ -101,7 +101,7 @@ def test_a_huge_header_is_refused_with_431_without_reading_it(server):
     problem = _problem(raw, 431)
     assert "header" in problem["detail"]
     assert time.monotonic() - started < 10
-    assert httpx.get(server.base_url + "/healthz").status_code == 200  # and it is still well
+    assert httpx.get(server.base_url + "/healthz", verify=tls_context()).status_code == 200  # and it is still well
 
 
 def test_too_many_headers_are_431(server):
@@ -198,7 +198,7 @@ def test_an_unexpected_error_is_a_500_problem_and_the_connection_stays_usable(fa
             addresses.append(response.extensions["network_stream"].get_extra_info("client_addr"))
 
         hooks = {"response": [note_address]}
-        with httpx.Client(base_url=f"http://127.0.0.1:{served.port}", event_hooks=hooks) as client:
+        with httpx.Client(base_url=f"http://127.0.0.1:{served.port}", event_hooks=hooks, verify=tls_context()) as client:
             first = client.get("/explode")
             second = client.get("/healthz")
         assert (first.status_code, second.status_code) == (500, 200)

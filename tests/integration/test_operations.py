@@ -14,6 +14,8 @@ from sqlalchemy import select
 
 from opencues.storage.schema import events, job_events, jobs
 
+from tests.integration.conftest import tls_context
+
 
 def _counter(text: str, route: str, status: str) -> float:
     pattern = re.compile(
@@ -30,7 +32,7 @@ def test_metrics_add_up_over_every_server_process(live_server):
     route = "/v2/accounts/{account_id}/flows"
     with server.client(auth=auth) as http:
         for _ in range(30):  # fresh connections spread over both processes
-            assert httpx.get(server.base_url + f"/v2/accounts/{account}/flows", auth=auth).status_code == 200
+            assert httpx.get(server.base_url + f"/v2/accounts/{account}/flows", auth=auth, verify=tls_context()).status_code == 200
         scrapes = [http.get("/metrics").text for _ in range(6)]
     # Whichever process answers the scrape, it reports both processes' requests.
     assert {_counter(text, route, "200") for text in scrapes} == {30.0}
@@ -115,7 +117,7 @@ def test_no_secret_reaches_a_log_line(live_server, backend):
         assert http.get(f"/v2/accounts/{account}/flows").status_code == 200
         assert http.get(f"/v2/accounts/{account}/flows", auth=(key, "wrong-secret-777")).status_code == 401
         bearer = {"Authorization": "Bearer bearer-token-555"}
-        assert httpx.get(f"{server.base_url}/v2/accounts/{account}/flows", headers=bearer).status_code == 401
+        assert httpx.get(f"{server.base_url}/v2/accounts/{account}/flows", headers=bearer, verify=tls_context()).status_code == 401
         response = http.post(f"/v2/accounts/{account}/export/events", json={
             "email": ["someone@example.com"], "format": "json", "conditions": [], "start_time": "1970-01-01", "end_time": "2030-01-01",
         })  # fmt: skip
@@ -131,7 +133,7 @@ def test_no_secret_reaches_a_log_line(live_server, backend):
         completed = next(e for e in job["events"] if e["name"] == "Completed")["attributes"]
         assert "email_error" in completed  # the SMTP failure was logged, with its exception
         download = completed["download_url"]
-        assert httpx.get(download).status_code == 200
+        assert httpx.get(download, verify=tls_context()).status_code == 200
     server.stop()
     token = download.rsplit("/", 1)[1]
     log = server.output()
@@ -172,7 +174,7 @@ def test_demo_on_port_zero_prints_the_port_it_listens_on(tmp_path):
         deadline = time.monotonic() + 30
         while True:
             try:
-                response = httpx.get(url, auth=tuple(credentials.split(":", 1)))
+                response = httpx.get(url, auth=tuple(credentials.split(":", 1)), verify=tls_context())
                 break
             except httpx.ConnectError:
                 assert time.monotonic() < deadline
@@ -199,7 +201,7 @@ def test_a_worker_process_serves_its_metrics(live_server):
         _wait_for(db, lambda c: c.execute(select(jobs.c.status).where(jobs.c.id == job_id)).scalar() == "COMPLETED")
     finally:
         db.dispose()
-    text = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", verify=tls_context()).text
     assert 'opencues_jobs_total{kind="import_events",status="completed"} 1.0' in text
     assert 'opencues_job_rows_total{kind="import_events",outcome="ingested"} 300.0' in text
     assert "# TYPE opencues_jobs_queued gauge" in text

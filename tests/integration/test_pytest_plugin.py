@@ -8,6 +8,8 @@ from pathlib import Path
 
 import httpx
 
+from tests.integration.conftest import tls_context
+
 pytest_plugins = ["pytester"]
 
 README = (Path(__file__).parents[2] / "README.md").read_text()
@@ -93,5 +95,5 @@ def test_an_external_server_is_used_when_configured(pytester, live_server, monke
     monkeypatch.setenv("OPENCUES_TEST_URL", server.base_url)
     monkeypatch.setenv("OPENCUES_ADMIN_TOKEN", "external-token")
     pytester.runpytest_subprocess("-p", "no:cacheprovider").assert_outcomes(passed=1)
-    journal = httpx.get(server.base_url + "/-/requests", headers={"Authorization": "Bearer external-token"}).json()
+    journal = httpx.get(server.base_url + "/-/requests", headers={"Authorization": "Bearer external-token"}, verify=tls_context()).json()
     assert any(e["path"].endswith("/users/u/events") for e in journal)

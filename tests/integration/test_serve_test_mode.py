@@ -12,6 +12,8 @@ from opencues import accounts, events, snapshots
 from opencues.settings import Settings
 from opencues.storage import open_database
 
+from tests.integration.conftest import tls_context
+
 
 def test_generated_token_ephemeral_data_and_seed(live_server, tmp_path):
     source = open_database(Settings(data_dir=tmp_path / "source"))
@@ -30,11 +32,11 @@ def test_generated_token_ephemeral_data_and_seed(live_server, tmp_path):
     assert match, server.output()
     token = match[1]
     assert "seeded" in server.output()
-    journal = httpx.get(f"{server.base_url}/-/requests", headers={"Authorization": f"Bearer {token}"})
+    journal = httpx.get(f"{server.base_url}/-/requests", headers={"Authorization": f"Bearer {token}"}, verify=tls_context())
     assert journal.status_code == 200  # the control API and the journal are on
-    assert httpx.get(f"{server.base_url}/-/requests", headers={"Authorization": "Bearer nope"}).status_code == 401
+    assert httpx.get(f"{server.base_url}/-/requests", headers={"Authorization": "Bearer nope"}, verify=tls_context()).status_code == 401
 
-    history = httpx.get(f"{server.base_url}/v2/accounts/seeded/users/u1/events", auth=("seed-key", "seed-secret"))
+    history = httpx.get(f"{server.base_url}/v2/accounts/seeded/users/u1/events", auth=("seed-key", "seed-secret"), verify=tls_context())
     assert [e["name"] for e in history.json()] == ["From the seed"]
 
     ephemeral = [p for p in _temp_dirs(server) if p.exists()]
