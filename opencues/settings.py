@@ -26,6 +26,14 @@ MAX_ATTRIBUTE_KEYS = 1000  # the default of ``max_attribute_keys``, also for lib
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="OPENCUES_", extra="ignore")
 
+    @classmethod
+    def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings):
+        """Arguments, then the environment: the only sources opencues has. pydantic-settings
+        would also walk every field for a `.env` file and a secrets directory that are never
+        configured, which doubled the cost of making settings (~1.4 ms each; tests make them
+        per test)."""
+        return (init_settings, env_settings)
+
     data_dir: Path = Field(
         Path("./opencues-data"),
         description="Directory holding the SQLite database, stored uploads, exports and the signing secret.",
