@@ -7,6 +7,7 @@ the API does without them."""
 
 from __future__ import annotations
 
+import functools
 import importlib
 
 from starlette.routing import Route as StarletteRoute
@@ -83,5 +84,10 @@ class StudioRoute(StarletteRoute):
 
 
 def register(app) -> None:
-    for route in STUDIO_ROUTES:
-        app.router.routes.append(StudioRoute(route.path, route.handler, methods=[route.method]))
+    app.router.routes.extend(_built_routes())
+
+
+@functools.cache
+def _built_routes() -> tuple:
+    """Built once per process and shared by every app (each test makes one)."""
+    return tuple(StudioRoute(route.path, route.handler, methods=[route.method]) for route in STUDIO_ROUTES)

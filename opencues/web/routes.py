@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -105,5 +106,10 @@ PUBLIC_ROUTES: list[Route] = [
 def register(app) -> None:
     """Add every route. Their OpenAPI documentation (``opencues.web.openapi``, with its models) is
     generated from these same tables when first read: a plain start does without it."""
-    for route in PUBLIC_ROUTES + ROUTES:
-        app.router.routes.append(DirectRoute(route.path, route.handler, route.method))
+    app.router.routes.extend(_built_routes())
+
+
+@functools.cache
+def _built_routes() -> tuple:
+    """Built once per process and shared by every app (each test makes one; ~2 ms an app)."""
+    return tuple(DirectRoute(route.path, route.handler, route.method) for route in PUBLIC_ROUTES + ROUTES)

@@ -15,6 +15,16 @@ def test_every_api_route_is_a_direct_route(app):
     assert {(r.method, r.path) for r in PUBLIC_ROUTES + ROUTES} <= direct
 
 
+def test_apps_share_their_route_objects(settings, db):
+    # Built once per process: a test suite makes an app per test (building ~150 routes each time
+    # was most of what making one cost).
+    from opencues.web.app import create_app
+
+    first, second = (create_app(settings, db).router.routes for _ in range(2))
+    assert len(first) == len(second) > 100
+    assert sum(a is b for a, b in zip(first, second)) >= len(first) - 5  # all but /docs, /healthz…
+
+
 async def echo(request: Request, name: str):
     if name == "bad":
         raise bad_request("`name` is bad")
