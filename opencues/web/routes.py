@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
-from opencues.web.dispatch import DirectRoute
+from opencues.web.dispatch import DirectRoute, RouteIndex
 from opencues.web.views import flows, profiles, segments
 from opencues.web.views import events as event_views
 from opencues.web.views import imports as import_views
@@ -105,5 +105,5 @@ PUBLIC_ROUTES: list[Route] = [
 def register(app) -> None:
     """Add every route. Their OpenAPI documentation (``opencues.web.openapi``, with its models) is
     generated from these same tables when first read: a plain start does without it."""
-    for route in PUBLIC_ROUTES + ROUTES:
-        app.router.routes.append(DirectRoute(route.path, route.handler, route.method))
+    direct = [DirectRoute(route.path, route.handler, route.method) for route in PUBLIC_ROUTES + ROUTES]
+    app.router.routes += [RouteIndex(direct), *direct]  # the index right before the routes it finds
