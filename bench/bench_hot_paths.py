@@ -3,6 +3,7 @@
     python bench/bench_hot_paths.py [--databases sqlite,postgres] [--postgres-url URL]
         [--duration 5] [--connections 16] [--workers 1,2] [--large-events 1000000]
     python bench/bench_hot_paths.py --only start [--starts 10] [--baseline DIR] [--large-events N]
+    python bench/bench_hot_paths.py --only track [--rounds 3] [--baseline DIR] [--databases sqlite]
 
 For each database it starts, on the same machine and under the same uvicorn settings:
 
@@ -26,6 +27,11 @@ The PATCH load spreads over 5,000 users, three keys a request (one of them new e
 (and, with ``--baseline DIR``, of the checkout in DIR: its ``opencues`` package run by this
 interpreter), taken in turn so that the machine's load falls on each alike; median and best of
 the wall time and of the server's CPU until the first 200, and the idle RSS after it.
+
+``--only track`` measures only track: ``--rounds`` rounds of one load each of the reference
+(POST), opencues and (with ``--baseline DIR``) the checkout in DIR, each server started fresh on
+the same store, taken in turn; the median of the server CPU per request (the steadier figure on
+a shared machine) and of req/s, and its ratio to the reference of the same round.
 
 Either way the measured checkouts' ``opencues`` packages are first compiled to bytecode, as an
 installed package is (``compile_bytecode``).
@@ -303,6 +309,58 @@ def bench_starts(kind: str, args, workdir: Path) -> dict:
     return out
 
 
+# --- track only ----------------------------------------------------------------------------
+
+
+def measure_track_rounds(env: dict, auth: str, args) -> dict:
+    """``args.rounds`` rounds of one track load each of the reference, opencues and the baseline."""
+    import statistics
+
+    contenders = {"reference": None, "opencues": str(HERE.parent)}
+    if args.baseline:
+        contenders["baseline"] = str(Path(args.baseline).resolve())
+    path = f"/v2/accounts/{ACCOUNT}/users/bench-user-%d/events"
+    samples: dict[str, list] = {name: [] for name in contenders}
+    workdir = Path(tempfile.mkdtemp(prefix="opencues-track-"))
+    try:
+        for _ in range(args.rounds):
+            for name, checkout in contenders.items():
+                port = free_port()
+                server = reference(port, 1, env) if checkout is None else opencues(port, 1, env, auth, checkout)
+                with server as (proc, _start_s):
+                    result = measure(proc, f"http://127.0.0.1:{port}", "POST", path, "track",
+                                     None if checkout is None else auth, args, workdir)  # fmt: skip
+                    samples[name].append(result)
+                    show(name, result, samples["reference"][-1] if checkout else None)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    out = {}
+    for name, rows in samples.items():
+        out[name] = {"rps": statistics.median(r["rps"] for r in rows), "cpu_us": statistics.median(r["cpu_us"] for r in rows),
+                     "ratio": statistics.median(r["rps"] / ref["rps"] for r, ref in zip(rows, samples["reference"]))}  # fmt: skip
+        print(f"  {name:<10} median of {len(rows)}: {out[name]['rps']:8.0f} req/s ({out[name]['ratio']:.2f}x reference), "
+              f"CPU {out[name]['cpu_us']:4.0f} us/req", flush=True)  # fmt: skip
+    return out
+
+
+def bench_track(kind: str, args, workdir: Path) -> dict:
+    with fresh_database(args.postgres_url if kind == "postgres" else None, workdir, args.database_prefix) as url:
+        data = workdir / f"data-{kind}"
+        db = open_database(Settings(data_dir=data, database_url=url))
+        accounts.create_account(db, ACCOUNT)
+        key = accounts.create_key(db, ACCOUNT)
+        auth = "Basic " + base64.b64encode(f"{key['key']}:{key['secret']}".encode()).decode()
+        preload(db, 1_000, 1_000)
+        env = {**os.environ, "OPENCUES_DATA_DIR": str(data)}
+        env.pop("OPENCUES_DATABASE_URL", None)
+        if url:
+            env["OPENCUES_DATABASE_URL"] = url
+        print(f"== {kind}: track", flush=True)
+        out = measure_track_rounds(env, auth, args)
+        db.dispose()
+    return out
+
+
 # --- one database ---------------------------------------------------------------------------
 
 
@@ -442,9 +500,10 @@ def main() -> None:
                         help="events stored for the large-store rows (the issue's size is 10,000,000; 0 skips them)")  # fmt: skip
     parser.add_argument("--load", choices=("auto", "python"), default="auto", help="wrk when found, else Python")
     parser.add_argument("--database-prefix", default="opencues_bench", help="name prefix of the PostgreSQL databases made")
-    parser.add_argument("--only", choices=("start",), help="start: measure only the start (see above)")
+    parser.add_argument("--only", choices=("start", "track"), help="start, track: measure only that (see above)")
     parser.add_argument("--starts", type=int, default=10, help="with --only start: starts of each (default 10)")
-    parser.add_argument("--baseline", help="with --only start: a checkout to start in turn with this one")
+    parser.add_argument("--rounds", type=int, default=3, help="with --only track: loads of each (default 3)")
+    parser.add_argument("--baseline", help="with --only start or track: a checkout to measure in turn with this one")
     args = parser.parse_args()
     compile_bytecode(str(HERE.parent), *([args.baseline] if args.baseline else []))
     if args.only == "start":
@@ -461,6 +520,24 @@ def main() -> None:
                                 print(f"target {kind} {store} {name} {label:<20} {value:8.3f} <= {target:<6} {met}")
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
+        return
+    if args.only == "track":
+        workdir = Path(tempfile.mkdtemp(prefix="opencues-hot-"))
+        try:
+            results = {kind: bench_track(kind, args, workdir) for kind in args.databases.split(",")}
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+        for name in results[next(iter(results))]:
+            if name == "reference":
+                continue
+            if "sqlite" in results:
+                value = results["sqlite"][name]["ratio"]
+                met = "MET" if value >= TARGETS["track_vs_reference"] else "MISSED"
+                print(f"target sqlite {name} track / reference {value:6.2f} >= {TARGETS['track_vs_reference']}  {met}")
+            if "sqlite" in results and "postgres" in results:
+                value = results["postgres"][name]["rps"] / results["sqlite"][name]["rps"]
+                met = "MET" if value >= TARGETS["pg_track_vs_sqlite"] else "MISSED"
+                print(f"target {name} postgres track / sqlite {value:6.2f} >= {TARGETS['pg_track_vs_sqlite']}  {met}")
         return
     args.workers = [int(w) for w in args.workers.split(",")]
     print(f"load generator: {'wrk' if shutil.which('wrk') and args.load != 'python' else 'python asyncio+httpx'}; "

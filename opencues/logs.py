@@ -24,9 +24,17 @@ _PATTERNS = (
     (re.compile(r"(?i)(authorization[\"']?\s*[:=]\s*[\"']?)(basic|bearer)\s+[^\s\"',}]+"), r"\1\2 ***"),
     (re.compile(r"/downloads/[^\s\"'?]+"), "/downloads/***"),  # export links: the token is the credential
 )
+# What each pattern needs to match at all: a line holding none of these (every access-log line
+# but a download's) is scanned once rather than three times.
+_MAY_HOLD_SECRET = re.compile(r"(?i)://|authorization|/downloads/")
 
 
 def redact(text: str) -> str:
+    return text if _MAY_HOLD_SECRET.search(text) is None else redact_all(text)
+
+
+def redact_all(text: str) -> str:
+    """``redact`` without its first scan: every pattern applied."""
     for pattern, replacement in _PATTERNS:
         text = pattern.sub(replacement, text)
     return text
@@ -35,9 +43,23 @@ def redact(text: str) -> str:
 class TextFormatter(logging.Formatter):
     def __init__(self):
         super().__init__("%(asctime)s %(levelname)s %(name)s %(message)s")
+        self._second: tuple[int, str] = (-1, "")  # the last second formatted, and its text
 
     def format(self, record: logging.LogRecord) -> str:
         return redact(super().format(record))
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        """``logging.Formatter``'s time (local, to the millisecond), the text of each second made
+        once: under load every line of a second shares it, and ``strftime`` was a tenth of the
+        access log's cost."""
+        if datefmt is not None:
+            return super().formatTime(record, datefmt)
+        second = int(record.created)
+        cached_second, text = self._second
+        if second != cached_second:
+            text = time.strftime(self.default_time_format, self.converter(second))
+            self._second = (second, text)
+        return self.default_msec_format % (text, record.msecs)
 
 
 class JsonFormatter(logging.Formatter):

@@ -227,7 +227,10 @@ class Direct:
         conn = self._connection()
         try:
             if self._is_postgres:
-                with conn.transaction(), conn.cursor() as cursor:
+                # One pipeline for the whole transaction: each ``executemany`` would otherwise open
+                # its own and wait for its results (the events, their counts and keys: three
+                # round trips, and a tenth of the PostgreSQL writer's CPU, besides BEGIN and COMMIT).
+                with conn.pipeline(), conn.transaction(), conn.cursor() as cursor:
                     for statement, rows in batches:
                         prepared = self.prepare(statement)
                         cursor.executemany(prepared.sql, [prepared.bind(r) for r in rows])

@@ -11,14 +11,38 @@ query string is never logged either.
 from __future__ import annotations
 
 import logging
+import os
 import re
-import uuid
 from time import perf_counter
 
 access_log = logging.getLogger("opencues.access")
 
 _SANE_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
 UNMATCHED = "<unmatched>"
+
+
+def new_request_id() -> bytes:
+    """A random request id, as ``uuid.uuid4().hex`` makes them (32 hex digits, the UUID's version
+    4 and RFC 4122 variant bits set), drawn from ``os.urandom`` ``_IDS_PER_DRAW`` at a time:
+    a system call and a ``UUID`` object per request were 3 % of track's CPU."""
+    try:
+        return _unused_ids.pop()
+    except IndexError:
+        _unused_ids.extend(_draw_ids())
+        return _unused_ids.pop()
+
+
+def _draw_ids() -> list[bytes]:
+    raw = bytearray(os.urandom(16 * _IDS_PER_DRAW))
+    raw[6::16] = bytes(b & 0x0F | 0x40 for b in raw[6::16])  # version 4
+    raw[8::16] = bytes(b & 0x3F | 0x80 for b in raw[8::16])  # variant 10xx (RFC 4122)
+    text = raw.hex().encode()
+    return [text[i : i + 32] for i in range(0, len(text), 32)]
+
+
+_IDS_PER_DRAW = 128
+_unused_ids: list[bytes] = []
+os.register_at_fork(after_in_child=_unused_ids.clear)  # a forked process never reuses its parent's
 
 
 class ObserveRequests:
@@ -51,7 +75,7 @@ class ObserveRequests:
                     request_id = value
                 break
         if request_id is None:
-            request_id = uuid.uuid4().hex.encode()
+            request_id = new_request_id()
         scope.setdefault("state", {})["request_id"] = request_id.decode()
         status = 500
 

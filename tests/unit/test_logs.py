@@ -41,3 +41,26 @@ def test_configure_sets_format_and_level(capsys):
         for handler in [h for h in root.handlers if getattr(h, "_opencues", False)]:
             root.removeHandler(handler)
         root.setLevel(logging.WARNING)
+
+
+def test_text_lines_are_the_stock_formatters_scrubbed(monkeypatch):
+    """The text line's time is made once a second (``TextFormatter.formatTime``) and a line is
+    scanned once for anything to scrub: the lines stay the stock formatter's, scrubbed."""
+    stock = logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s")
+    formatter = logs.TextFormatter()
+    messages = ["POST /v2/accounts/{account_id}/users/{user_id}/events 200 1.2ms id=ab12",
+                "GET /downloads/{token} 200 0.4ms id=x", "see HTTPS://u:pw@host/x", "AUTHORIZATION: basic Zm9v"]  # fmt: skip
+    formatted = []
+    for created in (1_700_000_000.001, 1_700_000_000.999, 1_700_000_001.5, 1_700_000_000.25):
+        for message in messages:
+            rec = record(message)
+            rec.created, rec.msecs = created, int((created % 1) * 1000)
+            assert formatter.format(rec) == logs.redact_all(stock.format(rec))
+            formatted.append(formatter.format(rec))
+    assert "pw@" not in "".join(formatted) and "Zm9v" not in "".join(formatted) and "{token}" not in "".join(formatted)
+    strftime_calls = []
+    real_strftime = logs.time.strftime
+    monkeypatch.setattr(logs.time, "strftime", lambda *a: strftime_calls.append(a) or real_strftime(*a))
+    for _ in range(3):
+        formatter.format(record("same second"))
+    assert len(strftime_calls) <= 2  # once a second (twice if the clock ticked meanwhile)

@@ -79,3 +79,43 @@ def test_the_server_process_freezes_its_startup_objects(settings, db):
         gc.unfreeze()
     with TestClient(create_app(settings, db)):  # the default (tests, embedding): left alone
         assert gc.get_freeze_count() == 0
+
+
+def _first_full_match(routes, scope):
+    from starlette.routing import Match
+
+    for route in routes:
+        match, child_scope = route.matches(scope)
+        if match is Match.FULL:
+            return route, child_scope
+    return None, {}
+
+
+def test_the_route_index_finds_the_route_the_routers_scan_would():
+    """For every API route's path (and near misses), under every method: the route ``RouteIndex``
+    answers is the first one in order to match path and method, with the same path parameters;
+    none when no route matches both (the router's scan then answers the 404 or 405)."""
+    from starlette.routing import Match
+
+    from opencues.web.dispatch import RouteIndex
+
+    direct = [DirectRoute(r.path, r.handler, r.method) for r in PUBLIC_ROUTES + ROUTES]
+    index = RouteIndex(direct)
+    paths = set()
+    for route in PUBLIC_ROUTES + ROUTES:
+        for value in ("x", "a/b", "u%40x.com", "ev ents"):
+            path = route.path.replace("{user_id:path}", value).replace("{group_id:path}", value)
+            for name in ("account_id", "flow_id", "segment_id", "job_id", "tag_id", "experience_id", "resource_id",
+                         "sdk_key_id", "token"):  # fmt: skip
+                path = path.replace("{" + name + "}", value.replace("/", "-"))
+            paths |= {path, path + "/", path + "/extra", path.rsplit("/", 1)[0]}
+    paths |= {"/", "/v2/accounts/", "/healthz", "/v2/accounts/a/users//events", "/v2/accounts/a/users/x/events\n"}
+    for path in sorted(paths):
+        for method in ("GET", "POST", "PATCH", "DELETE", "PUT", "HEAD"):
+            scope = {"type": "http", "method": method, "path": path, "root_path": ""}
+            expected, expected_scope = _first_full_match(direct, scope)
+            match, child_scope = index.matches(scope)
+            if expected is None:
+                assert match is Match.NONE, (method, path)
+            else:
+                assert match is Match.FULL and child_scope == expected_scope and child_scope["route"] is expected, (method, path)

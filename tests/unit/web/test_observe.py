@@ -81,3 +81,27 @@ def test_one_access_log_line_per_request_with_template_and_id(client, caplog):
     assert "GET /downloads/{token}" in message and "id=trace-1" in message
     assert "secret-token-value" not in message and "x=1" not in message
     assert lines[0].request_id == "trace-1" and lines[0].status == lines[0].__dict__["status"]
+
+
+def test_made_request_ids_are_random_uuid4s_never_shared_with_a_forked_process():
+    import os
+    import uuid
+
+    from opencues.web.observe import new_request_id
+
+    ids = [new_request_id() for _ in range(1000)]
+    assert len(set(ids)) == 1000
+    for made in ids[:300]:
+        parsed = uuid.UUID(made.decode())
+        assert parsed.hex == made.decode() and parsed.version == 4 and parsed.variant == uuid.RFC_4122
+    reader, writer = os.pipe()
+    child = os.fork()
+    if child == 0:  # the child: the parent's unused ids must not be handed out again
+        os.write(writer, b"".join(new_request_id() for _ in range(10)))
+        os._exit(0)
+    os.close(writer)
+    os.waitpid(child, 0)
+    with os.fdopen(reader, "rb") as pipe:
+        in_child = pipe.read()
+    in_parent = b"".join(new_request_id() for _ in range(10))
+    assert len(in_child) == 320 and not {in_child[i : i + 32] for i in range(0, 320, 32)} & {in_parent[i : i + 32] for i in range(0, 320, 32)}
