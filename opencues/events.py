@@ -4,6 +4,7 @@ An event is ``(account, user, name, timestamp, attributes)``; the timestamp is s
 milliseconds (see ``opencues.timestamps``), the attributes as a JSON object. A user's history is a
 backward range scan of ``ix_events_user_time``, so it costs the same with a hundred rows in the
 table or tens of millions (on partitioned PostgreSQL, of the newest month partitions first).
+PostgreSQL writes a history page's JSON itself (``_history_page``); on SQLite it is built here.
 
 Every event write also records, in the same transaction, the event's attribute keys in the
 account's catalogue (``opencues.attribute_keys``; CSV exports rely on it) and its count in the
