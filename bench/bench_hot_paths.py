@@ -33,6 +33,11 @@ the wall time and of the server's CPU until the first 200, and the idle RSS afte
 the same store, taken in turn; the median of the server CPU per request (the steadier figure on
 a shared machine) and of req/s, and its ratio to the reference of the same round.
 
+``--only history`` measures only track and the history (``limit=100`` and ``limit=1000``) on a
+store of 1,000 events: ``--rounds`` rounds, each starting opencues and (with ``--baseline DIR``)
+the checkout in DIR in turn; median req/s and server CPU per request of each, the history/track
+ratio, and on PostgreSQL also the CPU its backends spent per request (theirs, not the server's).
+
 Either way the measured checkouts' ``opencues`` packages are first compiled to bytecode, as an
 installed package is (``compile_bytecode``).
 Every target is printed with MET / MISSED. Figures and their context: ``bench/README.md``.
@@ -44,6 +49,7 @@ import argparse
 import asyncio
 import base64
 import json
+import math
 import os
 import shutil
 import signal
@@ -361,6 +367,65 @@ def bench_track(kind: str, args, workdir: Path) -> dict:
     return out
 
 
+# --- history only ---------------------------------------------------------------------------
+
+
+def backends_cpu(conn) -> float:
+    """CPU seconds used so far by the PostgreSQL backends serving ``conn``'s database (but ``conn``)."""
+    pids = [r[0] for r in conn.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")]
+    return sum(cpu_seconds(p) for p in pids if not math.isnan(cpu_seconds(p)))
+
+
+def bench_history(kind: str, args, workdir: Path) -> None:
+    """``args.rounds`` rounds of track and the history, opencues and the baseline in turn."""
+    import statistics
+
+    contenders = {"opencues": str(HERE.parent), **({"baseline": str(Path(args.baseline).resolve())} if args.baseline else {})}
+    loads = {"track": ("POST", "bench-user-%d/events", "track"), "history100": ("GET", "HOT?limit=100", None),
+             "history1000": ("GET", "HOT?limit=1000", None)}  # fmt: skip
+    samples = {(name, load): [] for name in contenders for load in loads}
+    with fresh_database(args.postgres_url if kind == "postgres" else None, workdir, args.database_prefix) as url:
+        data = workdir / f"data-{kind}"
+        db = open_database(Settings(data_dir=data, database_url=url))
+        accounts.create_account(db, ACCOUNT)
+        key = accounts.create_key(db, ACCOUNT)
+        auth = "Basic " + base64.b64encode(f"{key['key']}:{key['secret']}".encode()).decode()
+        preload(db, 1_000, 1_000)
+        env = {**os.environ, "OPENCUES_DATA_DIR": str(data)}
+        env.pop("OPENCUES_DATABASE_URL", None)
+        watcher = None
+        if url:
+            import psycopg
+
+            env["OPENCUES_DATABASE_URL"] = url
+            watcher = psycopg.connect(url, autocommit=True)
+        users = f"/v2/accounts/{ACCOUNT}/users/"
+        hot = users + HOT_USER.replace("@", "%40") + "/events"
+        print(f"== {kind}: history, {args.rounds} rounds", flush=True)
+        for _ in range(args.rounds):
+            for name, checkout in contenders.items():
+                port = free_port()
+                with opencues(port, 1, env, auth, checkout) as (proc, _start):
+                    base = f"http://127.0.0.1:{port}"
+                    for load, (method, path, body) in loads.items():
+                        path = path.replace("HOT", hot) if path.startswith("HOT") else users + path
+                        backends = backends_cpu(watcher) if watcher else 0.0
+                        result = measure(proc, base, method, path, body, auth, args, workdir)
+                        result["db_cpu_us"] = ((backends_cpu(watcher) - backends) / max(1, result["requests"]) * 1e6) if watcher else 0.0
+                        samples[(name, load)].append(result)
+        if watcher:
+            watcher.close()
+        db.dispose()
+    for name in contenders:
+        median = {load: {k: statistics.median(r[k] for r in samples[(name, load)]) for k in ("rps", "cpu_us", "db_cpu_us")} for load in loads}
+        for load in loads:
+            m = median[load]
+            ratio = f"  {m['rps'] / median['track']['rps']:.2f}x track" if load != "track" else ""
+            db_cpu = f", database {m['db_cpu_us']:5.0f} us" if kind == "postgres" else ""
+            rounds = ", ".join(f"{r['cpu_us']:.0f}" for r in samples[(name, load)])
+            print(f"  {name:<9} {load:<12} {m['rps']:7.0f} req/s  CPU {m['cpu_us']:5.0f} us/req{db_cpu}{ratio}   (rounds: {rounds} us)", flush=True)
+
+
 # --- one database ---------------------------------------------------------------------------
 
 
@@ -500,10 +565,10 @@ def main() -> None:
                         help="events stored for the large-store rows (the issue's size is 10,000,000; 0 skips them)")  # fmt: skip
     parser.add_argument("--load", choices=("auto", "python"), default="auto", help="wrk when found, else Python")
     parser.add_argument("--database-prefix", default="opencues_bench", help="name prefix of the PostgreSQL databases made")
-    parser.add_argument("--only", choices=("start", "track"), help="start, track: measure only that (see above)")
+    parser.add_argument("--only", choices=("start", "track", "history"), help="start, track, history: measure only that (see above)")
     parser.add_argument("--starts", type=int, default=10, help="with --only start: starts of each (default 10)")
-    parser.add_argument("--rounds", type=int, default=3, help="with --only track: loads of each (default 3)")
-    parser.add_argument("--baseline", help="with --only start or track: a checkout to measure in turn with this one")
+    parser.add_argument("--rounds", type=int, default=3, help="with --only track or history: rounds of each (default 3)")
+    parser.add_argument("--baseline", help="with --only start, track or history: a checkout to measure in turn with this one")
     args = parser.parse_args()
     compile_bytecode(str(HERE.parent), *([args.baseline] if args.baseline else []))
     if args.only == "start":
@@ -518,6 +583,14 @@ def main() -> None:
                                                          ("idle RSS MB", result[name]["rss_mb"], TARGETS["idle_rss_mb"])):  # fmt: skip
                                 met = "MET" if value <= target else "MISSED"
                                 print(f"target {kind} {store} {name} {label:<20} {value:8.3f} <= {target:<6} {met}")
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+        return
+    if args.only == "history":
+        workdir = Path(tempfile.mkdtemp(prefix="opencues-history-"))
+        try:
+            for kind in args.databases.split(","):
+                bench_history(kind, args, workdir)
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
         return

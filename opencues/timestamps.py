@@ -91,7 +91,8 @@ def _day_prefix(day: int) -> str:
 
 
 @lru_cache(maxsize=64)
-def _offset_suffix(offset_minutes: int) -> str:
+def offset_suffix(offset_minutes: int) -> str:
+    """How ``render`` ends an instant in ``offset_minutes``: ``Z``, or ``+HH:MM`` / ``-HH:MM``."""
     if offset_minutes == 0:
         return "Z"
     sign = "+" if offset_minutes > 0 else "-"
@@ -122,7 +123,7 @@ def render(ms: int | None, offset_minutes: int = 0) -> str | None:
     hours, minutes = divmod(minutes, 60)
     return (
         prefix + _TWO_DIGITS[hours] + ":" + _TWO_DIGITS[minutes] + ":" + _TWO_DIGITS[seconds]
-        + _MILLIS[millis] + _offset_suffix(offset_minutes)
+        + _MILLIS[millis] + offset_suffix(offset_minutes)
     )  # fmt: skip
 
 
@@ -132,7 +133,7 @@ _HOURS_MINUTES = [f"{h:02d}:{m:02d}:" for h in range(24) for m in range(60)]  # 
 def render_many(values: list[int], offset_minutes: int = 0) -> list[str]:
     """``render`` of many instants at once (a history page): one table look-up for the hour and
     minute, the offset's suffix found once — about half of ``render``'s cost per instant."""
-    suffix, shift = _offset_suffix(offset_minutes), offset_minutes * 60_000
+    suffix, shift = offset_suffix(offset_minutes), offset_minutes * 60_000
     day_prefix, hours_minutes, two, millis = _day_prefix, _HOURS_MINUTES, _TWO_DIGITS, _MILLIS
     rendered = []
     for ms in values:

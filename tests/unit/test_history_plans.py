@@ -38,10 +38,10 @@ def plans(db, statement, params: dict) -> list[str]:
         return [" ".join(str(r[-1]) for r in conn.execute("EXPLAIN QUERY PLAN " + sql, positional))]
     # (prepare=False: psycopg would prepare a statement run five times, and DEALLOCATE ALL drop it)
     names = list(dict.fromkeys(re.findall(r"%\((\w+)\)s", sql)))
-    numbered = re.sub(r"%\((\w+)\)s", lambda m: f"${names.index(m[1]) + 1}", sql)
+    numbered = re.sub(r"%\((\w+)\)s", lambda m: f"${names.index(m[1]) + 1}", sql).replace("%%", "%")  # (run unescaped)
     found = ["\n".join(r[0] for r in conn.execute("EXPLAIN " + sql, params, prepare=False))]
     conn.execute("DEALLOCATE ALL", prepare=False)
-    types = ", ".join("bigint" if n == "limit" else "text" for n in names)
+    types = ", ".join("bigint" if n == "limit" or n.endswith("_ms") else "text" for n in names)
     conn.execute(f"PREPARE plan_probe ({types}) AS {numbered}", prepare=False)
     try:
         conn.execute("SET plan_cache_mode = force_generic_plan", prepare=False)
@@ -59,9 +59,13 @@ def assert_history_reads_its_index(db, account_id: str) -> None:
     for limit in (100, 1000):
         # The whole history, and a window of it as partitioned PostgreSQL reads first.
         statements = (events._HISTORY, events._history_since(1_600_000_000_000))
+        params = {"account_id": account_id, "user_id": HOT, "limit": limit}
         if db.is_postgres:  # and the UNION ALL of windows it reads them with, every branch by the index
             statements += (events._history_by_windows((1_600_000_000_000, 1_590_000_000_000)),)
-        for plan in (p for s in statements for p in plans(db, s, {"account_id": account_id, "user_id": HOT, "limit": limit})):
+            # and the JSON page PostgreSQL writes from either
+            statements += tuple(events._history_page(s) for s in statements if s is not statements[1])
+            params |= {"page_head": "{", "zone_tail": 'Z"', "since_year_one_ms": 0, "lowest_ms": 0, "highest_ms": 1}
+        for plan in (p for s in statements for p in plans(db, s, params)):
             if db.is_sqlite:
                 assert "USING INDEX ix_events_user_time" in plan, plan
                 assert "TEMP B-TREE" not in plan, plan  # no sort: the index delivers the order
