@@ -184,6 +184,12 @@ class _Pipeline:
 def _stored_text(attributes: dict, where: str, max_keys: int) -> str:
     """``attributes`` as the JSON text to store, or ``RowInvalid`` naming what breaks the rules."""
     text, problem = attribute_rules.encoded(attributes, max_keys=max_keys, where=where)
+    return _checked_text(text, problem, where)
+
+
+def _checked_text(text: bytes | None, problem: str | None, where: str) -> str:
+    """The encoded ``text`` to store, unless the rules' check found a ``problem`` or the encoder
+    could not write it (``RowInvalid``)."""
     if problem is not None:
         raise RowInvalid(problem)
     if text is None:
@@ -229,8 +235,9 @@ def import_events(ctx: JobContext) -> None:
                     text = None
                 if text is not None and plainly_allowed(text, max_keys):
                     document = text.decode()
-                else:
-                    document = _stored_text(attributes, "attributes", max_keys)
+                else:  # the walk decides; the text is encoded already
+                    found = attribute_rules.problem(attributes, max_keys=max_keys, where="attributes")
+                    document = _checked_text(text, found, "attributes")
             except RowInvalid as exc:
                 errors.append(RowError(line, exc.reason))
                 continue
