@@ -30,6 +30,7 @@ import threading
 from contextlib import closing
 from dataclasses import dataclass, field
 from itertools import islice
+from operator import itemgetter
 from typing import Callable
 
 import orjson
@@ -184,6 +185,12 @@ class _Pipeline:
 def _stored_text(attributes: dict, where: str, max_keys: int) -> str:
     """``attributes`` as the JSON text to store, or ``RowInvalid`` naming what breaks the rules."""
     text, problem = attribute_rules.encoded(attributes, max_keys=max_keys, where=where)
+    return _checked_text(text, problem, where)
+
+
+def _checked_text(text: bytes | None, problem: str | None, where: str) -> str:
+    """The encoded ``text`` to store, unless the rules' check found a ``problem`` or the encoder
+    could not write it (``RowInvalid``)."""
     if problem is not None:
         raise RowInvalid(problem)
     if text is None:
@@ -211,9 +218,6 @@ def import_events(ctx: JobContext) -> None:
         append = rows.append
         keys = attribute_keys.KeyWalker()
         add_keys = keys.add
-        hour_keys = []  # (name, hour) of every row: counted in C below, not a Counter update a row
-        add_hour = hour_keys.append
-        hour_ms = event_counts.HOUR_MS
         filtered = 0
         for item in chunk:
             if type(item) is RowError:
@@ -229,8 +233,9 @@ def import_events(ctx: JobContext) -> None:
                     text = None
                 if text is not None and plainly_allowed(text, max_keys):
                     document = text.decode()
-                else:
-                    document = _stored_text(attributes, "attributes", max_keys)
+                else:  # the walk decides; the text is encoded already
+                    found = attribute_rules.problem(attributes, max_keys=max_keys, where="attributes")
+                    document = _checked_text(text, found, "attributes")
             except RowInvalid as exc:
                 errors.append(RowError(line, exc.reason))
                 continue
@@ -243,8 +248,11 @@ def import_events(ctx: JobContext) -> None:
             else:
                 append((user_id, name, timestamp, document, flow_id))
             add_keys(attributes)
-            add_hour((name, timestamp // hour_ms))
-        hours = Counter({(account_id, name, hour): count for (name, hour), count in Counter(hour_keys).items()})
+        # The rows' (name, hour) pairs, made and counted in C after the loop: a tuple a row in
+        # the loop cost ~0.4 µs a row more.
+        names, stamps = (itemgetter(2), itemgetter(3)) if postgres else (itemgetter(1), itemgetter(2))
+        per_hour = Counter(zip(map(names, rows), map(event_counts.HOUR_MS.__rfloordiv__, map(stamps, rows))))
+        hours = Counter({(account_id, name, hour): count for (name, hour), count in per_hour.items()})
         if postgres or not rows:
             return _Batch(len(chunk), rows, errors, keys.pairs, filtered=filtered, hours=hours)
         # SQLite: the chunk's rows as one piece of the batch's JSON array (``_insert_events_sqlite``),

@@ -13,7 +13,7 @@ import orjson
 import pytest
 from sqlalchemy import func, select
 
-from opencues import attribute_keys, jobs, segments
+from opencues import attribute_keys, attributes as attribute_rules, jobs, segments
 from opencues.settings import Settings
 from opencues.storage.schema import events, profiles, segment_members
 from opencues.worker import run_pending_jobs
@@ -620,6 +620,20 @@ def test_attributes_the_text_shortcut_cannot_clear_are_walked_and_kept(api, app,
     assert attributes["ingestions_completed"] == 1 and attributes["ingestions_failed"] == 1
     assert attributes["errors"][0]["line"] == 2 and "more than 3" in attributes["errors"][0]["reason"]
     assert [(r.user_id, r.attributes) for r in event_rows(db)] == [("u1", {"url": "https://a:1/b:c:d"})]
+
+
+def test_a_walked_event_row_is_encoded_once(api, app, db, settings, monkeypatch):
+    # The walk decides on the document the parse loop encoded already: no second encoding.
+    settings.max_attribute_keys = 3
+    encode_and_check = attribute_rules.encoded
+    again = []
+    monkeypatch.setattr(attribute_rules, "encoded", lambda document, **kw: again.append(document) or encode_and_check(document, **kw))
+    job = job_of(api, api.post("import/events", content=ndjson({"user_id": "u1", "name": "ok", "timestamp": 1, "url": "https://a:1/b:c:d"}),
+                               headers=NDJSON))  # fmt: skip
+    drain(app)
+    assert completed(api, job["job_id"])["ingestions_completed"] == 1
+    assert again == []
+    assert [r.attributes for r in event_rows(db)] == [{"url": "https://a:1/b:c:d"}]
 
 
 def test_an_sqlite_events_batch_is_written_with_the_import_cache_then_the_usual_one(db):
