@@ -256,6 +256,32 @@ def show(label: str, result: dict, ref: dict | None = None) -> None:
           f"CPU {result['cpu_us']:6.0f} us/req  errors {result['errors']}{ratio}", flush=True)  # fmt: skip
 
 
+# --- the store a bench serves -----------------------------------------------------------------
+
+
+@contextmanager
+def bench_store(kind: str, args, workdir: Path, *, events: int):
+    """A fresh store of ``kind`` holding the bench account, its key and ``events`` events of the
+    hot user (0: none): ``(db, auth, env)``, ``env`` making ``opencues serve`` use that store
+    with otherwise default settings (a plain start)."""
+    with fresh_database(args.postgres_url if kind == "postgres" else None, workdir, args.database_prefix) as url:
+        data = workdir / f"data-{kind}"
+        db = open_database(Settings(data_dir=data, database_url=url))
+        accounts.create_account(db, ACCOUNT)
+        key = accounts.create_key(db, ACCOUNT)
+        auth = "Basic " + base64.b64encode(f"{key['key']}:{key['secret']}".encode()).decode()
+        if events:
+            preload(db, events, 1_000)
+        env = {**os.environ, "OPENCUES_DATA_DIR": str(data)}
+        env.pop("OPENCUES_DATABASE_URL", None)
+        if url:
+            env["OPENCUES_DATABASE_URL"] = url
+        try:
+            yield db, auth, env
+        finally:
+            db.dispose()
+
+
 # --- starts only ----------------------------------------------------------------------------
 
 
@@ -295,23 +321,13 @@ def measure_starts(env: dict, auth: str, args) -> dict:
 
 def bench_starts(kind: str, args, workdir: Path) -> dict:
     """The start alone: on a store holding one account and key, then (``--large-events``) on a large one."""
-    with fresh_database(args.postgres_url if kind == "postgres" else None, workdir, args.database_prefix) as url:
-        data = workdir / f"data-{kind}"
-        db = open_database(Settings(data_dir=data, database_url=url))
-        accounts.create_account(db, ACCOUNT)
-        key = accounts.create_key(db, ACCOUNT)
-        auth = "Basic " + base64.b64encode(f"{key['key']}:{key['secret']}".encode()).decode()
-        env = {**os.environ, "OPENCUES_DATA_DIR": str(data)}
-        env.pop("OPENCUES_DATABASE_URL", None)
-        if url:
-            env["OPENCUES_DATABASE_URL"] = url
+    with bench_store(kind, args, workdir, events=0) as (db, auth, env):
         print(f"== {kind}: empty store (one account and key)", flush=True)
         out = {"empty": measure_starts(env, auth, args)}
         if args.large_events:
             preload(db, args.large_events, 1_000)
             print(f"== {kind}: {args.large_events:,} events", flush=True)
             out["large"] = measure_starts(env, auth, args)
-        db.dispose()
     return out
 
 
@@ -350,21 +366,9 @@ def measure_track_rounds(env: dict, auth: str, args) -> dict:
 
 
 def bench_track(kind: str, args, workdir: Path) -> dict:
-    with fresh_database(args.postgres_url if kind == "postgres" else None, workdir, args.database_prefix) as url:
-        data = workdir / f"data-{kind}"
-        db = open_database(Settings(data_dir=data, database_url=url))
-        accounts.create_account(db, ACCOUNT)
-        key = accounts.create_key(db, ACCOUNT)
-        auth = "Basic " + base64.b64encode(f"{key['key']}:{key['secret']}".encode()).decode()
-        preload(db, 1_000, 1_000)
-        env = {**os.environ, "OPENCUES_DATA_DIR": str(data)}
-        env.pop("OPENCUES_DATABASE_URL", None)
-        if url:
-            env["OPENCUES_DATABASE_URL"] = url
+    with bench_store(kind, args, workdir, events=1_000) as (_db, auth, env):
         print(f"== {kind}: track", flush=True)
-        out = measure_track_rounds(env, auth, args)
-        db.dispose()
-    return out
+        return measure_track_rounds(env, auth, args)
 
 
 # --- history only ---------------------------------------------------------------------------
@@ -384,21 +388,12 @@ def bench_history(kind: str, args, workdir: Path) -> None:
     loads = {"track": ("POST", "bench-user-%d/events", "track"), "history100": ("GET", "HOT?limit=100", None),
              "history1000": ("GET", "HOT?limit=1000", None)}  # fmt: skip
     samples = {(name, load): [] for name in contenders for load in loads}
-    with fresh_database(args.postgres_url if kind == "postgres" else None, workdir, args.database_prefix) as url:
-        data = workdir / f"data-{kind}"
-        db = open_database(Settings(data_dir=data, database_url=url))
-        accounts.create_account(db, ACCOUNT)
-        key = accounts.create_key(db, ACCOUNT)
-        auth = "Basic " + base64.b64encode(f"{key['key']}:{key['secret']}".encode()).decode()
-        preload(db, 1_000, 1_000)
-        env = {**os.environ, "OPENCUES_DATA_DIR": str(data)}
-        env.pop("OPENCUES_DATABASE_URL", None)
+    with bench_store(kind, args, workdir, events=1_000) as (_db, auth, env):
         watcher = None
-        if url:
+        if kind == "postgres":
             import psycopg
 
-            env["OPENCUES_DATABASE_URL"] = url
-            watcher = psycopg.connect(url, autocommit=True)
+            watcher = psycopg.connect(env["OPENCUES_DATABASE_URL"], autocommit=True)
         users = f"/v2/accounts/{ACCOUNT}/users/"
         hot = users + HOT_USER.replace("@", "%40") + "/events"
         print(f"== {kind}: history, {args.rounds} rounds", flush=True)
@@ -415,7 +410,6 @@ def bench_history(kind: str, args, workdir: Path) -> None:
                         samples[(name, load)].append(result)
         if watcher:
             watcher.close()
-        db.dispose()
     for name in contenders:
         median = {load: {k: statistics.median(r[k] for r in samples[(name, load)]) for k in ("rps", "cpu_us", "db_cpu_us")} for load in loads}
         for load in loads:
@@ -431,18 +425,7 @@ def bench_history(kind: str, args, workdir: Path) -> None:
 
 def bench_database(kind: str, args, workdir: Path) -> dict:
     out: dict = {}
-    with fresh_database(args.postgres_url if kind == "postgres" else None, workdir, args.database_prefix) as url:
-        data = workdir / f"data-{kind}"
-        settings = Settings(data_dir=data, database_url=url)
-        db = open_database(settings)
-        accounts.create_account(db, ACCOUNT)
-        key = accounts.create_key(db, ACCOUNT)
-        auth = "Basic " + base64.b64encode(f"{key['key']}:{key['secret']}".encode()).decode()
-        preload(db, 1_000, 1_000)
-        env = {**os.environ, "OPENCUES_DATA_DIR": str(data)}  # otherwise the defaults: a plain start
-        env.pop("OPENCUES_DATABASE_URL", None)
-        if url:
-            env["OPENCUES_DATABASE_URL"] = url
+    with bench_store(kind, args, workdir, events=1_000) as (db, auth, env):
         users = f"/v2/accounts/{ACCOUNT}/users/"
         hot = users + HOT_USER.replace("@", "%40") + "/events"
         print(f"== {kind}", flush=True)
@@ -491,7 +474,6 @@ def bench_database(kind: str, args, workdir: Path) -> dict:
                 out["history1000_large"] = r = measure(proc, base, "GET", hot + "?limit=1000", None, auth, args, workdir)
                 show(f"history 1000 @{args.large_events:,}", r, out["ref_get"])
             print(f"  cold start at {args.large_events:,} events: {out['start_large_s']:.2f} s", flush=True)
-        db.dispose()
     return out
 
 
