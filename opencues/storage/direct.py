@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-import time
 import weakref
 from concurrent.futures import ThreadPoolExecutor
 from operator import itemgetter
@@ -86,7 +85,9 @@ class Direct:
         self._pending_ready = threading.Condition()
         self._writer: threading.Thread | None = None
         self._wal_grew = threading.Event()  # SQLite: the writer committed since the last checkpoint
-        self._checkpoints_stop = False
+        # Set when the writer stops: ends the checkpointer's wait between two checkpoints at once
+        # (a plain sleep there held every dispose, and so every shutdown, for up to that interval).
+        self._checkpoints_stop = threading.Event()
         self._readers: ThreadPoolExecutor | None = None  # PostgreSQL: ``off_loop``'s threads
         module = engine.dialect.dbapi
         self._broken = (module.OperationalError, module.InterfaceError)
@@ -285,7 +286,7 @@ class Direct:
                 self._connection().execute("PRAGMA wal_autocheckpoint=0")
             except Exception:  # noqa: BLE001 - commits then checkpoint as usual; the writer must run
                 log.exception("cannot move WAL checkpoints off the commit path")
-            self._checkpoints_stop = False
+            self._checkpoints_stop.clear()
             checkpointer = threading.Thread(target=self._checkpoint_forever, name="opencues-checkpoint", daemon=True)
             checkpointer.start()
         while True:
@@ -299,7 +300,7 @@ class Direct:
             if len(rows) < len(pending):
                 break
         if checkpointer is not None:
-            self._checkpoints_stop = True
+            self._checkpoints_stop.set()
             self._wal_grew.set()
             checkpointer.join()
 
@@ -307,14 +308,15 @@ class Direct:
         while True:
             self._wal_grew.wait()
             self._wal_grew.clear()
-            if self._checkpoints_stop:
+            if self._checkpoints_stop.is_set():
                 return
             try:
                 # PASSIVE: copies what it can without waiting for readers or blocking the writer.
                 self._connection().execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
             except Exception:  # noqa: BLE001 - the next commit's signal retries; SQLite also checkpoints on close
                 log.exception("WAL checkpoint failed")
-            time.sleep(_CHECKPOINT_INTERVAL)
+            if self._checkpoints_stop.wait(_CHECKPOINT_INTERVAL):
+                return
 
     def _commit_group(self, pending: list) -> None:
         if not pending:

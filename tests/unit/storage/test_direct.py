@@ -143,3 +143,22 @@ def test_off_loop_reads_in_a_reader_thread_on_postgresql_and_inline_on_sqlite(db
         assert len(threads) <= 4  # bounded: each reader keeps a pool connection
     else:
         assert threads == {loop_thread}
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_dispose_does_not_wait_out_the_checkpoint_interval(db, monkeypatch):
+    """The checkpointer rests between two checkpoints; stopping must cut that rest short, or every
+    dispose (each server's shutdown, each test's database) waits for it."""
+    from opencues.storage import direct
+
+    monkeypatch.setattr(direct, "_CHECKPOINT_INTERVAL", 60.0)
+    insert = events_table.insert().inline().values({k: bindparam(k) for k in ROW})
+
+    async def one_write():
+        await db.direct.write_grouped(insert, ROW)
+
+    asyncio.run(one_write())
+    time.sleep(0.2)  # the checkpointer has run its checkpoint and is resting
+    started = time.monotonic()
+    db.direct.dispose()
+    assert time.monotonic() - started < 30  # waited out the 60 s rest before
