@@ -7,8 +7,8 @@ made CSV exports 2.6-4× their floor. The catalogue (table ``event_attribute_key
 pairs **in the same transaction as the rows**, so any snapshot's catalogue covers every event that
 snapshot sees:
 
-- ``opencues.events`` (track): the group commit writes, with each group, the pairs of its rows that
-  this process has not committed before (``CommittedPairs``);
+- ``opencues.events`` (track): the group commit writes, with each group, the distinct pairs of its
+  rows (``GroupPairs``);
 - ``opencues.imports``: each batch records its distinct pairs (``record``);
 - anything that writes ``events`` directly (benchmark loaders, migration 0002's backfill) calls
   ``rebuild`` afterwards.
@@ -25,9 +25,9 @@ so a column that also holds scalars needs the type-checking cell expression).
 
 from __future__ import annotations
 
+import functools
 import hashlib
-import threading
-from typing import Callable, Iterable, Mapping, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import orjson
 from sqlalchemy import Connection, Text, bindparam, cast, select, type_coerce
@@ -40,9 +40,8 @@ Pair = tuple[Path, str]
 
 OBJECT = "object"
 TYPE_NAMES = {str: "string", int: "number", float: "number", bool: "boolean", type(None): "null", list: "array", dict: OBJECT}
-ROW_PAIRS = "attribute_pairs"  # where an events row for ``CommittedPairs`` carries its pairs
+ROW_PAIRS = "attribute_pairs"  # where an events row for ``GroupPairs`` carries its pairs
 _MAX_SHAPES = 100_000  # bounds the memory of a walker's shape cache on wildly varied attributes
-_MAX_REMEMBERED = 100_000  # bounds ``CommittedPairs``'s memory the same way
 _FETCH_ROWS = 5_000
 
 
@@ -110,10 +109,16 @@ def _rows(triples: Iterable[tuple[str, Path, str]]) -> list[dict]:
     # then wait for each other in turn instead of deadlocking.
     rows = []
     for account_id, path, kind in sorted(triples):
-        encoded = encode_path(path)
-        digest = hashlib.sha256(encoded.encode()).hexdigest()
+        encoded, digest = _stored_path(path)
         rows.append({"account_id": account_id, "path_sha256": digest, "type": kind, "path": encoded})
     return rows
+
+
+@functools.lru_cache(maxsize=_MAX_SHAPES)
+def _stored_path(path: Path) -> tuple[str, str]:
+    """A path's stored text and its SHA-256 (the key): every track group writes its pairs."""
+    encoded = encode_path(path)
+    return encoded, hashlib.sha256(encoded.encode()).hexdigest()
 
 
 def record(conn: Connection, account_id: str, pairs: Iterable[Pair]) -> None:
@@ -156,30 +161,23 @@ def rebuild(conn: Connection, account_id: str | None = None) -> None:
         conn.execute(_insert(conn.dialect.name), rows)
 
 
-class CommittedPairs:
+class GroupPairs:
     """The group commit's companion for event inserts (``Direct.attach``; used by
-    ``opencues.events``): records the pairs of the rows being written in their transaction —
-    one statement for a whole group, holding only the pairs this process has not committed
-    before. Each row carries its pairs under ``ROW_PAIRS``.
+    ``opencues.events``): records the distinct pairs of the rows being written in their
+    transaction, one statement for a whole group (known pairs are kept: ``ON CONFLICT DO NOTHING``).
+    Each row carries its pairs under ``ROW_PAIRS``.
 
-    A pair is remembered only once the transaction that wrote it has committed, so a rolled-back
-    group leaves nothing behind that would wrongly skip the pair next time."""
+    Every group writes its pairs, even those this process wrote before: a process that skipped
+    the pairs it remembered committing left the catalogue short after anything deleted them (an
+    account reset or deletion, a snapshot restored — in this process or in another one), and each
+    CSV export of the account then distrusted it and read every row. A known pair costs one index
+    probe in the transaction that writes the events anyway; its encoding is remembered."""
 
     def __init__(self, dialect_name: str):
         self._statement = _insert(dialect_name)
-        self._committed: set[tuple[str, Path, str]] = set()
-        self._lock = threading.Lock()
 
-    def __call__(self, rows: Sequence[Mapping]) -> tuple[list, Callable[[], None] | None]:
+    def __call__(self, rows: Sequence[Mapping]) -> tuple[list, None]:
         triples = {(row["account_id"], path, kind) for row in rows for path, kind in row[ROW_PAIRS]}
-        with self._lock:
-            missing = triples - self._committed
-        if not missing:
+        if not triples:
             return [], None
-        return [(self._statement, _rows(missing))], lambda: self._remember(missing)
-
-    def _remember(self, triples: set) -> None:
-        with self._lock:
-            if len(self._committed) + len(triples) > _MAX_REMEMBERED:
-                self._committed.clear()
-            self._committed |= triples
+        return [(self._statement, _rows(triples))], None

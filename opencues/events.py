@@ -160,7 +160,7 @@ class _EventCompanion:
     """What every group of event rows writes beside them: their attribute keys and their counts."""
 
     def __init__(self, dialect_name: str):
-        self._keys = attribute_keys.CommittedPairs(dialect_name)
+        self._keys = attribute_keys.GroupPairs(dialect_name)
         self._counts = event_counts.HourCounts(dialect_name)
 
     def __call__(self, rows):

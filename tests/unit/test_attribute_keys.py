@@ -7,7 +7,8 @@ import asyncio
 
 import pytest
 
-from opencues import attribute_keys, events
+from opencues import attribute_keys, events, snapshots
+from opencues.storage import Database
 from opencues.storage.schema import event_attribute_keys
 from opencues.storage.schema import events as events_table
 
@@ -113,7 +114,7 @@ def test_rebuild_makes_the_catalogue_exactly_the_events_pairs(db):
 # --- track: the group commit's companion -----------------------------------------------------
 
 
-def test_track_records_keys_and_later_groups_write_only_new_pairs(db, monkeypatch):
+def test_track_records_keys_with_one_statement_a_group(db, monkeypatch):
     executed = catalogue_inserts(db, monkeypatch)
     events.track(db, "acct1", "u", {"name": "e", "timestamp": T0, "attributes": {"plan": "pro", "o": {"n": 1}}})
     assert catalogue(db) == {("plan",): {"string"}, ("o",): {"object"}, ("o", "n"): {"number"}}
@@ -123,11 +124,25 @@ def test_track_records_keys_and_later_groups_write_only_new_pairs(db, monkeypatc
         payload = {"name": "e", "timestamp": T0, "attributes": attributes}
         await asyncio.gather(*(events.track_grouped(db, "acct1", f"u{i}", payload) for i in range(20)))
 
-    asyncio.run(burst({"plan": "free", "o": {"n": 2}}))
-    assert len(executed) == 1  # every pair already committed by this process: nothing to write
     asyncio.run(burst({"plan": 3}))
     assert catalogue(db)[("plan",)] == {"string", "number"}
-    assert 2 <= len(executed) <= 3  # one statement per group (the first row may go alone), none after
+    assert 2 <= len(executed) <= 3  # one statement per group (the first row may go alone), not per row
+
+
+def test_pairs_are_written_again_after_the_catalogue_lost_them_elsewhere(db, settings):
+    """An account reset by another process (or this one) takes its catalogue with it: the next
+    events must bring their pairs back, though this process wrote the same pairs before."""
+    payload = {"name": "e", "timestamp": T0, "attributes": {"plan": "pro"}}
+    events.track(db, "acct1", "u", payload)
+    elsewhere = Database(settings.resolved_database_url)
+    try:
+        with elsewhere.begin() as conn:
+            snapshots.delete_account_data(conn, "acct1", keep_account=True)
+    finally:
+        elsewhere.dispose()
+    assert catalogue(db) == {}
+    asyncio.run(events.track_grouped(db, "acct1", "u", payload))
+    assert catalogue(db) == {("plan",): {"string"}}
 
 
 def test_a_rolled_back_write_leaves_no_pair_remembered(db):
