@@ -13,9 +13,9 @@ transaction as the rows:
 - anything that writes ``events`` otherwise (snapshot loads, benchmark loaders, migration 0007)
   calls ``rebuild`` afterwards.
 
-Deleting an account's data deletes its counts too (``opencues.snapshots.PARTS``); the retention
-period's deletes take their rows' counts away (``forget``, ``forget_hours``;
-``opencues.event_partitions``).
+Deleting an account's data deletes its events and their counts in one step
+(``delete_account_events``, from ``opencues.snapshots``); the retention period's deletes take their
+rows' counts away (``forget``, ``forget_hours``; ``opencues.event_partitions``).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Iterable, Mapping, Sequence
 
-from sqlalchemy import Connection, bindparam, func, literal_column, select
+from sqlalchemy import Connection, bindparam, delete, func, literal_column, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from opencues.storage.schema import event_name_hours, events
@@ -72,6 +72,33 @@ def forget(conn: Connection, counts: Mapping[tuple[str, str, int], int]) -> None
     rows = [{"a": a, "n": n, "h": h, "c": c} for (a, n, h), c in sorted(counts.items())]
     conn.execute(event_name_hours.update().where(key).values(events=event_name_hours.c.events - bindparam("c")), rows)
     conn.execute(event_name_hours.delete().where(key & (event_name_hours.c.events <= 0)), rows)
+
+
+def delete_account_events(conn: Connection, account_id: str) -> None:
+    """Delete an account's events and their counts, in the caller's transaction, so that no
+    count outlives its events nor an event its count, whatever commits meanwhile.
+
+    On PostgreSQL each statement of a READ COMMITTED transaction sees what committed before it:
+    with the counts deleted by one statement and the events by the next, a track committed
+    between the two lost its event and kept its count. So the events are deleted first and
+    exactly the counts of the events that statement deleted are taken away (one statement);
+    then the hours left at zero go. An event committed after that statement stays with its
+    count (an hour this transaction changed waits for its commit, then is added to anew).
+    SQLite's write lock keeps every other writer out of the whole transaction."""
+    if conn.dialect.name != "postgresql":
+        conn.execute(delete(events).where(events.c.account_id == account_id))
+        conn.execute(delete(event_name_hours).where(event_name_hours.c.account_id == account_id))
+        return
+    gone = delete(events).where(events.c.account_id == account_id).returning(events.c.name, events.c.timestamp).cte("gone")
+    hour = hour_sql(gone.c.timestamp)
+    lost = select(gone.c.name, hour.label("hour"), func.count().label("events")).group_by(gone.c.name, hour).cte("lost")
+    mine = event_name_hours.c.account_id == account_id
+    conn.execute(
+        update(event_name_hours)
+        .where(mine, event_name_hours.c.name == lost.c.name, event_name_hours.c.hour == lost.c.hour)
+        .values(events=event_name_hours.c.events - lost.c.events)
+    )
+    conn.execute(delete(event_name_hours).where(mine, event_name_hours.c.events <= 0))
 
 
 def forget_hours(conn: Connection, first_ms: int, end_ms: int) -> None:

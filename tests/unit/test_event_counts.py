@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+from sqlalchemy import event as sqlalchemy_event
 from sqlalchemy import select
 
-from opencues import analytics, event_counts, events, snapshots
+from opencues import analytics, control, event_counts, events, snapshots
+from opencues.storage import Database
 from opencues.storage.schema import event_name_hours
 from opencues.storage.schema import events as events_table
 from tests.conftest import make_account
@@ -76,3 +79,40 @@ def test_a_snapshot_load_refills_flow_id_and_the_counts(db):
     with db.begin() as conn:
         snapshots.load(conn, document, replace_all=True)
     assert counts(db) == recounted(db) and [c[0] for c in counts(db)] == ["a1"]
+
+
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)  # SQLite's write lock keeps the track out
+def test_a_track_committed_at_any_point_of_an_account_reset_keeps_counts_and_events_together(db, settings):
+    """A track from another process commits just before each statement of the reset's transaction
+    in turn (a new name and hour: it waits for no lock the reset holds); afterwards the counts
+    still equal a recount of the events. Deleting the counts and the events in two statements
+    failed this: a track committed between them lost its event and kept its count."""
+    make_account(db, "a1")
+    elsewhere = Database(settings.resolved_database_url)
+    state = {"statement": 0, "inject_at": 0, "injected": False}
+
+    def before_statement(conn, cursor, statement, parameters, context, executemany):
+        if state["statement"] == state["inject_at"] and not state["injected"]:
+            state["injected"] = True
+            late = {"name": f"late{state['inject_at']}", "timestamp": f"2026-05-{1 + state['inject_at']:02d}T00:00:00Z"}
+            events.track(elsewhere, "a1", "late", late)
+        state["statement"] += 1
+
+    try:
+        while True:
+            events.track(db, "a1", "u1", {"name": "seen", "timestamp": STAMP})
+            events.track(db, "a1", "u2", {"name": "seen", "timestamp": STAMP})
+            state.update(statement=0, injected=False)
+            sqlalchemy_event.listen(db.engine, "before_cursor_execute", before_statement)
+            try:
+                control.reset_account(db, "a1")
+            finally:
+                sqlalchemy_event.remove(db.engine, "before_cursor_execute", before_statement)
+            assert counts(db) == recounted(db), f"a track committed before statement {state['inject_at']}"
+            if not state["injected"]:  # past the reset's last statement
+                break
+            state["inject_at"] += 1
+            control.reset_account(db, "a1")
+    finally:
+        elsewhere.dispose()
+    assert state["inject_at"] >= 4  # the reset's statements were each tried
