@@ -74,9 +74,10 @@ def forget(conn: Connection, counts: Mapping[tuple[str, str, int], int]) -> None
     conn.execute(event_name_hours.delete().where(key & (event_name_hours.c.events <= 0)), rows)
 
 
-def delete_account_events(conn: Connection, account_id: str) -> None:
-    """Delete an account's events and their counts, in the caller's transaction, so that no
-    count outlives its events nor an event its count, whatever commits meanwhile.
+def delete_account_events(conn: Connection, account_id: str | None) -> None:
+    """Delete an account's events (every account's: None) and their counts, in the caller's
+    transaction, so that no count outlives its events nor an event its count, whatever commits
+    meanwhile.
 
     On PostgreSQL each statement of a READ COMMITTED transaction sees what committed before it:
     with the counts deleted by one statement and the events by the next, a track committed
@@ -85,20 +86,26 @@ def delete_account_events(conn: Connection, account_id: str) -> None:
     then the hours left at zero go. An event committed after that statement stays with its
     count (an hour this transaction changed waits for its commit, then is added to anew).
     SQLite's write lock keeps every other writer out of the whole transaction."""
+    events_of = [] if account_id is None else [events.c.account_id == account_id]
+    counts_of_them = [] if account_id is None else [event_name_hours.c.account_id == account_id]
     if conn.dialect.name != "postgresql":
-        conn.execute(delete(events).where(events.c.account_id == account_id))
-        conn.execute(delete(event_name_hours).where(event_name_hours.c.account_id == account_id))
+        conn.execute(delete(events).where(*events_of))
+        conn.execute(delete(event_name_hours).where(*counts_of_them))
         return
-    gone = delete(events).where(events.c.account_id == account_id).returning(events.c.name, events.c.timestamp).cte("gone")
+    gone = delete(events).where(*events_of).returning(events.c.account_id, events.c.name, events.c.timestamp).cte("gone")
     hour = hour_sql(gone.c.timestamp)
-    lost = select(gone.c.name, hour.label("hour"), func.count().label("events")).group_by(gone.c.name, hour).cte("lost")
-    mine = event_name_hours.c.account_id == account_id
+    keys = (gone.c.account_id, gone.c.name, hour)
+    lost = select(*keys[:2], hour.label("hour"), func.count().label("events")).group_by(*keys).cte("lost")
     conn.execute(
         update(event_name_hours)
-        .where(mine, event_name_hours.c.name == lost.c.name, event_name_hours.c.hour == lost.c.hour)
+        .where(
+            event_name_hours.c.account_id == lost.c.account_id,
+            event_name_hours.c.name == lost.c.name,
+            event_name_hours.c.hour == lost.c.hour,
+        )
         .values(events=event_name_hours.c.events - lost.c.events)
     )
-    conn.execute(delete(event_name_hours).where(mine, event_name_hours.c.events <= 0))
+    conn.execute(delete(event_name_hours).where(*counts_of_them, event_name_hours.c.events <= 0))
 
 
 def forget_hours(conn: Connection, first_ms: int, end_ms: int) -> None:

@@ -82,7 +82,8 @@ def test_a_snapshot_load_refills_flow_id_and_the_counts(db):
 
 
 @pytest.mark.parametrize("backend", ["postgres"], indirect=True)  # SQLite's write lock keeps the track out
-def test_a_track_committed_at_any_point_of_an_account_reset_keeps_counts_and_events_together(db, settings):
+@pytest.mark.parametrize("reset", ["account", "everything"])
+def test_a_track_committed_at_any_point_of_a_reset_keeps_counts_and_events_together(db, settings, reset):
     """A track from another process commits just before each statement of the reset's transaction
     in turn (a new name and hour: it waits for no lock the reset holds); afterwards the counts
     still equal a recount of the events. Deleting the counts and the events in two statements
@@ -105,14 +106,18 @@ def test_a_track_committed_at_any_point_of_an_account_reset_keeps_counts_and_eve
             state.update(statement=0, injected=False)
             sqlalchemy_event.listen(db.engine, "before_cursor_execute", before_statement)
             try:
-                control.reset_account(db, "a1")
+                if reset == "account":
+                    control.reset_account(db, "a1")
+                else:
+                    control.reset(db)
             finally:
                 sqlalchemy_event.remove(db.engine, "before_cursor_execute", before_statement)
             assert counts(db) == recounted(db), f"a track committed before statement {state['inject_at']}"
             if not state["injected"]:  # past the reset's last statement
                 break
             state["inject_at"] += 1
-            control.reset_account(db, "a1")
+            control.reset(db)
+            make_account(db, "a1")
     finally:
         elsewhere.dispose()
     assert state["inject_at"] >= 4  # the reset's statements were each tried
