@@ -3,6 +3,7 @@ or in Python (``events.json_page``, which SQLite uses) — key order, escapes, d
 ``group_id``/``context`` only when set, and every instant in every offset as ``timestamps.render``
 writes it, the instants it writes otherwise included."""
 
+import itertools
 import uuid
 
 import orjson
@@ -45,9 +46,11 @@ def backend(request):
 
 
 def store(db, account_id: str, user_id: str, rows) -> None:
+    """Rows in their order, one statement for each run of rows sharing a group id and context."""
     with db.begin() as conn:
-        for name, instant, attributes, group_id, context in rows:
-            events.insert_event(conn, account_id, user_id, name, instant, attributes, group_id=group_id, context=context)
+        for (group_id, context), run in itertools.groupby(rows, key=lambda row: (row[3], row[4])):
+            shared = {name: value for name, value in (("group_id", group_id), ("context", context)) if value is not None}
+            events.insert_events(conn, account_id, [(user_id, name, instant, attributes) for name, instant, attributes, *_ in run], **shared)
 
 
 def assert_same_page(db, account_id: str, user_id: str, limit: int, offset: int) -> bytes:
@@ -80,9 +83,9 @@ def test_every_code_point_is_escaped_alike(db, account):
     assert len(orjson.loads(assert_same_page(db, account.account_id, "u", 100, 0))) == len(chunks)
 
 
-@pytest.mark.parametrize("offset", [0, 330, -720, 840])
-def test_a_page_of_many_events_in_any_offset(db, account, offset):
+def test_a_page_of_many_events_in_any_offset(db, account):
     store(db, account.account_id, "u", [("e", 1_600_000_000_000 + (i // 3) * 61_001, {"i": i}, "g" if i % 7 == 0 else None,
-                                         {"n": i} if i % 5 == 0 else None) for i in range(1_000)])  # fmt: skip
-    assert len(orjson.loads(assert_same_page(db, account.account_id, "u", 1_000, offset))) == 1_000
-    assert assert_same_page(db, account.account_id, "nobody", 10, offset) == b"[]"
+                                         {"n": i % 4} if i % 5 == 0 else None) for i in range(1_000)])  # fmt: skip
+    for offset in (0, 330, -720, 840):
+        assert len(orjson.loads(assert_same_page(db, account.account_id, "u", 1_000, offset))) == 1_000
+        assert assert_same_page(db, account.account_id, "nobody", 10, offset) == b"[]"
