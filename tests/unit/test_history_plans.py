@@ -9,19 +9,16 @@ import pytest
 from sqlalchemy import text
 
 from opencues import events, profiles
-from opencues.storage.schema import events as events_table
 from opencues.storage.schema import profiles as profiles_table
+from tests.generated_events import generated_events
 
 HOT = "hot-user"
 
 
 def bulk_load(db, account_id: str, rows: int, users: int) -> None:
     with db.begin() as conn:
-        conn.execute(events_table.insert(), [
-            {"account_id": account_id, "user_id": HOT if users == 1 else f"user{i % users}", "name": "e",
-             "timestamp": 1_600_000_000_000 + i, "attributes": {}}
-            for i in range(rows)
-        ])  # fmt: skip
+        conn.execute(generated_events(account_id, rows, user=HOT if users == 1 else "user", users=users,
+                                      first_timestamp=1_600_000_000_000))  # fmt: skip
         conn.execute(profiles_table.insert().prefix_with("OR IGNORE", dialect="sqlite"), [
             {"account_id": account_id, "user_id": HOT if users == 1 else f"user{i}", "attributes": {"n": i},
              "created_at": 0, "updated_at": 0}

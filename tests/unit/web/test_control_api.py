@@ -7,13 +7,14 @@ import time
 
 import orjson
 import pytest
-from sqlalchemy import String, cast, func, literal, select
+from sqlalchemy import func, select
 from starlette.testclient import TestClient
 
 from opencues import snapshots
 from opencues.storage.schema import events
 from opencues.web.app import create_app
 from tests.conftest import assert_problem
+from tests.generated_events import generated_events
 
 TOKEN = "test-admin-token"
 ADMIN = {"Authorization": f"Bearer {TOKEN}"}
@@ -180,25 +181,12 @@ def test_account_reset_removes_every_event_of_a_large_account_only(web, db):
     # Its speed (< 1 s at 100,000 events) is measured by bench/bench_control.py, not here.
     account, other = make(web), make(web)
     with db.begin() as conn:
-        conn.execute(_generated_events(account["id"], 100_000))
+        conn.execute(generated_events(account["id"], 100_000))
     track(web, other, name="kept")
     assert web.post(f"/-/accounts/{account['id']}/reset", headers=ADMIN).status_code == 200
     with db.connect() as conn:
         remaining = conn.execute(select(events.c.account_id, func.count()).group_by(events.c.account_id)).all()
     assert remaining == [(other["id"], 1)]
-
-
-def _generated_events(account_id: str, count: int):
-    """INSERT of ``count`` events (500 users, timestamps 0…count-1) made by the database itself
-    from a counting query: sent from Python as 100,000 rows, they took 2 s of this process's
-    CPU and ~8 s on PostgreSQL, for a reset that takes 0.3 s."""
-    numbers = select(literal(0).label("i")).cte("numbers", recursive=True)
-    numbers = numbers.union_all(select(numbers.c.i + 1).where(numbers.c.i < count - 1))
-    rows = select(
-        literal(account_id), literal("u") + cast(numbers.c.i % 500, String), literal("e"), numbers.c.i,
-        literal({}, events.c.attributes.type),
-    )  # fmt: skip
-    return events.insert().from_select(["account_id", "user_id", "name", "timestamp", "attributes"], rows)
 
 
 # -- snapshots ---------------------------------------------------------------------------------
