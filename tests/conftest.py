@@ -96,9 +96,10 @@ def _driver_url(url: str) -> str:
     return "postgresql+psycopg://" + url.split("://", 1)[1]
 
 
-def create_postgres_database(prefix: str = "opencues_test") -> tuple[str, callable]:
+def create_postgres_database(prefix: str = "opencues_test", template: str | None = None) -> tuple[str, callable]:
     """A new, empty PostgreSQL database (libpq URL) and a function that drops it — or a skip
-    (a failure under ``OPENCUES_REQUIRE_POSTGRES=1``) when PostgreSQL is not to be had."""
+    (a failure under ``OPENCUES_REQUIRE_POSTGRES=1``) when PostgreSQL is not to be had. With
+    ``template`` (a database's name, which nobody may be connected to), a copy of that one."""
     base = os.environ.get("OPENCUES_TEST_POSTGRES_URL", DEFAULT_POSTGRES)
     required = os.environ.get("OPENCUES_REQUIRE_POSTGRES") == "1"
     if not base:
@@ -109,7 +110,7 @@ def create_postgres_database(prefix: str = "opencues_test") -> tuple[str, callab
     try:
         admin = create_engine(_driver_url(base), isolation_level="AUTOCOMMIT")
         with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
+            conn.execute(text(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else "")))
             # A test database need not survive a crash of PostgreSQL itself (what opencues
             # promises is that its rows survive a crash of opencues): commits don't wait for the
             # WAL to reach the disk, which on a machine busy writing took most of a test's time.

@@ -47,7 +47,8 @@ class AppcuesCli:
 
 
 def _check(backend, live_server):
-    server = live_server(backend=backend, args=["--demo"])
+    # A first start, as a user's: the server migrates its new database itself (on both backends).
+    server = live_server(backend=backend, args=["--demo"], migrated=False)
     key, secret = _demo_key(server)
     cli = AppcuesCli(server.base_url, key, secret, "demo")
 

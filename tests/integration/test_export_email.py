@@ -16,8 +16,6 @@ from email.policy import default as default_policy
 
 import httpx
 import pytest
-from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import AuthResult
 
 from tests.integration.conftest import free_port, tls_context
 
@@ -40,6 +38,8 @@ class Mailbox:
         return "250 Message accepted for delivery"
 
     def authenticate(self, server, session, envelope, mechanism, auth_data):
+        from aiosmtpd.smtp import AuthResult
+
         self.logins.append((auth_data.login, auth_data.password))
         return AuthResult(success=auth_data.login == b"mailer" and auth_data.password == b"p@ss word")
 
@@ -56,6 +56,9 @@ def smtp_server(tmp_path):
     started = []
 
     def start(tls: bool = False):
+        # Imported here, not at every xdist worker's collection.
+        from aiosmtpd.controller import Controller
+
         mailbox = Mailbox()
         kwargs = dict(authenticator=mailbox.authenticate, auth_require_tls=tls)
         cert = None
@@ -101,7 +104,7 @@ def _export_and_follow_links(server, mailbox: Mailbox, recipients: list[str], fm
     deadline = time.monotonic() + 60
     while (job := api.get(job_url).json())["status"] == "IN_PROGRESS":
         assert time.monotonic() < deadline, job
-        time.sleep(0.1)
+        time.sleep(0.05)
     assert job["status"] == "COMPLETED", job
     completed = next(e for e in job["events"] if e["name"] == "Completed")["attributes"]
     assert completed["rows_exported"] == 2 and "email_error" not in completed

@@ -72,7 +72,7 @@ def test_a_full_disk_answers_507_keeps_reading_and_recovers(live_server, backend
         job_url = response.json()["job_url"]
         deadline = time.monotonic() + 60
         while client.get(job_url).json()["status"] == "IN_PROGRESS" and time.monotonic() < deadline:
-            time.sleep(0.2)
+            time.sleep(0.05)
         assert client.get(job_url).json()["status"] == "COMPLETED"
     output = server.output()
     assert "Traceback" not in output

@@ -20,14 +20,14 @@ def wait_for_job(http, account: str, job_id: str, timeout: float = 60) -> dict:
         job = http.get(f"/v2/accounts/{account}/jobs/{job_id}").json()
         if job["status"] != "IN_PROGRESS":
             return job
-        time.sleep(0.2)
+        time.sleep(0.05)
     raise AssertionError(f"job {job_id} still IN_PROGRESS after {timeout}s")
 
 
 def test_server_and_worker_share_only_the_database_and_the_bucket(live_server, s3_server, tmp_path):
     bucket = s3_server.new_bucket()
     shared = {**s3_server.env, "OPENCUES_FILE_STORE": f"s3://{bucket}/files", "OPENCUES_SECRET_KEY": SECRET,
-              "OPENCUES_JOB_POLL_SECONDS": "0.1"}  # fmt: skip
+              "OPENCUES_JOB_POLL_SECONDS": "0.05"}  # fmt: skip
     server = live_server(backend="postgres", env={**shared, "OPENCUES_JOB_WORKERS": "0"})
     account = server.create_account("acme")
     auth = server.create_key(account)

@@ -32,12 +32,12 @@ def pytest_runtest_makereport(item, call):
 # test of another module that this xdist worker runs next could not ``asyncio.run``.
 @pytest.fixture(scope="module")
 def chromium():
+    sync_api = pytest.importorskip("playwright.sync_api")
     required = os.environ.get("OPENCUES_REQUIRE_CHROMIUM") == "1"  # .ci/run: a skip would be a failure
     if not Path(CHROMIUM).exists():
         if required:
             pytest.fail(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
         pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
-    from playwright import sync_api
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
         yield browser

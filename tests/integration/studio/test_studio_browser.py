@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from tests.integration.studio.conftest import ADMIN_TOKEN, ARTIFACTS, WAIT_MS
 
-expect = pytest.importorskip("playwright.sync_api").expect
+
+def expect(target):
+    """Playwright's ``expect``, imported at first use: at ~80 ms, not at every xdist worker's
+    collection (the ``chromium`` fixture skips when Playwright is missing)."""
+    from playwright.sync_api import expect as playwright_expect
+
+    return playwright_expect(target)
 
 
 def sign_in_with_key(page, server, key: str, secret: str) -> None:

@@ -10,7 +10,6 @@ import threading
 import time
 
 import pytest
-import redis
 from starlette.testclient import TestClient
 
 from opencues.web.app import create_app
@@ -160,6 +159,8 @@ def own_redis(tmp_path):
         url = f"redis://127.0.0.1:{port}/0"
 
         def start(self):
+            import redis  # imported by the tests that use it, not at every worker's collection
+
             args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(tmp_path)]
             processes.append(subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
             deadline = time.monotonic() + 10
@@ -191,6 +192,8 @@ def _wait_for(condition, seconds: float = 10) -> bool:
 
 
 def test_the_limiter_goes_back_to_redis_by_itself(settings, db, account, own_redis, caplog):
+    import redis
+
     overrides = {"rate_limit": "100/minute", "redis_url": own_redis.url, "redis_retry_seconds": 0.2}
     with _client(settings, db, **overrides) as client:
         api = AccountClient(client, account)
