@@ -11,13 +11,27 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import re
 from functools import lru_cache
 from pathlib import Path
 
 VERSIONS_DIR = Path(__file__).parent / "migrations" / "versions"
 
+# ``revision = '0003'`` / ``down_revision: str | None = '0002'`` at the start of a line.
+_ASSIGNMENT = re.compile(r"^(revision|down_revision)[ \t]*(?::[^=\n]*)?=[ \t]*(.+?)[ \t]*(?:#.*)?$", re.MULTILINE)
+
 
 def _assignments(path: Path) -> dict:
+    """``revision`` and ``down_revision`` of a migration file, read from those lines alone: parsing
+    the ten files whole cost each start ~7 ms. A value these lines do not hold (one spread over
+    lines): the file parsed whole."""
+    try:
+        return {name: ast.literal_eval(value) for name, value in _ASSIGNMENT.findall(path.read_text())}
+    except (ValueError, SyntaxError):
+        return _parsed_assignments(path)
+
+
+def _parsed_assignments(path: Path) -> dict:
     found = {}
     for node in ast.parse(path.read_bytes(), str(path)).body:
         if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):

@@ -28,6 +28,19 @@ def test_head_revision_agrees_with_alembic():
     assert schema_version.head_revision() == ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
+def test_revisions_read_from_their_lines_equal_the_parsed_file(tmp_path):
+    """The start reads ``revision``/``down_revision`` from their lines; a value spread over lines
+    sends it to a parse of the whole file."""
+    for path in schema_version.VERSIONS_DIR.glob("*.py"):
+        assert schema_version._assignments(path) == schema_version._parsed_assignments(path), path.name
+    annotated = tmp_path / "a.py"
+    annotated.write_text('"""x\n\nRevision ID: 9\n"""\nrevision: str = "9"  # the id\ndown_revision: str | None = None\n')
+    assert schema_version._assignments(annotated) == {"revision": "9", "down_revision": None}
+    merge = tmp_path / "b.py"
+    merge.write_text('revision = "9"\ndown_revision = (\n    "7",\n    "8",\n)\n')
+    assert schema_version._assignments(merge) == {"revision": "9", "down_revision": ("7", "8")}
+
+
 def test_a_database_from_the_template_equals_a_migrated_one(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     assert sqlite_template.create_from_template(tmp_path / "data")
