@@ -1,5 +1,8 @@
 """The control API under ``/-/``: a thin HTTP shell over ``opencues.control``.
 
+Each view imports the control library (``opencues.control``, ``faults``, ``journal``) when first
+called: a plain start serves none of them (docs/decisions.md, "Start-up: the second pass").
+
 ``/-/health`` and ``/-/ready`` are always on and open. Everything else exists only when an admin
 token is configured (``OPENCUES_ADMIN_TOKEN``; 404 otherwise) and needs it as
 ``Authorization: Bearer <token>`` (401 otherwise).
@@ -13,7 +16,6 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from opencues import control, faults, journal
 from opencues.errors import ApiError
 from opencues.web.bodies import read_body, read_json
 from opencues.web.responses import json_response
@@ -54,6 +56,8 @@ async def health(request: Request):
 
 
 async def ready(request: Request):
+    from opencues import control
+
     reason = await run_in_threadpool(control.readiness, _db(request))
     if reason is not None:
         raise ApiError(503, reason, {"Retry-After": "1"})
@@ -64,24 +68,32 @@ async def ready(request: Request):
 
 
 async def create_account(request: Request):
+    from opencues import control
+
     require_admin(request)
     body = await _optional_json(request)
     return json_response(control.create_account(_db(request), body), status=201)
 
 
 async def delete_account(request: Request, account_id: str):
+    from opencues import control
+
     require_admin(request)
     await run_in_threadpool(control.delete_account, _db(request), account_id, request.app.state.file_store)
     return _done(f"account {account_id} deleted")
 
 
 async def reset(request: Request):
+    from opencues import control
+
     require_admin(request)
     await run_in_threadpool(control.reset, _db(request), request.app.state.file_store)
     return _done("every account and its data deleted")
 
 
 async def reset_account(request: Request, account_id: str):
+    from opencues import control
+
     require_admin(request)
     await run_in_threadpool(control.reset_account, _db(request), account_id, request.app.state.file_store)
     return _done(f"account {account_id}'s data deleted; its keys kept")
@@ -91,6 +103,8 @@ async def reset_account(request: Request, account_id: str):
 
 
 async def create_snapshot(request: Request):
+    from opencues import control
+
     require_admin(request)
     body = await read_json(request)
     if "name" not in body:
@@ -104,28 +118,38 @@ async def create_snapshot(request: Request):
 
 
 async def list_snapshots(request: Request):
+    from opencues import control
+
     require_admin(request)
     return json_response(control.list_snapshots(_db(request)))
 
 
 async def get_snapshot(request: Request, name: str):
+    from opencues import control
+
     require_admin(request)
     raw = await run_in_threadpool(control.get_snapshot, _db(request), name)
     return Response(raw, media_type="application/json", headers={"Content-Disposition": f'attachment; filename="{name}.json"'})
 
 
 async def restore_snapshot(request: Request, name: str):
+    from opencues import control
+
     require_admin(request)
     return json_response(await run_in_threadpool(control.restore_snapshot, _db(request), name, request.app.state.file_store))
 
 
 async def delete_snapshot(request: Request, name: str):
+    from opencues import control
+
     require_admin(request)
     control.delete_snapshot(_db(request), name)
     return _done(f"snapshot {name} deleted")
 
 
 async def seed(request: Request):
+    from opencues import control
+
     require_admin(request)
     raw = await read_body(request, request.app.state.settings.max_upload_bytes)
     return json_response(await run_in_threadpool(control.seed, _db(request), raw, request.app.state.file_store))
@@ -135,22 +159,30 @@ async def seed(request: Request):
 
 
 async def add_fault(request: Request):
+    from opencues import faults
+
     require_admin(request)
     return json_response(faults.add_fault(_db(request), await read_json(request)), status=201)
 
 
 async def list_faults(request: Request):
+    from opencues import faults
+
     require_admin(request)
     return json_response(faults.list_faults(_db(request)))
 
 
 async def remove_fault(request: Request, fault_id: str):
+    from opencues import faults
+
     require_admin(request)
     faults.remove_fault(_db(request), fault_id)
     return _done(f"fault {fault_id} removed")
 
 
 async def clear_faults(request: Request):
+    from opencues import faults
+
     require_admin(request)
     return _done("faults removed", removed=faults.clear_faults(_db(request)))
 
@@ -159,18 +191,24 @@ async def clear_faults(request: Request):
 
 
 async def set_job_mode(request: Request, account_id: str):
+    from opencues import control
+
     require_admin(request)
     body = await read_json(request)
     return json_response(control.set_job_mode(_db(request), account_id, body.get("mode")))
 
 
 async def run_job(request: Request, job_id: str):
+    from opencues import control
+
     require_admin(request)
     state = request.app.state
     return json_response(await run_in_threadpool(control.run_job, state.db, state.file_store, state.settings, job_id))
 
 
 async def fail_job(request: Request, job_id: str):
+    from opencues import control
+
     require_admin(request)
     body = await read_json(request)
     return json_response(control.fail_job(_db(request), job_id, body.get("reason")))
@@ -187,6 +225,8 @@ async def _flush_journal(request: Request) -> None:
 
 
 async def list_requests(request: Request):
+    from opencues import journal
+
     require_admin(request)
     await _flush_journal(request)
     query = request.query_params
@@ -197,21 +237,29 @@ async def list_requests(request: Request):
 
 
 async def clear_requests(request: Request):
+    from opencues import journal
+
     require_admin(request)
     await _flush_journal(request)
     return _done("journal cleared", removed=journal.clear(_db(request)))
 
 
 async def list_outbox(request: Request):
+    from opencues import control
+
     require_admin(request)
     return json_response(control.list_outbox(request.app.state.settings))
 
 
 async def get_outbox_message(request: Request, message_id: str):
+    from opencues import control
+
     require_admin(request)
     return Response(control.outbox_message(request.app.state.settings, message_id), media_type="message/rfc822")
 
 
 async def clear_outbox(request: Request):
+    from opencues import control
+
     require_admin(request)
     return _done("outbox cleared", removed=control.clear_outbox(request.app.state.settings))

@@ -36,6 +36,10 @@ NOT_ON_A_PLAIN_START = (
     "opencues.segment_exports",
     "opencues.analytics",
     "opencues.analytics_sql",
+    "opencues.control",  # the control API's library: at its first request (/-/ready's included)
+    "opencues.faults",
+    "opencues.journal",
+    "opencues.snapshots",
     "opencues.web.intake",  # bulk uploads: at the first one
     "opencues.readers",
     "opencues.mail",
