@@ -63,10 +63,13 @@ def _digest(secret: str) -> str:
 def create_key(
     db: Database, account_id: str, read_only: bool = False, *, key: str | None = None, secret: str | None = None
 ) -> dict:
-    """A new key (``key`` and ``secret`` generated unless given: test harnesses pick fixed ones)."""
-    get_account(db, account_id)
+    """A new key (``key`` and ``secret`` generated unless given: test harnesses pick fixed ones).
+    The account is looked up in the key's own transaction: one connection and one commit (on
+    PostgreSQL a separate look-up had cost two more round trips)."""
     key, secret = key or ids.api_key_id(), secret or ids.api_secret()
     with db.begin() as conn:
+        if conn.execute(select(accounts.c.id).where(accounts.c.id == account_id)).first() is None:
+            raise not_found(f"account {account_id!r}")
         conn.execute(
             api_keys.insert().values(
                 id=key, account_id=account_id, secret_sha256=_digest(secret), read_only=read_only, created_at=now_ms()

@@ -58,7 +58,12 @@ def _share_compiled_statements() -> None:
     object, which each engine makes anew: every test compiled every statement it ran again
     (~1 ms each; half of what making an account cost). The dialects are alike (same driver,
     same options: ``Database`` passes nothing else per engine), and the shared one is
-    initialized by its own engine's first connection before any other engine uses it."""
+    initialized by its own engine's first connection before any other engine uses it.
+
+    The engine's own dialect still connects (it made the pool) but is not initialized again: its
+    pool's first connection would otherwise run the dialect's start-up queries (server version,
+    schema, isolation level, the hstore type: ~5 round trips, ~20 ms on PostgreSQL) for a dialect
+    nothing reads — once per test database."""
     make_engine = Database.__init__
 
     def __init__(self, url: str, **kwargs) -> None:
@@ -69,9 +74,15 @@ def _share_compiled_statements() -> None:
             with engine.connect():  # initializes the dialect (server version, defaults)
                 pass
             _SHARED_DIALECTS[kind] = (engine.dialect, engine._compiled_cache)
+        else:
+            engine.dialect.initialize = _initialized_already
         engine.dialect, engine._compiled_cache = _SHARED_DIALECTS[kind]
 
     Database.__init__ = __init__
+
+
+def _initialized_already(connection) -> None:
+    """``Dialect.initialize`` of an engine whose dialect was replaced by the shared one."""
 
 
 _SHARED_DIALECTS: dict = {}
@@ -197,15 +208,39 @@ def backend(request):
 
 @pytest.fixture
 def database_url(backend, request, tmp_path):
-    """The URL of an empty, migrated database of the current backend."""
+    """The URL of an empty, migrated database of the current backend. SQLite's is in the test's
+    data directory, ``tmp_path / "data"``, which lives in memory (see ``_data_in_memory``)."""
     if backend == "sqlite":
-        target = tmp_path / "data" / "opencues.db"
-        target.parent.mkdir(parents=True, exist_ok=True)
+        data = tmp_path / "data"
+        in_memory = _data_in_memory(data)
+        target = data / "opencues.db"
         shutil.copy(request.getfixturevalue("sqlite_template"), target)
-        return f"sqlite:///{target}"
+        yield f"sqlite:///{target}"
+        if in_memory is not None:
+            shutil.rmtree(in_memory, ignore_errors=True)
+        return
     url = request.getfixturevalue("postgres_url")
     empty_postgres_database(url)
-    return url
+    yield url
+
+
+_MEMORY_FILESYSTEM = "/dev/shm"  # tmpfs on Linux
+
+
+def _data_in_memory(data) -> str | None:
+    """Make ``data`` a link to a new directory on the memory file system, when there is one, and
+    return that directory (None: ``data`` is a plain directory). A test's SQLite database is
+    written for that test alone: on the disk every commit that began a write-ahead log, every
+    checkpoint and every last close (which checkpoints) waited for ``fsync`` — with the disk busy,
+    ~5 ms each, several times a test. In memory the same files, the same SQLite and the same
+    paths (``settings.data_dir / "opencues.db"``), without the waits. Removed after the test."""
+    if data.exists() or not (os.path.isdir(_MEMORY_FILESYSTEM) and os.access(_MEMORY_FILESYSTEM, os.W_OK)):
+        data.mkdir(parents=True, exist_ok=True)
+        return None
+    directory = tempfile.mkdtemp(prefix=f"opencues-test-{os.getpid()}-", dir=_MEMORY_FILESYSTEM)
+    data.parent.mkdir(parents=True, exist_ok=True)
+    data.symlink_to(directory, target_is_directory=True)
+    return directory
 
 
 # One engine (one pooled connection) per session database for emptying it before each test: a
@@ -238,7 +273,20 @@ _EMPTY_EVERY_TABLE = "; ".join(
 
 @pytest.fixture
 def settings(database_url, tmp_path):
-    return Settings(data_dir=tmp_path / "data", database_url=database_url)
+    """``Settings(data_dir=…, database_url=…)``: a copy, with those two, of the settings the
+    current environment gives. Reading the environment into a ``Settings`` costs ~3 ms of CPU
+    (pydantic-settings matches every field against ``os.environ``), once per test; the copy
+    ~0.01 ms. A test that changed an ``OPENCUES_`` variable before asking gets settings read
+    anew, as before."""
+    environment = tuple(sorted((name.upper(), value) for name, value in os.environ.items()
+                               if name.upper().startswith("OPENCUES_")))  # fmt: skip
+    read = _SETTINGS_READ.get(environment)
+    if read is None:
+        read = _SETTINGS_READ[environment] = Settings()
+    return read.model_copy(update={"data_dir": tmp_path / "data", "database_url": database_url})
+
+
+_SETTINGS_READ: dict = {}  # OPENCUES_ environment → the Settings read from it (never handed out)
 
 
 @pytest.fixture

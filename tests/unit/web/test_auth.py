@@ -6,9 +6,10 @@ import base64
 import hashlib
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from opencues import accounts
+from opencues.errors import ApiError
 from opencues.storage.schema import api_keys
 from tests.conftest import AccountClient, assert_problem, make_account
 
@@ -118,3 +119,23 @@ def test_a_read_only_key_reads_but_never_writes(client, db, account):
     assert reader.get("flows/tour").status_code == 200
     assert_problem(reader.post("flows/tour/publish"), 403, "read-only")
     assert flows.get_flow(db, "acct1", "tour")["published"] is False
+
+
+def test_a_key_is_made_in_one_transaction_and_never_for_a_missing_account(db, account):
+    """The account's look-up and the key's row share one connection and one commit (a look-up
+    of its own had cost PostgreSQL two more round trips per key)."""
+    checkouts = []
+
+    def checked_out(*_args) -> None:
+        checkouts.append(1)
+
+    event.listen(db.engine, "checkout", checked_out)
+    try:
+        made = accounts.create_key(db, account.account_id, read_only=True)
+    finally:
+        event.remove(db.engine, "checkout", checked_out)
+    assert len(checkouts) == 1
+    assert accounts.authenticate(db, made["key"], made["secret"]).read_only
+    with pytest.raises(ApiError) as missing:
+        accounts.create_key(db, "no-such-account")
+    assert missing.value.status == 404
