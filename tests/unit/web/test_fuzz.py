@@ -20,7 +20,10 @@ and this module was a quarter of the whole suite's CPU (most of it generating ca
 them): every operation is still fuzzed on both databases, with fewer cases each. Each generated
 case is sent to both databases (one test per operation), so it is generated once, not once per
 database (docs/decisions.md, "The test suite under 3 minutes", "The test suite under 3 minutes:
-the second pass").
+the second pass"). Each target keeps one in-process client, its apps and databases live as long as
+the (xdist worker's) session, and a finished job is checked once, not after every later test
+("The fuzz test's CPU"). Under the ``ci`` profile the cases come from the ``fuzz`` function's
+source: editing it draws other cases, and the status mix of the summary line moves with them.
 """
 
 from __future__ import annotations
@@ -28,13 +31,14 @@ from __future__ import annotations
 import base64
 import collections
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
+from schemathesis.python import asgi as schemathesis_asgi
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     response_schema_conformance,
@@ -69,6 +73,10 @@ class FuzzTarget:
     settings: Settings
     app: object
     creds: object
+    # schemathesis' in-process client of the app, kept for every request (see _fuzz_target).
+    client: schemathesis_asgi.ASGIClient
+    # Jobs already seen finished, and checked: their events no longer change (_no_job_fails_internally).
+    checked_jobs: set = field(default_factory=set)
 
 
 def _fuzz_target(backend: str, data_dir, database_url: str | None) -> FuzzTarget:
@@ -79,11 +87,19 @@ def _fuzz_target(backend: str, data_dir, database_url: str | None) -> FuzzTarget
     make_account(db, "acct2")  # another account: its URLs must be 403 for this key
     flows.create_flow(db, "acct1", "Onboarding", flow_id="flow1")
     profiles.update_profile(db, "acct1", "user1", {"plan": "pro"})
-    return FuzzTarget(backend, db, settings, create_app(settings, db), creds)
+    app = create_app(settings, db)
+    # `Case.call` without a session makes this client (a `requests` session) for each request, and
+    # `requests` then reads the environment for proxies and a .netrc file every time (~1.3 ms of
+    # CPU a request, the app's own work aside): an in-process app has no proxy to go through.
+    client = schemathesis_asgi.get_client(app)
+    client.trust_env = False
+    return FuzzTarget(backend, db, settings, app, creds, client.__enter__())
 
 
-# Under pytest-xdist each worker that runs some of these tests makes its own targets.
-@pytest.fixture(scope="module")
+# Session-scoped: under pytest-xdist a worker makes its targets at its first test of this module and
+# keeps them until it ends. Module-scoped, they were made again (a PostgreSQL database created and
+# migrated) each time the worker came back to this module from another one.
+@pytest.fixture(scope="session")
 def fuzz_targets(tmp_path_factory):
     """One app per database (no worker threads: each test runs its jobs at the end), each on a
     database of its own that every operation's requests share — what one creates, the next can
@@ -100,12 +116,13 @@ def fuzz_targets(tmp_path_factory):
         targets.append(_fuzz_target("postgres", tmp_path_factory.mktemp("fuzz") / "data", database_url))
     yield targets
     for target in targets:
+        target.client.__exit__(None, None, None)
         target.db.dispose()
     if drop is not None:
         drop()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def fuzz_schema(fuzz_targets):
     """The API's document, read once from the first target's app; each case is sent to every
     target's app."""
@@ -187,7 +204,8 @@ def test_fuzzed_requests_get_documented_answers(fuzz_targets, fuzz_schema, metho
             # Assigned, not changed in place: schemathesis then re-checks whether the case is still a
             # negative one (a header it had left out to make it one is back), as it did before.
             sent.headers = target_headers
-            response = sent.call(app=target.app)
+            response = sent.call(app=target.app, session=target.client)
+            target.client.cookies.clear()  # as a new client per request had none
             SENT[(target.backend, f"{method} {path}", response.status_code)] += 1
             sent.validate_response(response, checks=CHECKS)
 
@@ -198,12 +216,18 @@ def test_fuzzed_requests_get_documented_answers(fuzz_targets, fuzz_schema, metho
 
 def _no_job_fails_internally(target) -> None:
     """Run the jobs the fuzzed requests started: a job may fail for its input (a deleted
-    segment), never with an internal error."""
+    segment), never with an internal error. A job seen finished has been checked for good;
+    the others are checked again after the next test's requests (re-reading every job of the
+    database after each test made this quadratic: ~4,000 reads in a run)."""
     db, settings = target.db, target.settings
     run_pending_jobs(db, target.app.state.file_store, settings, timeout=120)
     for account in ("acct1", "acct2"):
         for job in jobs.list_jobs(db, account):
+            if job["id"] in target.checked_jobs:
+                continue
             detail = jobs.get_job(db, account, job["id"])
             for event in detail["events"]:
                 reason = str(event["attributes"].get("reason", ""))
                 assert "internal error" not in reason, (job["name"], reason)
+            if detail["status"] != jobs.JobStatus.IN_PROGRESS.value:
+                target.checked_jobs.add(job["id"])
