@@ -119,6 +119,13 @@ def tree_rss_mb(pid: int) -> float:
 
 
 @contextmanager
+def scratch_dir(prefix: str):
+    """A temporary directory (as a ``Path``) for one mode's files, removed afterwards whatever happened."""
+    with tempfile.TemporaryDirectory(prefix=prefix, ignore_cleanup_errors=True) as path:
+        yield Path(path)
+
+
+@contextmanager
 def started(cmd: list[str], env: dict, probe_url: str, auth: str | None):
     """Run ``cmd``; yields ``(process, seconds from exec to the first 200 of probe_url)``."""
     log = tempfile.TemporaryFile()
@@ -343,8 +350,7 @@ def measure_track_rounds(env: dict, auth: str, args) -> dict:
         contenders["baseline"] = str(Path(args.baseline).resolve())
     path = f"/v2/accounts/{ACCOUNT}/users/bench-user-%d/events"
     samples: dict[str, list] = {name: [] for name in contenders}
-    workdir = Path(tempfile.mkdtemp(prefix="opencues-track-"))
-    try:
+    with scratch_dir("opencues-track-") as workdir:
         for _ in range(args.rounds):
             for name, checkout in contenders.items():
                 port = free_port()
@@ -354,8 +360,6 @@ def measure_track_rounds(env: dict, auth: str, args) -> dict:
                                      None if checkout is None else auth, args, workdir)  # fmt: skip
                     samples[name].append(result)
                     show(name, result, samples["reference"][-1] if checkout else None)
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
     out = {}
     for name, rows in samples.items():
         out[name] = {"rps": statistics.median(r["rps"] for r in rows), "cpu_us": statistics.median(r["cpu_us"] for r in rows),
@@ -554,8 +558,7 @@ def main() -> None:
     args = parser.parse_args()
     compile_bytecode(str(HERE.parent), *([args.baseline] if args.baseline else []))
     if args.only == "start":
-        workdir = Path(tempfile.mkdtemp(prefix="opencues-start-"))
-        try:
+        with scratch_dir("opencues-start-") as workdir:
             for kind in args.databases.split(","):
                 results = bench_starts(kind, args, workdir)
                 for store, result in results.items():
@@ -565,23 +568,15 @@ def main() -> None:
                                                          ("idle RSS MB", result[name]["rss_mb"], TARGETS["idle_rss_mb"])):  # fmt: skip
                                 met = "MET" if value <= target else "MISSED"
                                 print(f"target {kind} {store} {name} {label:<20} {value:8.3f} <= {target:<6} {met}")
-        finally:
-            shutil.rmtree(workdir, ignore_errors=True)
         return
     if args.only == "history":
-        workdir = Path(tempfile.mkdtemp(prefix="opencues-history-"))
-        try:
+        with scratch_dir("opencues-history-") as workdir:
             for kind in args.databases.split(","):
                 bench_history(kind, args, workdir)
-        finally:
-            shutil.rmtree(workdir, ignore_errors=True)
         return
     if args.only == "track":
-        workdir = Path(tempfile.mkdtemp(prefix="opencues-hot-"))
-        try:
+        with scratch_dir("opencues-hot-") as workdir:
             results = {kind: bench_track(kind, args, workdir) for kind in args.databases.split(",")}
-        finally:
-            shutil.rmtree(workdir, ignore_errors=True)
         for name in results[next(iter(results))]:
             if name == "reference":
                 continue
@@ -597,11 +592,8 @@ def main() -> None:
     args.workers = [int(w) for w in args.workers.split(",")]
     print(f"load generator: {'wrk' if shutil.which('wrk') and args.load != 'python' else 'python asyncio+httpx'}; "
           f"c={args.connections}, {args.duration} s a load", flush=True)  # fmt: skip
-    workdir = Path(tempfile.mkdtemp(prefix="opencues-hot-"))
-    try:
+    with scratch_dir("opencues-hot-") as workdir:
         results = {kind: bench_database(kind, args, workdir) for kind in args.databases.split(",")}
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
     summary(results, args)
 
 
