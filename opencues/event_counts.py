@@ -14,7 +14,7 @@ transaction as the rows:
   calls ``rebuild`` afterwards.
 
 Deleting an account's data deletes its events and their counts in one step
-(``delete_account_events``, from ``opencues.snapshots``); the retention period's deletes take their
+(``delete_events_and_counts``, from ``opencues.snapshots``); the retention period's deletes take their
 rows' counts away (``forget``, ``forget_hours``; ``opencues.event_partitions``).
 """
 
@@ -74,7 +74,7 @@ def forget(conn: Connection, counts: Mapping[tuple[str, str, int], int]) -> None
     conn.execute(event_name_hours.delete().where(key & (event_name_hours.c.events <= 0)), rows)
 
 
-def delete_account_events(conn: Connection, account_id: str | None) -> None:
+def delete_events_and_counts(conn: Connection, account_id: str | None) -> None:
     """Delete an account's events (every account's: None) and their counts, in the caller's
     transaction, so that no count outlives its events nor an event its count, whatever commits
     meanwhile.

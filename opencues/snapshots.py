@@ -239,25 +239,30 @@ def accounts_in(document: dict) -> list[str]:
 def delete_account_data(conn: Connection, account_id: str, *, keep_account: bool = False) -> None:
     """Remove an account's data (children first); with ``keep_account`` the account and its keys stay."""
     for part in reversed(PARTS):
-        if (keep_account and part.keep_on_account_reset) or part.table is schema.event_name_hours:
-            continue
-        if part.table is schema.events:  # with their counts, consistently (and the counts' turn skipped)
-            event_counts.delete_account_events(conn, account_id)
-            continue
-        conn.execute(delete(part.table).where(part.of_account(account_id)))
+        if not (keep_account and part.keep_on_account_reset):
+            _delete_rows(conn, part, account_id)
     if not keep_account:
         key_cache.announce(conn)  # its keys: forgotten by every process when this commits
 
 
 def delete_everything(conn: Connection) -> None:
     for part in reversed(PARTS):
-        if part.table is schema.event_name_hours:
-            continue
-        if part.table is schema.events:  # with their counts, consistently (as above)
-            event_counts.delete_account_events(conn, None)
-            continue
-        conn.execute(delete(part.table))
+        _delete_rows(conn, part, None)
     key_cache.announce(conn)
+
+
+def _delete_rows(conn: Connection, part: Part, account_id: str | None) -> None:
+    """Delete a part's rows: one account's, or every account's (None). Events go with their hourly
+    counts in one step (``event_counts.delete_events_and_counts``: a track committed meanwhile
+    keeps both or neither), so the counts' own turn has nothing left to do."""
+    if part.table is schema.event_name_hours:
+        return
+    if part.table is schema.events:
+        event_counts.delete_events_and_counts(conn, account_id)
+    elif account_id is None:
+        conn.execute(delete(part.table))
+    else:
+        conn.execute(delete(part.table).where(part.of_account(account_id)))
 
 
 def load(conn: Connection, document: dict, *, replace_all: bool = False, file_store=None) -> dict:
