@@ -42,6 +42,7 @@ OBJECT = "object"
 TYPE_NAMES = {str: "string", int: "number", float: "number", bool: "boolean", type(None): "null", list: "array", dict: OBJECT}
 ROW_PAIRS = "attribute_pairs"  # where an events row for ``GroupPairs`` carries its pairs
 _MAX_SHAPES = 100_000  # bounds the memory of a walker's shape cache on wildly varied attributes
+_MAX_PATHS = 100_000  # bounds the cache of paths' stored text and hash (``_stored_path``) the same way
 _FETCH_ROWS = 5_000
 
 
@@ -114,7 +115,7 @@ def _rows(triples: Iterable[tuple[str, Path, str]]) -> list[dict]:
     return rows
 
 
-@functools.lru_cache(maxsize=_MAX_SHAPES)
+@functools.lru_cache(maxsize=_MAX_PATHS)
 def _stored_path(path: Path) -> tuple[str, str]:
     """A path's stored text and its SHA-256 (the key): every track group writes its pairs."""
     encoded = encode_path(path)
