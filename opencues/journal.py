@@ -166,7 +166,9 @@ def list_requests(db: Database, *, path: str | None = None, account_id: str | No
         raise bad_request(f"`limit` must be an integer from 1 to {MAX_LIST}") from None
     if not 1 <= limit <= MAX_LIST:
         raise bad_request(f"`limit` must be an integer from 1 to {MAX_LIST}")
-    query = select(control_requests).order_by(control_requests.c.id.desc()).limit(limit)
+    # By the time each response left, not by id: each server process commits its own entries, so
+    # ids follow the order of those commits (the id orders one process's entries of a millisecond).
+    query = select(control_requests).order_by(control_requests.c.time.desc(), control_requests.c.id.desc()).limit(limit)
     if path:
         query = query.where(control_requests.c.path.like(_like(path), escape="\\"))
     if account_id:

@@ -345,7 +345,10 @@ control_requests = Table(
     Column("duration_ms", Float, nullable=False),
     Column("account_id", String(64), nullable=True),
     Column("faulted", Boolean, nullable=False),
-    Index("ix_control_requests_account", "account_id", "id"),
+    # Listed newest first by the time each response left (migration 0011): ids follow the order
+    # of each process's commits, which with several server processes is not the requests' order.
+    Index("ix_control_requests_account", "account_id", "time", "id"),
+    Index("ix_control_requests_time", "time", "id"),
 )
 
 # Accounts whose jobs do not run the usual way: "instant" (run inside the request that submits

@@ -511,6 +511,23 @@ def test_journal_keeps_only_the_configured_number(db, settings):
     assert [e["path"] for e in kept] == [f"/p{i}" for i in range(29, 19, -1)]
 
 
+def test_journal_lists_by_response_time_whichever_process_committed_first(db):
+    """Two server processes commit their entries each from a thread of its own: the later request
+    can be committed (and numbered) first, and must still be listed first."""
+    from opencues import journal
+
+    def at(path, time_ms):
+        row = journal.entry(method="GET", path=path, query="", headers={}, body=b"", status=200, duration_ms=1, account_id="acct", faulted=False)
+        return {**row, "time": time_ms}
+
+    db.direct.write(journal.INSERT, [at("/second", 1_000_002), at("/third", 1_000_003)])  # one process
+    db.direct.write(journal.INSERT, [at("/first", 1_000_001), at("/fourth", 1_000_004)])  # the other, later
+    expected = ["/fourth", "/third", "/second", "/first"]
+    assert [e["path"] for e in journal.list_requests(db)] == expected
+    assert [e["path"] for e in journal.list_requests(db, account_id="acct")] == expected
+    assert [e["path"] for e in journal.list_requests(db, account_id="acct", limit=2)] == expected[:2]
+
+
 def test_journal_off_records_nothing(settings, db):
     with TestClient(create_app(settings.model_copy(update={"admin_token": TOKEN}), db)) as web:
         account = make(web)
