@@ -6,7 +6,7 @@ database the server reads.
 
 Each command imports the library modules it uses when it runs, not this module: ``opencues api …``
 only talks HTTP, and loading the settings, SQLAlchemy and the storage layer for it cost ~0.3 s
-of CPU a command (docs/decisions.md, "The CLI loads what the command runs").
+of CPU a command (docs/decisions.md, "The processes the tests start").
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ pytest_plugins = ["pytester"]
 README = (Path(__file__).parents[2] / "README.md").read_text()
 # The inner session, as a user's suite: the opencues plugin from its pytest11 entry point, without
 # the other plugins this project's own tests install (schemathesis, hypothesis): they are not the
-# plugin's to meet, and loading them cost each inner session ~0.7 s of CPU, twice its own.
+# plugin's to meet, and loading them cost each inner session ~0.7 s of CPU, more than the rest of it.
 INNER = ("-p", "no:cacheprovider", "-p", "no:schemathesis", "-p", "no:hypothesispytest")
 
 

@@ -26,7 +26,7 @@ def test_plain_is_chosen_when_stderr_is_not_a_terminal(capsys):
 
 
 # What only a server or the database commands need: `opencues api …` talks HTTP (~0.3 s of CPU
-# a command went to loading these; docs/decisions.md, "The CLI loads what the command runs").
+# a command went to loading these; docs/decisions.md, "The processes the tests start").
 NOT_FOR_API_COMMANDS = ("sqlalchemy", "pydantic", "pydantic_settings", "opencues.settings", "opencues.storage",
                         "opencues.accounts", "starlette", "uvicorn")  # fmt: skip
 
