@@ -78,3 +78,19 @@ def test_api_commands_load_no_server_modules(tmp_path):
     assert result["code"] == 0, done.stdout + done.stderr
     assert json.loads("".join(done.stdout.splitlines()[:-1]))["status"] == "COMPLETED"
     assert result["loaded"] == []
+
+
+def test_an_unreachable_server_is_an_error_line_not_a_traceback():
+    import socket
+
+    from click.testing import CliRunner
+
+    from opencues.cli import main
+
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    connection = ["--base-url", f"http://127.0.0.1:{port}", "--key", "k", "--secret", "s", "--account", "a"]
+    result = CliRunner().invoke(main, ["api", *connection, "jobs", "wait", "j1"])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    assert result.output.strip().splitlines()[-1].startswith("Error: cannot reach the API server: "), result.output
