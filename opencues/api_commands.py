@@ -127,17 +127,21 @@ def _emit(payload) -> None:
 
 
 def _api_errors(function):
-    """AppcuesError → a one-line message and exit status 1."""
+    """AppcuesError, or no answer at all → a one-line message and exit status 1."""
     from functools import wraps
 
     @wraps(function)
     def wrapper(*args, **kwargs):
+        import httpx
+
         from opencues.client import AppcuesError
 
         try:
             return function(*args, **kwargs)
         except AppcuesError as exc:
             raise click.ClickException(f"{exc.status} {exc.title}: {exc.detail}") from None
+        except httpx.TransportError as exc:  # refused, unreachable, timed out: no traceback
+            raise click.ClickException(f"cannot reach the API server: {exc}") from None
         except TimeoutError as exc:
             raise click.ClickException(str(exc)) from None
 

@@ -3,6 +3,10 @@
 Every command reads the same configuration (environment ``OPENCUES_*``, or the group's
 ``--data-dir`` / ``--database-url`` flags), so ``keys create`` run beside ``serve`` writes to the
 database the server reads.
+
+Each command imports the library modules it uses when it runs, not this module: ``opencues api …``
+only talks HTTP, and loading the settings, SQLAlchemy and the storage layer for it cost ~0.3 s
+of CPU a command (docs/decisions.md, "The processes the tests start").
 """
 
 from __future__ import annotations
@@ -14,12 +18,12 @@ import sys
 
 import click
 
-from opencues import accounts, content, flows, tags
 from opencues.errors import ApiError
-from opencues.settings import load_settings
-from opencues.storage import open_database
 
 DEMO_ACCOUNT = "demo"
+# opencues.flows.FREQUENCIES (a unit test keeps them equal): importing that module here would load
+# SQLAlchemy for every command.
+FLOW_FREQUENCIES = ("once", "every_time")
 
 
 def _emit(payload, as_json: bool) -> None:
@@ -35,6 +39,8 @@ def _emit(payload, as_json: bool) -> None:
 
 def _db(ctx: click.Context):
     if "db" not in ctx.obj:
+        from opencues.storage import open_database
+
         ctx.obj["db"] = open_database(ctx.obj["settings"])
         ctx.find_root().call_on_close(ctx.obj["db"].dispose)  # no pooled connections left behind
     return ctx.obj["db"]
@@ -52,6 +58,8 @@ def _with_url(ctx: click.Context, account_id: str, flow: dict) -> dict:
     under ``serve``'s default address (the CLI cannot know where a server listens)."""
     from urllib.parse import quote
 
+    from opencues import flows
+
     base = (ctx.obj["settings"].public_url or "http://127.0.0.1:8000").rstrip("/")
     url = f"{base}/v2/accounts/{quote(account_id, safe='')}/flows/{quote(flow['id'], safe='')}"
     shown = {name: flow[name] for name in flows.COLUMNS}
@@ -66,6 +74,8 @@ class _ApiErrorsAsClickErrors(click.Group):
             return super().invoke(ctx)
         except ApiError as exc:
             raise click.ClickException(exc.detail) from None
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise  # click's own (--help, ctx.exit): _one_line_error would load pydantic and SQLAlchemy
         except Exception as exc:  # noqa: BLE001 - only the known kinds below; anything else propagates
             message = _one_line_error(exc)
             if message is None:
@@ -146,7 +156,10 @@ def main(ctx: click.Context, data_dir: str | None, database_url: str | None):
     if database_url:
         os.environ["OPENCUES_DATABASE_URL"] = database_url
     ctx.ensure_object(dict)
-    ctx.obj["settings"] = load_settings()
+    if ctx.invoked_subcommand != "api":  # configured by its own options (APPCUES_*), not OPENCUES_*
+        from opencues.settings import load_settings
+
+        ctx.obj["settings"] = load_settings()
     if ctx.invoked_subcommand not in ("serve", "worker"):
         gc.enable()  # off while the command started (opencues.__main__); serve and worker: once started
 
@@ -240,6 +253,8 @@ def _enter_test_mode(ctx) -> str | None:
     import secrets
     import tempfile
 
+    from opencues.settings import load_settings
+
     ephemeral = None
     if not os.environ.get("OPENCUES_DATA_DIR"):
         ephemeral = tempfile.mkdtemp(prefix="opencues-test-")
@@ -294,6 +309,8 @@ def _multiprocess_metrics_dir(settings, workers: int) -> str | None:
 
 
 def _print_demo(db, host: str, port: int) -> None:
+    from opencues import accounts, content, flows, tags
+
     try:
         accounts.get_account(db, DEMO_ACCOUNT)
     except ApiError:
@@ -374,6 +391,8 @@ def accounts_group():
 @click.pass_context
 def accounts_create(ctx, account_id, name, as_json):
     """Create an account."""
+    from opencues import accounts
+
     _emit(accounts.create_account(_db(ctx), account_id, name), as_json)
 
 
@@ -389,6 +408,8 @@ def keys_group():
 @click.pass_context
 def keys_create(ctx, account_id, read_only, as_json):
     """Create an API key and print its secret (shown only this once)."""
+    from opencues import accounts
+
     key = accounts.create_key(_db(ctx), account_id, read_only=read_only)
     _emit({"key": key["key"], "secret": key["secret"], "account_id": key["account_id"]}, as_json)
 
@@ -399,6 +420,8 @@ def keys_create(ctx, account_id, read_only, as_json):
 @click.pass_context
 def keys_list(ctx, account_id, as_json):
     """List an account's API keys (never their secrets)."""
+    from opencues import accounts
+
     _emit(accounts.list_keys(_db(ctx), account_id), as_json)
 
 
@@ -407,6 +430,8 @@ def keys_list(ctx, account_id, as_json):
 @click.pass_context
 def keys_revoke(ctx, key):
     """Revoke KEY: its requests get 401 from now on."""
+    from opencues import accounts
+
     accounts.revoke_key(_db(ctx), key)
     click.echo(f"revoked {key}")
 
@@ -420,12 +445,14 @@ def flows_group():
 @click.option("--account", "account_id", required=True, help="Account id.")
 @click.option("--name", required=True, help="Flow name.")
 @click.option("--id", "flow_id", help="Flow id (default: a UUID).")
-@click.option("--frequency", type=click.Choice(flows.FREQUENCIES), default="once", show_default=True, help="How often the flow shows.")
+@click.option("--frequency", type=click.Choice(FLOW_FREQUENCIES), default="once", show_default=True, help="How often the flow shows.")
 @click.option("--published", is_flag=True, help="Create it published.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
 def flows_create(ctx, account_id, name, flow_id, frequency, published, as_json):
     """Create a flow."""
+    from opencues import accounts, flows
+
     db = _db(ctx)
     accounts.get_account(db, account_id)
     flow = flows.create_flow(db, account_id, name, flow_id=flow_id, frequency=frequency, published=published)
@@ -439,6 +466,8 @@ def flows_create(ctx, account_id, name, flow_id, frequency, published, as_json):
 @click.pass_context
 def flows_import(ctx, account_id, file, as_json):
     """Create flows from FILE, a JSON array of flow objects."""
+    from opencues import accounts, flows
+
     db = _db(ctx)
     accounts.get_account(db, account_id)
     imported = flows.import_flows(db, account_id, file)
@@ -462,6 +491,8 @@ def content_import(ctx, account_id, file, as_json):
     """Create or replace content from FILE.json: an object whose keys are resource names (flows,
     tags, checklists, pins, banners, launchpads, mobile, embeds, nps, flows-v2) and whose values
     are arrays of objects in that resource's API shape. Bad objects are reported, not fatal."""
+    from opencues import content
+
     report = content.import_file(_db(ctx), account_id, file)
     if as_json:
         _emit(report, True)

@@ -159,36 +159,6 @@ def test_no_secret_reaches_a_log_line(live_server, backend):
         assert value not in log, f"the {what} reached the log"
 
 
-def test_demo_on_port_zero_prints_the_port_it_listens_on(tmp_path):
-    import os
-    import shlex
-    import subprocess
-
-    from tests.integration.conftest import opencues_command
-
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OPENCUES_")}
-    process = subprocess.Popen(
-        [*opencues_command(), "serve", "--demo", "--port", "0"], cwd=tmp_path, env={**env, "PYTHONUNBUFFERED": "1"},
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True,
-    )  # fmt: skip
-    try:
-        line = next(line for line in process.stdout if line.strip().startswith("curl"))
-        _, _, credentials, url = shlex.split(line)
-        assert not url.startswith("http://127.0.0.1:0/")
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                response = httpx.get(url, auth=tuple(credentials.split(":", 1)), verify=tls_context())
-                break
-            except httpx.ConnectError:
-                assert time.monotonic() < deadline
-                time.sleep(0.1)
-        assert response.status_code == 200 and response.json()
-    finally:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(10)
-
-
 def test_a_worker_process_serves_its_metrics(live_server):
     from tests.integration.conftest import free_port
 

@@ -300,3 +300,9 @@ def test_connections_accepted_on_the_handed_over_socket_have_nagle_off():
     finally:
         as_uvicorn_sees_it.close()
         listening.close()
+
+
+def test_flows_create_offers_the_librarys_frequencies():
+    from opencues import cli, flows
+
+    assert cli.FLOW_FREQUENCIES == flows.FREQUENCIES
