@@ -107,8 +107,9 @@ class _KeptPostgresSessions:
     test's own, and still close what they opened.
 
     Only databases made by ``postgres_url`` (a database being copied or dropped must have no
-    sessions). A session broken, in a transaction, or that the server ended while it waited here
-    (something to read on its socket: the error that ended it) is closed, as before."""
+    sessions). A transaction left open is rolled back first, as closing would have; a session
+    broken, running a query, or that the server ended while it waited here (something to read on
+    its socket: the error that ended it) is closed, as before."""
 
     _CLIENT_SIDE = ("autocommit", "prepare_threshold", "context", "row_factory", "cursor_factory")
 
@@ -184,16 +185,19 @@ class _KeptPostgresSessions:
             pgconn.finish()  # ended by the server meanwhile (pg_terminate_backend, DROP … FORCE)
 
     def _keep(self, connection) -> bool:
-        pgconn, key = connection.pgconn, connection.kept_as
+        pgconn, key, ok = connection.pgconn, connection.kept_as, self._pq.ExecStatus.COMMAND_OK
         if (
             key is None
             or pgconn.status != self._pq.ConnStatus.OK
-            or pgconn.transaction_status != self._pq.TransactionStatus.IDLE
+            or pgconn.transaction_status == self._pq.TransactionStatus.ACTIVE
             or pgconn.pipeline_status != self._pq.PipelineStatus.OFF
             or len(self._idle.get(key, ())) >= _KEPT_SESSIONS_MAX
         ):
             return False
-        if pgconn.exec_(b"DISCARD ALL").status != self._pq.ExecStatus.COMMAND_OK:
+        # A transaction left open is rolled back, as the server does when a connection closes in one.
+        if pgconn.transaction_status != self._pq.TransactionStatus.IDLE and pgconn.exec_(b"ROLLBACK").status != ok:
+            return False
+        if pgconn.exec_(b"DISCARD ALL").status != ok:
             return False
         while pgconn.notifies() is not None:  # arrived before the UNLISTEN: not the next user's
             pass

@@ -43,12 +43,21 @@ def test_the_connection_that_handed_its_session_back_is_closed(postgres_url):
         conn.execute("SELECT 1")
 
 
-def test_a_session_closed_in_a_transaction_or_ended_meanwhile_is_not_handed_out(postgres_url):
-    with psycopg.connect(postgres_url) as conn:
-        in_transaction = _pid(conn)
-        conn.close()  # (in the transaction its query began)
+def test_a_transaction_left_open_is_rolled_back(postgres_url):
+    conn = psycopg.connect(postgres_url)
+    pid = _pid(conn)
+    conn.execute("INSERT INTO accounts (id, name, created_at) VALUES ('left-open', 'x', 0)")
+    conn.execute("SELECT pg_advisory_xact_lock(42)")
+    conn.close()  # in the transaction its first query began
     with psycopg.connect(postgres_url, autocommit=True) as conn:
-        assert _pid(conn) != in_transaction
+        assert _pid(conn) == pid
+        assert conn.execute("SELECT count(*) FROM accounts WHERE id = 'left-open'").fetchone()[0] == 0
+        assert conn.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
+                            " AND pid = pg_backend_pid()").fetchone()[0] == 0  # fmt: skip
+
+
+def test_a_session_the_server_ended_meanwhile_is_not_handed_out(postgres_url):
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
         ended = _pid(conn)
     with psycopg.connect(postgres_url, autocommit=True, application_name="killer") as killer:
         assert killer.execute("SELECT pg_terminate_backend(%s, 5000)", (ended,)).fetchone()[0]  # (waits for the end)
