@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import base64
 import os
+import select
 import shutil
 import sys
 import tempfile
+import threading
 import uuid
 from dataclasses import dataclass
 
@@ -87,6 +89,131 @@ def _initialized_already(connection) -> None:
 
 _SHARED_DIALECTS: dict = {}
 _share_compiled_statements()
+
+
+class _KeptPostgresSessions:
+    """PostgreSQL sessions to this process's test databases, kept open from one test to the next.
+
+    Each PostgreSQL test opens a ``Database`` of its own and disposes of it: its engine's pool
+    (two connections when the app's job worker reads beside the test), ``Direct``'s per-thread
+    connections and the key cache's listener, ~3 new connections a test. Each was a new backend
+    process on the server (~6 ms of its CPU, ~4 ms more to load the catalogue entries of the
+    events table's partitions) and a connect here. Now a connection closed healthy and idle hands
+    its session back (``DISCARD ALL``: settings, LISTENs, prepared statements, temporary tables,
+    advisory locks all gone, as in a new session) and the next ``psycopg.connect`` with the same
+    parameters gets it inside a new ``psycopg.Connection`` (its adapters, autocommit and cache
+    of prepared statements new too). Nothing passes from a test to the next but the backend
+    process and its caches: the opencues objects (pools, threads, key caches) are still each
+    test's own, and still close what they opened.
+
+    Only databases made by ``postgres_url`` (a database being copied or dropped must have no
+    sessions). A transaction left open is rolled back first, as closing would have; a session
+    broken, running a query, or that the server ended while it waited here (something to read on
+    its socket: the error that ended it) is closed, as before."""
+
+    _CLIENT_SIDE = ("autocommit", "prepare_threshold", "context", "row_factory", "cursor_factory")
+
+    def __init__(self, psycopg) -> None:
+        from psycopg import pq
+        from psycopg.adapt import AdaptersMap
+        from psycopg.conninfo import conninfo_to_dict
+
+        self._pq, self._select, self._adapters_map, self._parse = pq, select.select, AdaptersMap, conninfo_to_dict
+        self._connect = psycopg.connect
+        self._databases: set[str] = set()
+        self._idle: dict[tuple, list] = {}  # connection parameters → sessions (``PGconn``) to hand out
+        self._lock = threading.Lock()
+        # What a handed-back connection is left with: a libpq connection that never opened (an
+        # unparsable conninfo, so no I/O), so that it reads as closed and cannot reach the session.
+        self._nowhere = pq.PGconn.connect_start(b"nowhere")
+        sessions = self
+
+        class KeptConnection(psycopg.Connection):
+            kept_as: tuple | None = None
+
+            def close(self) -> None:
+                if not self.closed and sessions._keep(self):
+                    return
+                super().close()
+
+        self._connection_class = KeptConnection
+        psycopg.connect = self.connect
+        os.register_at_fork(after_in_child=self._idle.clear)  # the parent's sockets
+
+    def keep_for(self, database: str) -> None:
+        self._databases.add(database)
+
+    def close_for(self, database: str) -> None:
+        self._databases.discard(database)
+        with self._lock:
+            closing = [self._idle.pop(key) for key in list(self._idle) if ("dbname", database) in key]
+        for pgconn in (p for sessions in closing for p in sessions):
+            pgconn.finish()
+
+    def connect(self, conninfo: str = "", **kwargs):
+        """``psycopg.connect``: a kept session of these parameters when there is one."""
+        client = {name: kwargs.pop(name) for name in self._CLIENT_SIDE if name in kwargs}
+        params = self._parse(conninfo, **kwargs)
+        if params.get("dbname") not in self._databases:
+            return self._connect(conninfo, **kwargs, **client)
+        key = tuple(sorted((name, str(value)) for name, value in params.items()))
+        pgconn = self._take(key)
+        if pgconn is None:
+            connection = self._connection_class.connect(conninfo, **kwargs, **client)
+        else:  # as ``Connection.connect`` finishes a new connection
+            connection = self._connection_class(pgconn)
+            connection.autocommit = bool(client.get("autocommit"))
+            if client.get("row_factory"):
+                connection.row_factory = client["row_factory"]
+            if client.get("cursor_factory"):
+                connection.cursor_factory = client["cursor_factory"]
+            if client.get("context"):
+                connection._adapters = self._adapters_map(client["context"].adapters)
+            connection.prepare_threshold = client.get("prepare_threshold", 5)
+        connection.kept_as = key
+        return connection
+
+    def _take(self, key: tuple):
+        while True:
+            with self._lock:
+                sessions = self._idle.get(key)
+                if not sessions:
+                    return None
+                pgconn = sessions.pop()
+            if pgconn.status == self._pq.ConnStatus.OK and not self._select([pgconn.socket], [], [], 0)[0]:
+                return pgconn
+            pgconn.finish()  # ended by the server meanwhile (pg_terminate_backend, DROP … FORCE)
+
+    def _keep(self, connection) -> bool:
+        pgconn, key, ok = connection.pgconn, connection.kept_as, self._pq.ExecStatus.COMMAND_OK
+        if (
+            key is None
+            or pgconn.status != self._pq.ConnStatus.OK
+            or pgconn.transaction_status == self._pq.TransactionStatus.ACTIVE
+            or pgconn.pipeline_status != self._pq.PipelineStatus.OFF
+            or len(self._idle.get(key, ())) >= _KEPT_SESSIONS_MAX
+        ):
+            return False
+        # A transaction left open is rolled back, as the server does when a connection closes in one.
+        if pgconn.transaction_status != self._pq.TransactionStatus.IDLE and pgconn.exec_(b"ROLLBACK").status != ok:
+            return False
+        if pgconn.exec_(b"DISCARD ALL").status != ok:
+            return False
+        while pgconn.notifies() is not None:  # arrived before the UNLISTEN: not the next user's
+            pass
+        connection.pgconn, connection._closed = self._nowhere, True  # closed, as ``close`` leaves it
+        with self._lock:
+            self._idle.setdefault(key, []).append(pgconn)
+        return True
+
+
+_KEPT_SESSIONS_MAX = 6  # idle sessions kept per set of connection parameters (per test process)
+try:
+    import psycopg
+except ImportError:  # no PostgreSQL tests
+    _KEPT_SESSIONS = None
+else:
+    _KEPT_SESSIONS = _KeptPostgresSessions(psycopg)
 
 # Property-based tests (tests/unit/*_properties.py) run a bounded number of examples so that the
 # suite stays fast: PROPERTY_EXAMPLES per property unless a test asks for fewer. `ci` (chosen when
@@ -165,6 +292,9 @@ def _restore_opencues_environment():
 def postgres_url():
     """A migrated PostgreSQL database private to this test session, or a skip."""
     url, drop = create_postgres_database()
+    name = url.rsplit("/", 1)[1]
+    if _KEPT_SESSIONS is not None:
+        _KEPT_SESSIONS.keep_for(name)
     db = Database(_driver_url(url))
     db.migrate()
     db.dispose()
@@ -172,6 +302,8 @@ def postgres_url():
     engine = _EMPTYING_ENGINES.pop(url, None)
     if engine is not None:
         engine.dispose()
+    if _KEPT_SESSIONS is not None:
+        _KEPT_SESSIONS.close_for(name)
     drop()
 
 
