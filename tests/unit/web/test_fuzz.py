@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import base64
 import collections
-import gc
 import os
 from dataclasses import dataclass, field
 
@@ -210,16 +209,7 @@ def test_fuzzed_requests_get_documented_answers(fuzz_targets, fuzz_schema, metho
             SENT[(target.backend, f"{method} {path}", response.status_code)] += 1
             sent.validate_response(response, checks=CHECKS)
 
-    # What exists before the cases are drawn (the apps, the document, the modules, earlier tests'
-    # leftovers) outlives them: frozen, the full collections that the cases' garbage sets off no
-    # longer walk it each time (the collector's CPU ~3.1 s -> ~1.5 s a run). Thawed after, so the
-    # worker's other tests find the collector as it was (docs/decisions.md, "The fuzz test's CPU:
-    # the second pass").
-    gc.freeze()
-    try:
-        fuzz()
-    finally:
-        gc.unfreeze()
+    fuzz()
     for target in fuzz_targets:
         _no_job_fails_internally(target)
 
