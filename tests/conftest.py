@@ -115,9 +115,10 @@ class _KeptPostgresSessions:
 
     def __init__(self, psycopg) -> None:
         from psycopg import pq
+        from psycopg.adapt import AdaptersMap
         from psycopg.conninfo import conninfo_to_dict
 
-        self._pq, self._select, self._parse = pq, select.select, conninfo_to_dict
+        self._pq, self._select, self._adapters_map, self._parse = pq, select.select, AdaptersMap, conninfo_to_dict
         self._connect = psycopg.connect
         self._databases: set[str] = set()
         self._idle: dict[tuple, list] = {}  # connection parameters → sessions (``PGconn``) to hand out
@@ -153,7 +154,7 @@ class _KeptPostgresSessions:
         """``psycopg.connect``: a kept session of these parameters when there is one."""
         client = {name: kwargs.pop(name) for name in self._CLIENT_SIDE if name in kwargs}
         params = self._parse(conninfo, **kwargs)
-        if params.get("dbname") not in self._databases or "context" in client:  # (an adapters context: a new connection)
+        if params.get("dbname") not in self._databases:
             return self._connect(conninfo, **kwargs, **client)
         key = tuple(sorted((name, str(value)) for name, value in params.items()))
         pgconn = self._take(key)
@@ -166,6 +167,8 @@ class _KeptPostgresSessions:
                 connection.row_factory = client["row_factory"]
             if client.get("cursor_factory"):
                 connection.cursor_factory = client["cursor_factory"]
+            if client.get("context"):  # SQLAlchemy's adapters; psycopg's own connect sets them so
+                connection._adapters = self._adapters_map(client["context"].adapters)
             connection.prepare_threshold = client.get("prepare_threshold", 5)
         connection.kept_as = key
         return connection
