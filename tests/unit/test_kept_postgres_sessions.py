@@ -76,3 +76,19 @@ def test_only_the_sessions_own_database_keeps_sessions(postgres_url):
                 pass
         finally:
             admin.execute(f'DROP DATABASE "{name}"')
+
+
+def test_sessions_of_the_databases_the_tests_open_are_kept(postgres_url):
+    """What the tests open is SQLAlchemy's (it connects with an adapters context of its own): two
+    ``Database`` objects one after the other share one backend, with SQLAlchemy's JSON types."""
+    from opencues.storage import Database
+    from tests.conftest import _driver_url
+
+    pids = []
+    for _ in range(2):
+        db = Database(_driver_url(postgres_url))
+        with db.connect() as conn:
+            pids.append(conn.exec_driver_sql("SELECT pg_backend_pid()").scalar())
+            assert conn.exec_driver_sql("SELECT '{\"a\": 1}'::jsonb").scalar() == {"a": 1}
+        db.dispose()
+    assert pids[0] == pids[1]
