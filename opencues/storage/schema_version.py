@@ -23,8 +23,8 @@ _ASSIGNMENT = re.compile(r"^(revision|down_revision)[ \t]*(?::[^=\n]*)?=[ \t]*(.
 
 def _assignments(path: Path) -> dict:
     """``revision`` and ``down_revision`` of a migration file, read from those lines alone: parsing
-    every migration file whole cost each start ~7 ms (with ten of them). A value these lines do not hold (one spread over
-    lines): the file parsed whole."""
+    every migration file whole cost each start ~7 ms (with ten of them). A value these lines do
+    not hold (one spread over lines): the file parsed whole."""
     try:
         return {name: ast.literal_eval(value) for name, value in _ASSIGNMENT.findall(path.read_text())}
     except (ValueError, SyntaxError):
