@@ -473,10 +473,10 @@ def app(settings, db):
 
 @pytest.fixture
 def client(app):
-    """An in-process HTTP client (no auth preset)."""
-    from starlette.testclient import TestClient
+    """An in-process HTTP client (no auth preset): one thread hop a request (tests/in_process_client.py)."""
+    from tests.in_process_client import InProcessClient
 
-    with TestClient(app, base_url="http://testserver") as test_client:
+    with InProcessClient(app, base_url="http://testserver") as test_client:
         yield test_client
 
 

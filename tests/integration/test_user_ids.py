@@ -1,5 +1,6 @@
-"""User ids over real HTTP: what the in-process client cannot send faithfully (it percent-decodes a
-path twice, so ``%25`` sequences) reaches a real server intact, and reads back."""
+"""User ids over real HTTP: ids with ``%XX`` sequences, slashes, controls and non-ASCII letters
+reach a real server (uvicorn's own decoding of the path) intact, and read back. The unit tests
+send the same kinds of ids in process (tests/unit/test_ids.py)."""
 
 from __future__ import annotations
 

@@ -9,7 +9,7 @@ import time
 import zipfile
 
 import pytest
-from starlette.testclient import TestClient
+from tests.in_process_client import InProcessClient
 
 from opencues import content, flows
 from opencues.client import DEFAULT_BASE_URL, AppcuesError, Client, Control
@@ -21,7 +21,7 @@ TOKEN = "client-admin-token"
 @pytest.fixture
 def server(settings, db):
     app = create_app(settings.model_copy(update={"admin_token": TOKEN, "journal": "on"}), db)
-    with TestClient(app, base_url="http://testserver") as test_client:
+    with InProcessClient(app, base_url="http://testserver") as test_client:
         yield test_client
 
 

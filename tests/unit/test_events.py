@@ -206,7 +206,7 @@ def test_history_limit(api, db):
 
 
 def test_history_default_limit_is_a_setting(settings, db, account):
-    from starlette.testclient import TestClient
+    from tests.in_process_client import InProcessClient
 
     from opencues.web.app import create_app
 
@@ -214,7 +214,7 @@ def test_history_default_limit_is_a_setting(settings, db, account):
     with db.begin() as conn:
         for i in range(5):
             events.insert_event(conn, account.account_id, "u", f"e{i}", 1_600_000_000_000 + i)
-    with TestClient(create_app(small, db)) as client:
+    with InProcessClient(create_app(small, db)) as client:
         body = AccountClient(client, account).get(events_path("u")).json()
     assert [e["name"] for e in body] == ["e4", "e3"]
 
@@ -387,12 +387,12 @@ def test_track_accepts_attributes_nested_up_to_the_limit(api):
 
 
 def test_track_refuses_too_many_attribute_keys_counted_at_every_depth(settings, db, account):
-    from starlette.testclient import TestClient
+    from tests.in_process_client import InProcessClient
 
     from opencues.web.app import create_app
 
     small = settings.model_copy(update={"max_attribute_keys": 10})
-    with TestClient(create_app(small, db)) as client:
+    with InProcessClient(create_app(small, db)) as client:
         api = AccountClient(client, account)
         ten = {"a": {f"k{i}": i for i in range(4)}, "b": [{"c": 1, "d": 2}], "e": 1, "f": 2}  # 10 keys
         assert track(api, "u", attributes=ten).status_code == 200

@@ -270,9 +270,9 @@ def test_presigned_links_point_at_the_object_store(api, app, db, s3_server):
 
     presigning = app.state.settings.model_copy(update={"s3_presigned_links": True})
     app = create_app(presigning, db)
-    from starlette.testclient import TestClient
+    from tests.in_process_client import InProcessClient
 
-    with TestClient(app, base_url="http://testserver") as client:
+    with InProcessClient(app, base_url="http://testserver") as client:
         from tests.conftest import AccountClient
 
         api = AccountClient(client, api.creds)
@@ -287,7 +287,7 @@ def test_presigned_links_point_at_the_object_store(api, app, db, s3_server):
     fetched = httpx.get(url)
     assert fetched.status_code == 200 and fetched.text.splitlines()[1].startswith("e,")
     assert 'filename="events-acct1-' in fetched.headers["content-disposition"]
-    with TestClient(app, base_url="http://testserver") as client:
+    with InProcessClient(app, base_url="http://testserver") as client:
         api = AccountClient(client, api.creds)
         export = api.post("export/events", json={"email": "a@example.com", "format": "json", "conditions": [],
                                                  "start_time": 0, "compression": "gzip"})  # fmt: skip

@@ -192,12 +192,12 @@ def test_patch_accepts_values_nested_up_to_the_limit(api):
 
 
 def test_patch_refuses_too_many_keys_counted_at_every_depth(settings, db, account):
-    from starlette.testclient import TestClient
+    from tests.in_process_client import InProcessClient
 
     from opencues.web.app import create_app
 
     small = settings.model_copy(update={"max_attribute_keys": 5})
-    with TestClient(create_app(small, db)) as client:
+    with InProcessClient(create_app(small, db)) as client:
         api = AccountClient(client, account)
         assert api.patch(path("u1"), json={"a": 1, "b": {"c": 1, "d": [{"e": 1}]}}).status_code == 200
         assert_problem(api.patch(path("u1"), json={"a": 1, "b": {"c": 1, "d": [{"e": 1, "f": 2}]}}), 400, "more than 5")

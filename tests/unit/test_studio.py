@@ -6,7 +6,7 @@ import re
 import time
 
 import pytest
-from starlette.testclient import TestClient
+from tests.in_process_client import InProcessClient
 
 from opencues import accounts, events, flows, jobs, profiles, segments, timestamps
 from opencues.settings import Settings
@@ -26,7 +26,7 @@ def studio_settings(database_url, tmp_path):
 def studio(studio_settings, db):
     from opencues.web.app import create_app
 
-    with TestClient(create_app(studio_settings, db), base_url="http://testserver", follow_redirects=False) as client:
+    with InProcessClient(create_app(studio_settings, db), base_url="http://testserver", follow_redirects=False) as client:
         yield client
 
 

@@ -7,7 +7,7 @@ import time
 import uuid
 
 import pytest
-from starlette.testclient import TestClient
+from tests.in_process_client import InProcessClient
 
 from opencues import jobs, worker
 from opencues.storage.schema import events
@@ -26,8 +26,8 @@ def _seed(db, account_id: str, count: int) -> None:
         ])  # fmt: skip
 
 
-def _client(settings, db, **overrides) -> TestClient:
-    return TestClient(create_app(settings.model_copy(update={"job_workers": 0, **overrides}), db))
+def _client(settings, db, **overrides) -> InProcessClient:
+    return InProcessClient(create_app(settings.model_copy(update={"job_workers": 0, **overrides}), db))
 
 
 @pytest.fixture

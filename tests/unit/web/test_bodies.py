@@ -9,7 +9,7 @@ import orjson
 import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.testclient import TestClient
+from tests.in_process_client import InProcessClient
 
 from opencues.web import bodies, errors
 from opencues.web.dispatch import DirectRoute
@@ -36,7 +36,7 @@ def client():
         return json_response(await bodies.read_json(request, prepare=prepare))
 
     app.router.routes.append(DirectRoute("/echo", echo, "POST"))
-    with TestClient(app) as test_client:
+    with InProcessClient(app) as test_client:
         yield test_client
 
 

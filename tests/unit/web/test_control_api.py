@@ -8,7 +8,7 @@ import time
 import orjson
 import pytest
 from sqlalchemy import func, select
-from starlette.testclient import TestClient
+from tests.in_process_client import InProcessClient
 
 from opencues import snapshots
 from opencues.storage.schema import events
@@ -28,7 +28,7 @@ def control_settings(settings):
 
 @pytest.fixture
 def web(control_settings, db):
-    with TestClient(create_app(control_settings, db), base_url="http://testserver") as client:
+    with InProcessClient(create_app(control_settings, db), base_url="http://testserver") as client:
         yield client
 
 
@@ -61,7 +61,7 @@ def import_events(web, account, lines: str):
 
 
 def test_health_and_ready_need_no_token_and_are_always_on(settings, db):
-    with TestClient(create_app(settings, db)) as plain:
+    with InProcessClient(create_app(settings, db)) as plain:
         assert plain.get("/-/health").json()["status"] == 200
         ready = plain.get("/-/ready")
         assert ready.status_code == 200 and ready.json()["schema"]
@@ -71,13 +71,13 @@ def test_ready_is_503_with_a_reason_when_the_schema_is_behind(settings, db, monk
     from opencues import control
 
     monkeypatch.setattr(control, "schema_head", lambda: "9999")
-    with TestClient(create_app(settings, db)) as plain:
+    with InProcessClient(create_app(settings, db)) as plain:
         body = assert_problem(plain.get("/-/ready"), 503, "9999")
         assert "opencues migrate" in body["detail"]
 
 
 def test_control_api_is_404_without_an_admin_token(settings, db):
-    with TestClient(create_app(settings, db)) as plain:
+    with InProcessClient(create_app(settings, db)) as plain:
         assert_problem(plain.post("/-/accounts", json={}, headers=ADMIN), 404)
         assert_problem(plain.get("/-/requests", headers=ADMIN), 404)
 
@@ -529,7 +529,7 @@ def test_journal_lists_by_response_time_whichever_process_committed_first(db):
 
 
 def test_journal_off_records_nothing(settings, db):
-    with TestClient(create_app(settings.model_copy(update={"admin_token": TOKEN}), db)) as web:
+    with InProcessClient(create_app(settings.model_copy(update={"admin_token": TOKEN}), db)) as web:
         account = make(web)
         track(web, account)
         assert web.get("/-/requests", headers=ADMIN).json() == []
@@ -566,7 +566,7 @@ def test_journal_records_a_request_that_crashed(control_settings, db, monkeypatc
         raise RuntimeError("boom")
 
     monkeypatch.setattr(flows, "list_flows", crash)
-    with TestClient(create_app(control_settings, db), raise_server_exceptions=False) as web:
+    with InProcessClient(create_app(control_settings, db), raise_server_exceptions=False) as web:
         account = make(web)
         assert web.get(f"/v2/accounts/{account['id']}/flows", auth=auth(account)).status_code == 500
         entry = web.get("/-/requests", headers=ADMIN).json()[0]

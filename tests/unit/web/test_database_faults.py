@@ -14,7 +14,7 @@ import time
 
 import psycopg
 import pytest
-from starlette.testclient import TestClient
+from tests.in_process_client import InProcessClient
 
 from opencues import jobs, worker
 from opencues.web.app import create_app
@@ -74,7 +74,7 @@ def blocker(database_url):
 def server(settings, db):
     """The app with an in-process client that reports a 500 as a response (not an exception)."""
     app = create_app(settings.model_copy(update={"job_workers": 0}), db)
-    with TestClient(app, raise_server_exceptions=False) as client:
+    with InProcessClient(app, raise_server_exceptions=False) as client:
         yield client
 
 
@@ -155,7 +155,7 @@ def test_a_job_whose_connection_is_killed_mid_batch_resumes_with_every_row_once(
     creds = make_account(db, "acct1")
     app = create_app(settings, db)
     rows = [{"user_id": f"u{i % 37}", "name": "imported", "timestamp": 1_600_000_000_000 + i} for i in range(ROWS)]
-    with TestClient(app) as client:
+    with InProcessClient(app) as client:
         accepted = client.post("/v2/accounts/acct1/import/events", json=rows, auth=creds.auth)
     assert accepted.status_code == 202
     job_id = accepted.json()["job_id"]

@@ -1,7 +1,7 @@
 import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.testclient import TestClient
+from tests.in_process_client import InProcessClient
 
 from opencues.errors import bad_request
 from opencues.web import errors
@@ -44,7 +44,7 @@ def small_app():
 
 
 def test_direct_handlers_get_path_parameters_and_errors_become_problems(small_app):
-    with TestClient(small_app, raise_server_exceptions=False) as client:
+    with InProcessClient(small_app, raise_server_exceptions=False) as client:
         assert client.get("/echo/a%2Fb?q=1").json() == {"name": "a/b", "q": "1"}
         problem = client.get("/echo/bad")
         assert problem.status_code == 400 and problem.json()["detail"] == "`name` is bad"
@@ -73,11 +73,11 @@ def test_the_server_process_freezes_its_startup_objects(settings, db):
 
     assert gc.get_freeze_count() == 0
     try:
-        with TestClient(create_app(settings, db, freeze_gc=True)):
+        with InProcessClient(create_app(settings, db, freeze_gc=True)):
             assert gc.get_freeze_count() > 10_000
     finally:
         gc.unfreeze()
-    with TestClient(create_app(settings, db)):  # the default (tests, embedding): left alone
+    with InProcessClient(create_app(settings, db)):  # the default (tests, embedding): left alone
         assert gc.get_freeze_count() == 0
 
 

@@ -18,7 +18,7 @@ import uuid
 
 import pytest
 from sqlalchemy import create_engine, text
-from starlette.testclient import TestClient
+from tests.in_process_client import InProcessClient
 
 from opencues import accounts, flows
 from opencues.settings import Settings
@@ -100,7 +100,7 @@ class World:
         self.revoked = make_account(self.db, ACCOUNT)
         accounts.revoke_key(self.db, self.revoked.key)
         flows.create_flow(self.db, ACCOUNT, "Tour", flow_id="flow1")
-        self.client = TestClient(self.app, raise_server_exceptions=False).__enter__()
+        self.client = InProcessClient(self.app, raise_server_exceptions=False).__enter__()
         self.samples = {"flow_id": "flow1", "user_id": "user-1"}
         segment = self.client.post(f"/v2/accounts/{ACCOUNT}/segments", json={"name": "s"}, headers=self.writer.header)
         if segment.status_code == 201:
@@ -358,7 +358,7 @@ def test_an_unexpected_exception_is_a_500_problem_without_a_trace(world):
 
     app = create_app(world.app.state.settings, world.db)
     app.add_route("/explode", explode)
-    with TestClient(app, raise_server_exceptions=False) as client:
+    with InProcessClient(app, raise_server_exceptions=False) as client:
         response = client.get("/explode")
     body = assert_problem(response, 500)
     assert "secret internals" not in response.text and "Traceback" not in response.text

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 from starlette.requests import Request
-from starlette.testclient import TestClient
+from tests.in_process_client import InProcessClient
 
 from opencues.settings import Settings
 from opencues.web.dispatch import DirectRoute
@@ -30,7 +30,7 @@ def intake(tmp_path):
     settings = Settings(data_dir=tmp_path / "data", max_body_bytes=BODY_LIMIT, max_upload_bytes=UPLOAD_LIMIT)
     app = create_app(settings)
     app.router.routes.append(DirectRoute("/_intake", _intake_view, "POST"))
-    with TestClient(app) as client:
+    with InProcessClient(app) as client:
         client.files_root = Path(settings.data_dir) / "files"
         yield client
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from prometheus_client import REGISTRY
-from starlette.testclient import TestClient
+from tests.in_process_client import InProcessClient
 
 from opencues.web.app import create_app
 from tests.conftest import AccountClient
@@ -59,14 +59,14 @@ def test_metrics_endpoint_needs_no_auth_and_speaks_prometheus(client, api):
 
 
 def test_metrics_off_removes_the_route(settings, db):
-    with TestClient(create_app(settings.model_copy(update={"metrics": False}), db)) as client:
+    with InProcessClient(create_app(settings.model_copy(update={"metrics": False}), db)) as client:
         assert client.get("/metrics").status_code == 404
         assert "x-request-id" in client.get("/healthz").headers  # the access log stays
 
 
 def test_rate_limit_rejections_are_counted(settings, db, account):
     before = sample("opencues_rate_limit_rejections_total")
-    with TestClient(create_app(settings.model_copy(update={"rate_limit": "2/minute"}), db)) as client:
+    with InProcessClient(create_app(settings.model_copy(update={"rate_limit": "2/minute"}), db)) as client:
         limited = AccountClient(client, account)
         assert [limited.get("flows").status_code for _ in range(4)] == [200, 200, 429, 429]
     assert sample("opencues_rate_limit_rejections_total") == before + 2

@@ -10,7 +10,7 @@ import threading
 import time
 
 import pytest
-from starlette.testclient import TestClient
+from tests.in_process_client import InProcessClient
 
 from opencues.web.app import create_app
 from tests.conftest import AccountClient, assert_problem, make_account
@@ -18,7 +18,7 @@ from tests.conftest import AccountClient, assert_problem, make_account
 
 def _client(settings, db, **overrides):
     app = create_app(settings.model_copy(update=overrides), db)
-    return TestClient(app)
+    return InProcessClient(app)
 
 
 @pytest.fixture
