@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
-from tests.unit.test_ids import ACCEPTED, random_ids
 from opencues import ids
+from tests.unit.test_ids import ACCEPTED, random_ids
 
 
 def test_every_accepted_id_round_trips_through_a_real_server(live_server, backend):

@@ -9,11 +9,11 @@ import time
 import zipfile
 
 import pytest
-from tests.in_process_client import InProcessClient
 
 from opencues import content, flows
 from opencues.client import DEFAULT_BASE_URL, AppcuesError, Client, Control
 from opencues.web.app import create_app
+from tests.in_process_client import InProcessClient
 
 TOKEN = "client-admin-token"
 

@@ -206,9 +206,8 @@ def test_history_limit(api, db):
 
 
 def test_history_default_limit_is_a_setting(settings, db, account):
-    from tests.in_process_client import InProcessClient
-
     from opencues.web.app import create_app
+    from tests.in_process_client import InProcessClient
 
     small = settings.model_copy(update={"history_default_limit": 2})
     with db.begin() as conn:
@@ -387,9 +386,8 @@ def test_track_accepts_attributes_nested_up_to_the_limit(api):
 
 
 def test_track_refuses_too_many_attribute_keys_counted_at_every_depth(settings, db, account):
-    from tests.in_process_client import InProcessClient
-
     from opencues.web.app import create_app
+    from tests.in_process_client import InProcessClient
 
     small = settings.model_copy(update={"max_attribute_keys": 10})
     with InProcessClient(create_app(small, db)) as client:

@@ -434,9 +434,8 @@ def test_segment_uploads_have_the_same_413_and_415(api, settings, segment):
 
 def test_the_servers_own_workers_start_a_submitted_job_at_once(settings, db):
     """Without the nudge, the in-process worker would find the job only at its next poll (60 s here)."""
-    from tests.in_process_client import InProcessClient
-
     from opencues.web.app import create_app
+    from tests.in_process_client import InProcessClient
 
     app = create_app(settings.model_copy(update={"job_workers": 1, "job_poll_seconds": 60}), db)
     with InProcessClient(app, base_url="http://testserver") as client:

@@ -192,9 +192,8 @@ def test_patch_accepts_values_nested_up_to_the_limit(api):
 
 
 def test_patch_refuses_too_many_keys_counted_at_every_depth(settings, db, account):
-    from tests.in_process_client import InProcessClient
-
     from opencues.web.app import create_app
+    from tests.in_process_client import InProcessClient
 
     small = settings.model_copy(update={"max_attribute_keys": 5})
     with InProcessClient(create_app(small, db)) as client:

@@ -6,13 +6,13 @@ import re
 import time
 
 import pytest
-from tests.in_process_client import InProcessClient
 
 from opencues import accounts, events, flows, jobs, profiles, segments, timestamps
 from opencues.settings import Settings
 from opencues.studio import session as sessions
 from opencues.studio.routes import STUDIO_ROUTES
 from tests.conftest import make_account
+from tests.in_process_client import InProcessClient
 
 ADMIN_TOKEN = "studio-admin-token"
 

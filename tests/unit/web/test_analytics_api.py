@@ -7,12 +7,12 @@ import time
 import uuid
 
 import pytest
-from tests.in_process_client import InProcessClient
 
 from opencues import jobs, worker
 from opencues.storage.schema import events
 from opencues.web.app import create_app
 from tests.conftest import AccountClient, assert_problem, make_account
+from tests.in_process_client import InProcessClient
 
 RATE_HEADERS = ("x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset")
 SPEC = {"metrics": ["events", "users"], "dimensions": ["user_id"], "start_time": "2026-01-01", "end_time": "2026-01-03"}

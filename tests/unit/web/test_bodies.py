@@ -9,12 +9,12 @@ import orjson
 import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
-from tests.in_process_client import InProcessClient
 
 from opencues.web import bodies, errors
 from opencues.web.dispatch import DirectRoute
 from opencues.web.responses import json_response
 from tests.conftest import assert_problem
+from tests.in_process_client import InProcessClient
 
 
 @pytest.fixture

@@ -8,13 +8,13 @@ import time
 import orjson
 import pytest
 from sqlalchemy import func, select
-from tests.in_process_client import InProcessClient
 
 from opencues import snapshots
 from opencues.storage.schema import events
 from opencues.web.app import create_app
 from tests.conftest import assert_problem
 from tests.generated_events import generated_events
+from tests.in_process_client import InProcessClient
 
 TOKEN = "test-admin-token"
 ADMIN = {"Authorization": f"Bearer {TOKEN}"}

@@ -14,12 +14,12 @@ import time
 
 import psycopg
 import pytest
-from tests.in_process_client import InProcessClient
 
 from opencues import jobs, worker
 from opencues.web.app import create_app
 from opencues.web.errors import database_unavailable
 from tests.conftest import assert_problem, make_account
+from tests.in_process_client import InProcessClient
 
 ON_POSTGRES = pytest.mark.parametrize("backend", [pytest.param("postgres", marks=pytest.mark.postgres)])
 TIMEOUT = 20  # seconds a request may take before it counts as hung

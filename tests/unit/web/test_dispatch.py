@@ -1,13 +1,13 @@
 import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
-from tests.in_process_client import InProcessClient
 
 from opencues.errors import bad_request
 from opencues.web import errors
 from opencues.web.dispatch import DirectRoute
 from opencues.web.responses import json_response
 from opencues.web.routes import PUBLIC_ROUTES, ROUTES
+from tests.in_process_client import InProcessClient
 
 
 def test_every_api_route_is_a_direct_route(app):

@@ -18,7 +18,6 @@ import uuid
 
 import pytest
 from sqlalchemy import create_engine, text
-from tests.in_process_client import InProcessClient
 
 from opencues import accounts, flows
 from opencues.settings import Settings
@@ -26,6 +25,7 @@ from opencues.storage import Database
 from opencues.web.app import create_app
 from opencues.web.routes import ROUTES
 from tests.conftest import _driver_url, assert_problem, make_account
+from tests.in_process_client import InProcessClient
 
 ACCOUNT = "acct1"
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")

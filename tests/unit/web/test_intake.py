@@ -5,13 +5,13 @@ from pathlib import Path
 
 import pytest
 from starlette.requests import Request
-from tests.in_process_client import InProcessClient
 
 from opencues.settings import Settings
 from opencues.web.dispatch import DirectRoute
 from opencues.web.intake import receive_payload
 from opencues.web.responses import json_response
 from tests.conftest import assert_problem
+from tests.in_process_client import InProcessClient
 
 BODY_LIMIT = 1_000
 UPLOAD_LIMIT = 5_000

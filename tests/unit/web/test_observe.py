@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 
 from prometheus_client import REGISTRY
-from tests.in_process_client import InProcessClient
 
 from opencues.web.app import create_app
 from tests.conftest import AccountClient
+from tests.in_process_client import InProcessClient
 
 
 def sample(name: str, **labels) -> float:

@@ -11,10 +11,9 @@ ERROR_CODES = {"401", "403", "404", "429", "503"}
 @pytest.fixture(scope="module")
 def document(tmp_path_factory):
     """The served document. It needs no database, so one app (lifespan not started) serves the module."""
-    from tests.in_process_client import InProcessClient
-
     from opencues.settings import Settings
     from opencues.web.app import create_app
+    from tests.in_process_client import InProcessClient
 
     data = tmp_path_factory.mktemp("openapi")
     app = create_app(Settings(data_dir=data, database_url=f"sqlite:///{data}/unused.db"))

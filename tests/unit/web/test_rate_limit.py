@@ -10,10 +10,10 @@ import threading
 import time
 
 import pytest
-from tests.in_process_client import InProcessClient
 
 from opencues.web.app import create_app
 from tests.conftest import AccountClient, assert_problem, make_account
+from tests.in_process_client import InProcessClient
 
 
 def _client(settings, db, **overrides):
