@@ -3,7 +3,7 @@
 Starlette's ``TestClient`` (1.x) streams each response through its portal: about eight calls
 across threads per request (events, a memory stream, a cancel scope, each body chunk), ~3 ms of
 CPU a request on the project's machines against ~0.7 ms for the same request through httpx's own
-``ASGITransport``, and ~6 ms to enter and leave. The unit tests send thousands of requests, so
+``ASGITransport``. The unit tests send thousands of requests, so
 this client keeps ``TestClient``'s interface and defaults and does the same work with httpx's
 transport for apps (``httpx.ASGITransport``), ``asgi-lifespan`` for the app's start-up and
 shut-down, and anyio's blocking portal for the event loop the app lives on — the app's
