@@ -63,6 +63,13 @@ def test_the_lifespan_runs_around_the_requests_and_its_tasks_run_between_them():
     assert events == ["startup", "shutdown"]
 
 
+def test_the_app_shuts_down_when_the_block_raises():
+    events: list = []
+    with pytest.raises(AssertionError, match="failed inside"), InProcessClient(make_app(events)):
+        raise AssertionError("failed inside")
+    assert events == ["startup", "shutdown"]
+
+
 def test_a_request_reaches_the_app_as_a_server_would_send_it():
     with InProcessClient(make_app([])) as client:
         seen = client.get("/a%2500b%2Fc").json()
