@@ -399,8 +399,12 @@ def render_window(plan: RenderPlan, execute: Callable, request: tuple) -> tuple[
 
 def serve(requests: BinaryIO, answers: BinaryIO) -> None:
     """A SQLite helper process: answer window requests (JSON lines after the plan) with frames,
-    until the end of its input."""
-    plan = RenderPlan(**json.loads(requests.readline()))
+    until the end of its input — at once when the input ends before the plan (the worker went
+    away first)."""
+    first = requests.readline()
+    if not first:
+        return
+    plan = RenderPlan(**json.loads(first))
     uri = Path(plan.database).resolve().as_uri() + "?mode=ro"
     conn = sqlite3.connect(uri, uri=True, timeout=30)
     conn.execute(f"PRAGMA cache_size=-{plan.cache_kib}")
@@ -440,4 +444,8 @@ def _quoted_line(cells: list[str]) -> bytes:
 
 
 if __name__ == "__main__":
-    serve(sys.stdin.buffer, sys.stdout.buffer)
+    try:
+        serve(sys.stdin.buffer, sys.stdout.buffer)
+    except BrokenPipeError:  # the worker went away (killed, or it stopped the export): nobody to
+        # answer and nobody to read a traceback; what is left to flush at exit goes nowhere too
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

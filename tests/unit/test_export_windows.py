@@ -8,6 +8,7 @@ import dataclasses
 import io
 import shutil
 
+import orjson
 import pytest
 
 from opencues import export_windows, exports
@@ -293,3 +294,22 @@ def test_wide_rows_come_out_as_the_worker_alone_writes_them(db, helped, small_wi
     rows = list(csv.reader(io.StringIO(data.decode(), newline="")))
     assert len(rows) == 9 and all(len(row) == 3 + keys for row in rows)
     assert rows[1][3 + 3] == TRICKY[3] and rows[1][3 + 1] == "0.5" and rows[1][3 + 4] == ""  # k0003, k0001, k0004 (absent)
+
+
+def test_a_helper_whose_worker_went_away_exits_quietly(sqlite_template):
+    """A worker killed before it sent the plan, or before it read the answers, leaves the helper
+    no one to answer: it exits with status 0 and writes no traceback into the server's log."""
+    import subprocess
+    import sys
+
+    helper = [sys.executable, "-m", "opencues.export_windows"]
+    before_the_plan = subprocess.run(helper, input=b"", capture_output=True, timeout=60)
+    assert (before_the_plan.returncode, before_the_plan.stderr) == (0, b"")
+
+    plan = export_windows.RenderPlan(database=str(sqlite_template), sql="SELECT 1, 1, zeroblob(2000)", params={}, format="json")
+    process = subprocess.Popen(helper, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process.stdout.close()  # the worker's end of the answers, gone before the first answer
+    process.stdin.write(orjson.dumps(dataclasses.asdict(plan)) + b"\n" + orjson.dumps([0, 0, 1, 0, 1, 1]) + b"\n")
+    process.stdin.close()
+    assert process.wait(timeout=60) == 0
+    assert process.stderr.read() == b""
