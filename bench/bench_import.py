@@ -348,14 +348,16 @@ def one_import(args) -> None:
     cpu0, backends0, wall0 = cpu_seconds(pid), backend_cpu_seconds(settings.database_url, args.pg_database), time.perf_counter()
     assert worker.run_pending_jobs(db, store, settings, timeout=3600) == 1
     wall = time.perf_counter() - wall0
-    cpu = cpu_seconds(pid) - cpu0 + backend_cpu_seconds(settings.database_url, args.pg_database) - backends0
+    own = cpu_seconds(pid) - cpu0
+    backends = backend_cpu_seconds(settings.database_url, args.pg_database) - backends0
+    cpu = own + backends
     with db.engine.connect() as conn:
         from sqlalchemy import text
 
         stored = conn.execute(text("SELECT count(*) FROM events")).scalar()
         job = conn.execute(text("SELECT status, rows_done FROM jobs")).one()
     db.dispose()
-    print(orjson.dumps({"rows": stored, "status": job[0], "wall": wall, "cpu": cpu}).decode(), flush=True)
+    print(orjson.dumps({"rows": stored, "status": job[0], "wall": wall, "cpu": cpu, "backends": backends}).decode(), flush=True)
 
 
 def compare_trees(args) -> None:
@@ -398,7 +400,8 @@ def compare_trees(args) -> None:
                     figures.setdefault((backend, fmt, label), []).append(result)
                     print(
                         f"round {round_ + 1} {backend:10s} {fmt:6s} {label:7s}: {args.events / result['wall']:9,.0f} rows/s, "
-                        f"{result['cpu'] / args.events * 1e6:5.1f} µs CPU/row",
+                        f"{result['cpu'] / args.events * 1e6:5.1f} µs CPU/row"
+                        + (f" (of which PostgreSQL {result['backends'] / args.events * 1e6:4.1f})" if url else ""),
                         flush=True,
                     )
     if args.database_url:

@@ -25,6 +25,7 @@ from opencues import attribute_keys, attributes as attribute_rules, event_counts
 from opencues.errors import bad_request
 from opencues.settings import MAX_ATTRIBUTE_KEYS
 from opencues.storage import Database
+from opencues.storage.direct import ReadPlan
 from opencues.storage.schema import events
 
 # The order of the API's event objects (the spec's example) and of the leading CSV columns.
@@ -299,13 +300,23 @@ def _history_rows_statement(db: Database):
 def history_rows(db: Database, account_id: str, user_id: str, limit: int) -> list[tuple]:
     """``(user_id, timestamp_ms, name, attributes_json_text, group_id, context_json_text)`` rows,
     newest first."""
+    return db.direct.run(history_rows_reads(db, account_id, user_id, limit))
+
+
+def history_rows_reads(db: Database, account_id: str, user_id: str, limit: int) -> ReadPlan[list[tuple]]:
+    """``history_rows`` as a read plan (``Direct.run_async`` runs it from the event loop)."""
     check_user_id(user_id, reading=True)
-    return db.direct.fetch_all(_history_rows_statement(db), {"account_id": account_id, "user_id": user_id, "limit": limit})
+    return (yield _history_rows_statement(db), {"account_id": account_id, "user_id": user_id, "limit": limit})
 
 
 def history(db: Database, account_id: str, user_id: str, limit: int = 100, offset_minutes: int = 0) -> list[dict]:
     """A user's most recent events, newest first. A user never seen has an empty history."""
-    return [event_as_dict(r, offset_minutes) for r in history_rows(db, account_id, user_id, limit)]
+    return history_page(history_rows(db, account_id, user_id, limit), offset_minutes)
+
+
+def history_page(rows: Sequence[tuple], offset_minutes: int = 0) -> list[dict]:
+    """``history``'s events from its rows."""
+    return [event_as_dict(r, offset_minutes) for r in rows]
 
 
 # One event of a history page as PostgreSQL writes it (``_history_page``): the JSON
@@ -342,21 +353,26 @@ def history_json(db: Database, account_id: str, user_id: str, limit: int = 100, 
     unparsed (a third less work for a page of events). On PostgreSQL the database writes it
     (``_history_page``) unless an instant is one ``timestamps.render`` writes otherwise (outside
     years 0001-9999 in that offset)."""
+    return db.direct.run(history_json_reads(db, account_id, user_id, limit, offset_minutes))
+
+
+def history_json_reads(db: Database, account_id: str, user_id: str, limit: int = 100, offset_minutes: int = 0) -> ReadPlan[bytes]:
+    """``history_json`` as a read plan (``Direct.run_async`` runs it from the event loop)."""
     check_user_id(user_id, reading=True)
     rows_statement = _history_rows_statement(db)
     params = {"account_id": account_id, "user_id": user_id, "limit": limit}
     if db.is_postgres:
         shift = offset_minutes * 60_000
-        page, in_range = db.direct.fetch_one(_history_page(rows_statement), {
+        ((page, in_range),) = yield _history_page(rows_statement), {
             **params, "page_head": '{"user_id":' + orjson.dumps(user_id).decode() + ',"timestamp":"',
             "zone_tail": timestamps.offset_suffix(offset_minutes) + '"', "since_year_one_ms": shift - timestamps.MIN_MS,
             "lowest_ms": timestamps.MIN_MS - shift, "highest_ms": timestamps.MAX_MS - shift,
-        })  # fmt: skip
+        }  # fmt: skip
         if in_range is None:  # no events
             return b"[]"
         if in_range:
             return page.encode()
-    return json_page(db.direct.fetch_all(rows_statement, params), offset_minutes)
+    return json_page((yield rows_statement, params), offset_minutes)
 
 
 def json_page(rows: Sequence[tuple], offset_minutes: int = 0) -> bytes:

@@ -14,6 +14,7 @@ from opencues import attributes, ids, ingestion_rules, timestamps
 from opencues.errors import ApiError, bad_request, not_found
 from opencues.settings import MAX_ATTRIBUTE_KEYS
 from opencues.storage import Database
+from opencues.storage.direct import ReadPlan
 from opencues.storage.schema import profiles
 
 
@@ -57,11 +58,16 @@ def get_profile(db: Database, account_id: str, user_id: str) -> dict:
 
 def get_profile_json(db: Database, account_id: str, user_id: str) -> str:
     """The stored profile as JSON text (the response body as it is), or a 404."""
+    return db.direct.run(profile_json_reads(account_id, user_id))
+
+
+def profile_json_reads(account_id: str, user_id: str) -> ReadPlan[str]:
+    """``get_profile_json`` as a read plan (``Direct.run_async`` runs it from the event loop)."""
     _check_user_id(user_id, reading=True)
-    row = db.direct.fetch_one(_SELECT, {"account_id": account_id, "user_id": user_id})
-    if row is None:
+    rows = yield _SELECT, {"account_id": account_id, "user_id": user_id}
+    if not rows:
         raise not_found(f"profile of user {user_id!r}")
-    return row[0] or "{}"
+    return rows[0][0] or "{}"
 
 
 def list_user_ids(db: Database, account_id: str, *, prefix: str = "", after: str | None = None, limit: int = 50) -> list[str]:

@@ -16,6 +16,12 @@ request. On SQLite, WAL checkpoints run in a thread of their own rather than ins
 A statement can have a *companion* (``Direct.attach``) whose writes join every transaction that
 writes the statement's rows: events bring their attribute-key catalogue entries that way.
 
+Reads that a request makes are written once, as *read plans* (``ReadPlan``): generators that
+yield each statement with its parameters and receive its rows. ``Direct.run`` runs one on this
+thread's connection (the library, the CLI, tests); ``Direct.run_async`` runs one from an event
+loop, on PostgreSQL through that loop's asynchronous connections, so the loop serves other
+requests while PostgreSQL answers, without handing the read to a thread.
+
 Values come back as the driver gives them: on this path JSON columns are JSON *text* on both
 databases (callers decode, or pass the text through).
 """
@@ -26,12 +32,34 @@ import asyncio
 import logging
 import threading
 import weakref
-from concurrent.futures import ThreadPoolExecutor
 from operator import itemgetter
-from typing import Any, Callable, Mapping, Protocol, Sequence
+from typing import Any, Callable, Generator, Mapping, Protocol, Sequence, TypeVar
 
 
 log = logging.getLogger("opencues")
+
+
+T = TypeVar("T")
+# A read plan: yields ``(statement, params)`` and is sent back that statement's rows (a list of
+# tuples), as many times as it needs; what it returns is the read's result.
+ReadPlan = Generator[tuple[Any, Mapping[str, Any]], list, T]
+
+# Each PostgreSQL connection of the request path plans only the hot paths' statements, each with an
+# index shaped for it: with stale or reset statistics (a partition filled since its ANALYZE) the
+# planner may still price a scan and a sort of "a few" rows lower. Discouraged here, the plan is the
+# index's whatever the statistics say (test_history_plans). No parallel plans: these statements
+# read a few rows by index, and a history's UNION ALL of month windows relies on its Append running
+# them in order (``events._history_by_windows``). One generic plan for each prepared statement:
+# under the default ``auto`` PostgreSQL may decide, from estimates that move with the statistics,
+# to plan a statement afresh at every call — a history page then cost ~0.6 ms of the database's CPU
+# instead of ~0.25 (bench/README.md, "PostgreSQL reads from the event loop").
+_POSTGRES_SESSION = (
+    "SET enable_seqscan = off",
+    "SET enable_sort = off",
+    "SET enable_incremental_sort = off",
+    "SET max_parallel_workers_per_gather = 0",
+    "SET plan_cache_mode = force_generic_plan",
+)
 
 
 class Companion(Protocol):
@@ -88,7 +116,8 @@ class Direct:
         # Set when the writer stops: ends the checkpointer's wait between two checkpoints at once
         # (a plain sleep there held every dispose, and so every shutdown, for up to that interval).
         self._checkpoints_stop = threading.Event()
-        self._readers: ThreadPoolExecutor | None = None  # PostgreSQL: ``off_loop``'s threads
+        # PostgreSQL: each event loop's connections for ``run_async`` (``_LoopReaders``).
+        self._loop_readers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         module = engine.dialect.dbapi
         self._broken = (module.OperationalError, module.InterfaceError)
 
@@ -143,17 +172,8 @@ class Direct:
                 conn.autocommit = True
                 for kind in ("json", "jsonb"):
                     conn.adapters.register_loader(kind, TextLoader)
-                # These connections run only the hot paths' statements, each with an index shaped
-                # for it: with stale or reset statistics (a partition filled since its ANALYZE)
-                # the planner may still price a scan and a sort of "a few" rows lower. Discouraged
-                # here, the plan is the index's whatever the statistics say (test_history_plans).
-                conn.execute("SET enable_seqscan = off")
-                conn.execute("SET enable_sort = off")
-                conn.execute("SET enable_incremental_sort = off")
-                # No parallel plans: these statements read a few rows by index, and a history's
-                # UNION ALL of month windows relies on its Append running them in order
-                # (``events._history_by_windows``).
-                conn.execute("SET max_parallel_workers_per_gather = 0")
+                for setting in _POSTGRES_SESSION:
+                    conn.execute(setting)
             self._local.conn, self._local.fairy = conn, fairy
             with self._lock:
                 self._all.append(fairy)
@@ -198,20 +218,36 @@ class Direct:
             self._discard()  # a lost connection: the next call opens a fresh one
             raise
 
-    async def off_loop(self, function: Callable[..., Any], *args) -> Any:
-        """``function(*args)``, which reads through this object: on PostgreSQL in one of
-        ``_READERS`` threads (each keeps its own connection), so the event loop serves other
-        requests while PostgreSQL answers instead of waiting for the round trip; on SQLite right
-        here (a local read: handing it to a thread would cost more than it saves)."""
+    def run(self, plan: ReadPlan[T]) -> T:
+        """Run a read plan here, each of its statements through ``fetch_all``; its result."""
+        try:
+            statement, params = next(plan)
+            while True:
+                statement, params = plan.send(self.fetch_all(statement, params))
+        except StopIteration as done:
+            return done.value
+
+    async def run_async(self, plan: ReadPlan[T]) -> T:
+        """Run a read plan from the event loop. On PostgreSQL each statement goes through one of
+        this loop's asynchronous connections (at most ``_READERS`` at once): the loop serves other
+        requests while PostgreSQL answers, and no thread hand-over or GIL contention is paid (a
+        reader thread per read cost GET profile a third of its throughput). On SQLite the plan runs
+        right here: a local read, cheaper than any hand-over."""
         if not self._is_postgres:
-            return function(*args)
-        readers = self._readers
+            return self.run(plan)
+        loop = asyncio.get_running_loop()
+        readers = self._loop_readers.get(loop)
         if readers is None:
-            with self._lock:
-                if self._readers is None:
-                    self._readers = ThreadPoolExecutor(_READERS, thread_name_prefix="opencues-read")
-                readers = self._readers
-        return await asyncio.get_running_loop().run_in_executor(readers, function, *args)
+            url = self._engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+            readers = self._loop_readers[loop] = _LoopReaders(url)
+            weakref.finalize(loop, readers.close)  # a loop that ends before ``dispose`` (tests)
+        try:
+            statement, params = next(plan)
+            while True:
+                prepared = self.prepare(statement)
+                statement, params = plan.send(await readers.fetch_all(prepared.sql, prepared.bind(params)))
+        except StopIteration as done:
+            return done.value
 
     def fetch_one(self, statement, params: Mapping[str, Any]) -> tuple | None:
         rows = self.fetch_all(statement, params)
@@ -364,9 +400,9 @@ class Direct:
 
     def dispose(self) -> None:
         self._stop_writer()
-        readers, self._readers = self._readers, None
-        if readers is not None:
-            readers.shutdown(wait=True)
+        for readers in list(self._loop_readers.values()):
+            readers.close()
+        self._loop_readers.clear()
         with self._lock:
             fairies, self._all = self._all, []
         for fairy in fairies:
@@ -377,7 +413,58 @@ class Direct:
         self._local = threading.local()
 
 
-_READERS = 4  # PostgreSQL reads in flight at once per process (a connection each, of the pool's 10)
+_READERS = 4  # PostgreSQL reads in flight at once per event loop (``run_async``), a connection each
+
+
+class _LoopReaders:
+    """One event loop's PostgreSQL connections for ``Direct.run_async``: opened as reads need
+    them, at most ``_READERS``, each running one read at a time and kept for the next."""
+
+    def __init__(self, url: str):
+        self._url = url
+        self._slots = asyncio.Semaphore(_READERS)
+        self._idle: list = []
+        self._open: list = []
+
+    async def fetch_all(self, sql: str, params) -> list[tuple]:
+        async with self._slots:
+            conn = self._idle.pop() if self._idle else await self._connect()
+            try:
+                cursor = await conn.execute(sql, params)
+                rows = await cursor.fetchall()
+            except BaseException:
+                # Lost, or cancelled mid-read (its answer may still be on the wire): never reused.
+                self._discard(conn)
+                raise
+            self._idle.append(conn)
+            return rows
+
+    async def _connect(self):
+        import psycopg
+        from psycopg.types.string import TextLoader
+
+        conn = await psycopg.AsyncConnection.connect(self._url, autocommit=True)
+        self._open.append(conn)
+        try:
+            for kind in ("json", "jsonb"):
+                conn.adapters.register_loader(kind, TextLoader)
+            for setting in _POSTGRES_SESSION:
+                await conn.execute(setting)
+        except BaseException:
+            self._discard(conn)
+            raise
+        return conn
+
+    def _discard(self, conn) -> None:
+        if conn in self._open:
+            self._open.remove(conn)
+        conn.pgconn.finish()  # closes the socket at once, from any thread, without the loop
+
+    def close(self) -> None:
+        """Close every connection (``Direct.dispose``: the loop may be gone already)."""
+        for conn in list(self._open):
+            self._discard(conn)
+        self._idle.clear()
 _STOP = object()  # queued by ``dispose``: the writer commits what is left, then ends
 _CHECKPOINT_INTERVAL = 0.25  # seconds between two checkpoints at most (bounds the WAL's growth)
 

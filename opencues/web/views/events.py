@@ -31,7 +31,7 @@ async def event_history(request: Request, account_id: str, user_id: str):
     offset = timestamps.parse_offset(query["time_zone"]) if "time_zone" in query else 0
     db = request.app.state.db
     if wants_csv(request):
-        page = await db.direct.off_loop(events.history, db, account_id, user_id, limit, offset)
-        return respond(request, page, leading=events.CSV_LEADING)
-    body = await db.direct.off_loop(events.history_json, db, account_id, user_id, limit, offset)
+        rows = await db.direct.run_async(events.history_rows_reads(db, account_id, user_id, limit))
+        return respond(request, events.history_page(rows, offset), leading=events.CSV_LEADING)
+    body = await db.direct.run_async(events.history_json_reads(db, account_id, user_id, limit, offset))
     return Response(body, media_type=JSON_TYPE)

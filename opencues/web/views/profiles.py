@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from functools import partial
 
+import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -16,9 +17,10 @@ from opencues.web.responses import JSON_TYPE, ok, respond, wants_csv
 async def get_profile(request: Request, account_id: str, user_id: str):
     authorize(request, account_id)
     db = request.app.state.db
+    body = await db.direct.run_async(profiles.profile_json_reads(account_id, user_id))
     if wants_csv(request):
-        return respond(request, profiles.get_profile(db, account_id, user_id))
-    return Response(profiles.get_profile_json(db, account_id, user_id), media_type=JSON_TYPE)
+        return respond(request, orjson.loads(body))
+    return Response(body, media_type=JSON_TYPE)
 
 
 async def update_profile(request: Request, account_id: str, user_id: str):

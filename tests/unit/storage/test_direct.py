@@ -124,25 +124,102 @@ def test_sqlite_wal_is_checkpointed_off_the_commit_path(db, settings):
     assert path.stat().st_size > before  # the checkpointer thread copied the WAL into the file
 
 
-def test_off_loop_reads_in_a_reader_thread_on_postgresql_and_inline_on_sqlite(db, account):
-    db.direct.write(events.events.insert().inline().values({k: bindparam(k) for k in ROW}), [ROW])
+def _reads(statement, params, times: int = 1):
+    """A read plan running ``statement`` ``times`` times; the thread it ran on, and its rows."""
+    rows = []
+    for _ in range(times):
+        rows.append((yield statement, params))
+    return threading.current_thread(), rows
 
-    def read():
-        rows = db.direct.fetch_all(events.history_statement(), {"account_id": "acct1", "user_id": "u", "limit": 5})
-        return threading.current_thread(), rows
+
+def test_run_and_run_async_give_a_read_plan_its_rows(db, account):
+    db.direct.write(events.events.insert().inline().values({k: bindparam(k) for k in ROW}), [ROW])
+    statement, params = events.history_statement(), {"account_id": "acct1", "user_id": "u", "limit": 5}
+    expected = [("u", 1, "e", "{}", None, None)]
+    assert db.direct.run(_reads(statement, params, times=2)) == (threading.current_thread(), [expected, expected])
 
     async def main():
-        # Concurrent reads: on PostgreSQL the loop is free meanwhile, each in a reader thread.
-        return threading.current_thread(), await asyncio.gather(*(db.direct.off_loop(read) for _ in range(6)))
+        return threading.current_thread(), await asyncio.gather(*(db.direct.run_async(_reads(statement, params, 2)) for _ in range(6)))
 
     loop_thread, results = asyncio.run(main())
-    assert all(rows == [("u", 1, "e", "{}", None, None)] for _thread, rows in results)
-    threads = {thread for thread, _rows in results}
-    if db.is_postgres:
-        assert loop_thread not in threads and all(t.name.startswith("opencues-read") for t in threads)
-        assert len(threads) <= 4  # bounded: each reader keeps a pool connection
-    else:
-        assert threads == {loop_thread}
+    assert results == [(loop_thread, [expected, expected])] * 6  # on the loop's thread, on both databases
+
+
+@pytest.mark.parametrize("backend", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True)
+def test_run_async_leaves_the_loop_free_while_postgresql_answers(db):
+    """Six reads of 0.2 s at once: four connections of the loop run them (two rounds: ~0.4 s, not
+    six one after the other), and the loop keeps running other tasks all the while."""
+    sleep = text("SELECT pg_sleep(:seconds)")
+
+    async def main():
+        ticks = 0
+
+        async def ticker():
+            nonlocal ticks
+            while True:
+                ticks += 1
+                await asyncio.sleep(0.01)
+
+        ticking = asyncio.create_task(ticker())
+        started = time.monotonic()
+        await asyncio.gather(*(db.direct.run_async(_reads(sleep, {"seconds": 0.2})) for _ in range(6)))
+        elapsed = time.monotonic() - started
+        ticking.cancel()
+        return elapsed, ticks
+
+    elapsed, ticks = asyncio.run(main())
+    assert 0.4 <= elapsed < 1.0  # at most four at once, yet concurrent
+    assert ticks >= 20  # the loop was never held by a read
+
+
+def _history_then_plan_counts(db, times: int):
+    """A read plan: a user's history page ``times`` times (psycopg prepares a statement once it has
+    run it five times), then how PostgreSQL planned this connection's prepared statements."""
+    for _ in range(times):
+        yield from events.history_json_reads(db, "acct1", "u", 10)
+    return (yield text("SELECT sum(custom_plans), sum(generic_plans) FROM pg_prepared_statements"), {})
+
+
+@pytest.mark.parametrize("backend", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True)
+def test_hot_path_statements_are_planned_once_not_at_every_call(db):
+    """Under PostgreSQL's default plan cache mode, a prepared statement's first five runs are planned
+    afresh, and later ones too whenever the estimates favour it (a history page then costs the
+    database twice its CPU): the request path's connections keep one generic plan."""
+    [(custom, generic)] = db.direct.run(_history_then_plan_counts(db, 12))
+    assert (custom, generic) == (0, 7)  # runs 6-12, prepared, all on one generic plan
+    [(custom, generic)] = asyncio.run(db.direct.run_async(_history_then_plan_counts(db, 12)))
+    assert (custom, generic) == (0, 7)
+
+
+@pytest.mark.parametrize("backend", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True)
+def test_run_async_replaces_a_lost_connection_and_dispose_closes_them(db):
+    statement, params = text("SELECT pg_backend_pid()"), {}
+
+    async def backend_pid():
+        _thread, [[(pid,)]] = await db.direct.run_async(_reads(statement, params))
+        return pid
+
+    async def main():
+        first = await backend_pid()
+        with db.engine.connect() as conn:  # the database drops that connection (a restart, a proxy)
+            conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": first})
+        with pytest.raises(pytest.importorskip("psycopg").OperationalError):
+            await backend_pid()  # the read that finds it gone fails, as on every other path
+        second = await backend_pid()  # the next opens a new one
+        assert second != first
+        return second
+
+    loop = asyncio.new_event_loop()
+    try:
+        pid = loop.run_until_complete(main())
+        db.direct.dispose()
+        with db.engine.connect() as conn:
+            deadline = time.monotonic() + 5
+            while conn.execute(text("SELECT count(*) FROM pg_stat_activity WHERE pid = :pid"), {"pid": pid}).scalar():
+                assert time.monotonic() < deadline, "dispose left the loop's connection open"
+                time.sleep(0.05)
+    finally:
+        loop.close()
 
 
 @pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
