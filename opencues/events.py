@@ -311,10 +311,10 @@ def history_rows_reads(db: Database, account_id: str, user_id: str, limit: int) 
 
 def history(db: Database, account_id: str, user_id: str, limit: int = 100, offset_minutes: int = 0) -> list[dict]:
     """A user's most recent events, newest first. A user never seen has an empty history."""
-    return history_page(history_rows(db, account_id, user_id, limit), offset_minutes)
+    return history_events(history_rows(db, account_id, user_id, limit), offset_minutes)
 
 
-def history_page(rows: Sequence[tuple], offset_minutes: int = 0) -> list[dict]:
+def history_events(rows: Sequence[tuple], offset_minutes: int = 0) -> list[dict]:
     """``history``'s events from its rows."""
     return [event_as_dict(r, offset_minutes) for r in rows]
 

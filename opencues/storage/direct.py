@@ -465,6 +465,8 @@ class _LoopReaders:
         for conn in list(self._open):
             self._discard(conn)
         self._idle.clear()
+
+
 _STOP = object()  # queued by ``dispose``: the writer commits what is left, then ends
 _CHECKPOINT_INTERVAL = 0.25  # seconds between two checkpoints at most (bounds the WAL's growth)
 

@@ -32,6 +32,6 @@ async def event_history(request: Request, account_id: str, user_id: str):
     db = request.app.state.db
     if wants_csv(request):
         rows = await db.direct.run_async(events.history_rows_reads(db, account_id, user_id, limit))
-        return respond(request, events.history_page(rows, offset), leading=events.CSV_LEADING)
+        return respond(request, events.history_events(rows, offset), leading=events.CSV_LEADING)
     body = await db.direct.run_async(events.history_json_reads(db, account_id, user_id, limit, offset))
     return Response(body, media_type=JSON_TYPE)
