@@ -163,11 +163,12 @@ def reference(port: int, workers: int, env: dict):
 
 
 def opencues(port: int, workers: int, env: dict, auth: str, checkout: str | None = None):
-    """``opencues serve`` of this checkout, or of ``checkout`` (a directory holding ``opencues/``)."""
-    # -P: not the current directory's opencues (a checkout's root) but PYTHONPATH's, or the installed one.
+    """``opencues serve`` of this checkout, or of ``checkout`` (a directory holding ``opencues/``)
+    — never whichever ``opencues`` the interpreter has installed, which may be another tree's."""
+    # -P: not the current directory's opencues; the checkout's, put first on PYTHONPATH.
     cmd = [*PYTHON, "-P", "-m", "opencues", "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]
-    if checkout:
-        env = {**env, "PYTHONPATH": os.pathsep.join(filter(None, [checkout, env.get("PYTHONPATH")]))}
+    checkout = checkout or str(HERE.parent)
+    env = {**env, "PYTHONPATH": os.pathsep.join(filter(None, [checkout, env.get("PYTHONPATH")]))}
     hot = f"/v2/accounts/{ACCOUNT}/users/{HOT_USER.replace('@', '%40')}/events?limit=1"
     return started(cmd, env, f"http://127.0.0.1:{port}{hot}", auth)
 
