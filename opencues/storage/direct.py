@@ -413,7 +413,7 @@ class Direct:
         self._local = threading.local()
 
 
-_READERS = 4  # PostgreSQL reads in flight at once per event loop (``run_async``), a connection each
+_READERS = 8  # PostgreSQL reads in flight at once per event loop (``run_async``), a connection each
 
 
 class _LoopReaders:
