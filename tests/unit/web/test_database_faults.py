@@ -98,6 +98,8 @@ REQUESTS = {
     "create a segment": ("segments", "POST", "segments", {"name": "s"}, 201),
     "list segments": ("segments", "GET", "segments", None, 200),
     "update a profile": ("profiles", "PATCH", "users/u1/profile", {"plan": "pro"}, 200),
+    "read a profile (the event loop's connection)": ("profiles", "GET", "users/u1/profile", None, 404),
+    "read a history (the event loop's connection)": ("events", "GET", "users/u1/events", None, 200),
     "import events (job row)": ("jobs", "POST", "import/events", [{"user_id": "u", "name": "n", "timestamp": 0}], 202),
 }
 
