@@ -50,6 +50,7 @@ from opencues.csv_writer import CsvWriter
 from opencues.errors import bad_request
 from opencues.filestore import EXPORT_FILES, PRESIGNED_MAX_SECONDS
 from opencues.storage import Database
+from opencues.storage.direct import libpq_url
 from opencues.storage.schema import events
 
 log = logging.getLogger("opencues.exports")
@@ -723,7 +724,7 @@ def postgres_helpers_source(conn, db) -> dict:
     """PostgreSQL: the ``RenderPlan`` fields that put the helpers' connections in ``conn``'s
     snapshot (``conn`` in a REPEATABLE READ transaction that stays open while they run)."""
     snapshot = conn.execute(sql_text("SELECT pg_export_snapshot()")).scalar_one()
-    return {"database": db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False), "snapshot": snapshot}
+    return {"database": libpq_url(db.engine), "snapshot": snapshot}
 
 
 def window_rows(columns: list, *, before: list, after: Iterable = ()):

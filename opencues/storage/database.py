@@ -17,7 +17,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from opencues.settings import SQLITE_CACHE_MB
 from opencues.storage import schema
-from opencues.storage.direct import Direct
+from opencues.storage.direct import Direct, libpq_url
 from opencues.storage.schema_version import head_revision
 
 
@@ -67,7 +67,7 @@ class Database:
             return None
         from opencues.key_cache import KeyCache
 
-        return KeyCache(self.engine.url.set(drivername="postgresql").render_as_string(hide_password=False))
+        return KeyCache(libpq_url(self.engine))
 
     @cached_property
     def events_partitioned(self) -> bool:

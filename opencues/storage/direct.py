@@ -54,12 +54,23 @@ ReadPlan = Generator[tuple[Any, Mapping[str, Any]], list, T]
 # to plan a statement afresh at every call — a history page then cost ~0.6 ms of the database's CPU
 # instead of ~0.25 (bench/README.md, "PostgreSQL reads from the event loop").
 _POSTGRES_SESSION = (
-    "SET enable_seqscan = off",
-    "SET enable_sort = off",
-    "SET enable_incremental_sort = off",
-    "SET max_parallel_workers_per_gather = 0",
-    "SET plan_cache_mode = force_generic_plan",
+    "SET enable_seqscan = off; SET enable_sort = off; SET enable_incremental_sort = off;"
+    " SET max_parallel_workers_per_gather = 0; SET plan_cache_mode = force_generic_plan"
 )
+
+
+def libpq_url(engine) -> str:
+    """The engine's PostgreSQL URL as psycopg's own connections take it (without SQLAlchemy's
+    driver name): the key cache's listener, the loops' readers, the export helpers."""
+    return engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def _json_as_text(conn) -> None:
+    """JSON columns come back as their text on ``conn`` (a psycopg connection, of either kind)."""
+    from psycopg.types.string import TextLoader
+
+    for kind in ("json", "jsonb"):
+        conn.adapters.register_loader(kind, TextLoader)
 
 
 class Companion(Protocol):
@@ -167,13 +178,9 @@ class Direct:
             conn = fairy.driver_connection
             conn.rollback()  # the pool's pre-ping may have opened a transaction
             if self._is_postgres:
-                from psycopg.types.string import TextLoader
-
                 conn.autocommit = True
-                for kind in ("json", "jsonb"):
-                    conn.adapters.register_loader(kind, TextLoader)
-                for setting in _POSTGRES_SESSION:
-                    conn.execute(setting)
+                _json_as_text(conn)
+                conn.execute(_POSTGRES_SESSION)
             self._local.conn, self._local.fairy = conn, fairy
             with self._lock:
                 self._all.append(fairy)
@@ -238,8 +245,7 @@ class Direct:
         loop = asyncio.get_running_loop()
         readers = self._loop_readers.get(loop)
         if readers is None:
-            url = self._engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
-            readers = self._loop_readers[loop] = _LoopReaders(url)
+            readers = self._loop_readers[loop] = _LoopReaders(libpq_url(self._engine))
             weakref.finalize(loop, readers.close)  # a loop that ends before ``dispose`` (tests)
         try:
             statement, params = next(plan)
@@ -441,15 +447,12 @@ class _LoopReaders:
 
     async def _connect(self):
         import psycopg
-        from psycopg.types.string import TextLoader
 
         conn = await psycopg.AsyncConnection.connect(self._url, autocommit=True)
         self._open.append(conn)
         try:
-            for kind in ("json", "jsonb"):
-                conn.adapters.register_loader(kind, TextLoader)
-            for setting in _POSTGRES_SESSION:
-                await conn.execute(setting)
+            _json_as_text(conn)
+            await conn.execute(_POSTGRES_SESSION)
         except BaseException:
             self._discard(conn)
             raise
