@@ -3,9 +3,8 @@
 Each handler streams the stored payload through ``opencues.readers`` from the job's progress mark
 (``skip=ctx.rows_done``), validates rows, and writes them in batches of
 ``settings.import_batch_rows``. One batch is one transaction holding both its rows and the
-advanced progress mark (``ctx.commit_progress``, called first so that it also takes SQLite's write
-lock and proves the lease before any row is written). A crash therefore loses or keeps a whole
-batch together with its mark: on resumption nothing is skipped and nothing is written twice.
+advanced progress mark (``ctx.commit_progress``). A crash therefore loses or keeps a whole batch
+together with its mark: on resumption nothing is skipped and nothing is written twice.
 
 A bad row never blocks the good ones: it is counted in ``ingestions_failed`` and its line number
 and reason are kept (the first ``settings.job_error_samples``) for the ``Completed`` event. A row
@@ -14,24 +13,29 @@ is bad when ``opencues.readers`` refuses it, and also when its attributes break
 on the JSON text every row is encoded to anyway, so that no row can fail a whole batch's write.
 
 Writers bypass SQLAlchemy's per-row overhead and talk to the driver connection of the same
-transaction. Events: PostgreSQL ``COPY``; SQLite one ``INSERT … SELECT`` per 10,000 rows, read out
-of a JSON document. Profiles and membership: on PostgreSQL ``COPY`` into a session-local temporary
-table, then set-based statements (profiles merged in the database); on SQLite ``executemany``.
-Where the write waits with the GIL released (``COPY``, SQLite's event insert), parsing batch N+1
-overlaps writing batch N (``_Pipeline``). An events batch also records its distinct attribute-key
-pairs in the catalogue, in its transaction (``opencues.attribute_keys``).
+transaction. Events are streamed (``_stream_batches``): a writer thread writes the parsed rows as
+the parsing thread hands them over (5,000-20,000 at a time), into their batch's open transaction
+(which proves the lease first, ``ctx.hold_lease``, and takes SQLite's write lock); at the batch's
+end it writes the progress mark, the hourly counts and the distinct attribute-key pairs
+(``opencues.event_counts``, ``opencues.attribute_keys``) and commits. PostgreSQL: one ``COPY`` a
+batch, open across its writes; SQLite: one ``INSERT … SELECT`` a write, reading the rows out of a
+JSON document; both wait with the GIL released. Profiles and membership are written a batch at a
+time (``_run_batches``, the mark first): on PostgreSQL ``COPY`` into a session-local temporary
+table, then set-based statements (profiles merged in the database), while the next batch is
+parsed (``_Pipeline``); on SQLite ``executemany``, inline.
 """
 
 from __future__ import annotations
 
+import logging
 import queue
 from collections import Counter
 import threading
-from contextlib import closing
+from contextlib import AbstractContextManager, ExitStack, closing, contextmanager
 from dataclasses import dataclass, field
 from itertools import islice
 from operator import itemgetter
-from typing import Callable
+from typing import Callable, Protocol
 
 import orjson
 
@@ -43,6 +47,7 @@ from opencues.timestamps import now_ms
 from opencues.worker import JobContext, JobFailed, register
 
 _dumps = orjson.dumps
+log = logging.getLogger("opencues.imports")
 
 
 def _batches(items, size: int):
@@ -73,9 +78,12 @@ class _Batch:
         if self.count is None:
             self.count = len(self.rows)
 
-    def add(self, other: "_Batch") -> None:
+    def add(self, other: "_Batch", *, rows: bool = True) -> None:
+        """Take in ``other``'s counts, errors and catalogue entries, and its rows unless ``rows``
+        is false (a streamed batch: its rows are in the database already)."""
         self.consumed += other.consumed
-        self.rows.extend(other.rows)
+        if rows:
+            self.rows.extend(other.rows)
         self.errors.extend(other.errors)
         self.keys |= other.keys
         self.hours.update(other.hours)
@@ -90,10 +98,10 @@ def _run_batches(
     rows and the advanced mark in one transaction.
 
     With ``overlap`` a writer thread commits while this thread parses the next batch: right when
-    the write waits with the GIL released for the whole batch (PostgreSQL's COPY; SQLite's
-    one-statement event insert). Otherwise the commit runs inline: SQLite's ``executemany``
-    gives up and retakes the GIL for every row, so a parsing thread beside it starves the
-    writer (measured: 3× slower than parsing and writing in turn)."""
+    the write waits with the GIL released (PostgreSQL's COPY and set-based statements).
+    Otherwise the commit runs inline: SQLite's ``executemany`` gives up and retakes the GIL for
+    every row, so a parsing thread beside it starves the writer (measured: 3× slower than
+    parsing and writing in turn)."""
 
     def commit(batch: _Batch) -> None:
         with ctx.transaction() as conn:
@@ -139,47 +147,195 @@ class _Inline:
         return False
 
 
-class _Pipeline:
-    """A single writer thread consuming batches in order. The first error it hits (including
-    ``LeaseLost``/``Interrupted``) stops all further writes and is re-raised in the producer."""
+class _WriterThread:
+    """One writer thread taking items in order from a short queue. The first error it hits
+    (``LeaseLost`` and ``Interrupted`` too) stops all further writes and is re-raised in the
+    producer; the producer's own error ends the thread too (``_finish`` cleans up after either)."""
 
-    def __init__(self, commit: Callable[[_Batch], None], depth: int = 1):
-        self._commit = commit
+    def __init__(self, depth: int):
         self._queue: queue.Queue = queue.Queue(maxsize=depth)
         self._error: BaseException | None = None
+        self.idle = False  # waiting for an item (read by the producer without a lock: a hint)
         self._thread = threading.Thread(target=self._run, name="import-writer", daemon=True)
 
-    def __enter__(self) -> "_Pipeline":
+    def __enter__(self):
         self._thread.start()
         return self
 
-    def _run(self) -> None:
-        while True:
-            batch = self._queue.get()
-            if batch is None:
-                return
-            if self._error is None:
-                try:
-                    self._commit(batch)
-                except BaseException as exc:  # noqa: BLE001 - handed over to the producer thread
-                    self._error = exc
-
-    def put(self, batch: _Batch) -> None:
+    def put(self, item) -> None:
         while True:
             if self._error is not None:
                 raise self._error
             try:
-                self._queue.put(batch, timeout=0.1)
+                self._queue.put(item, timeout=0.1)
                 return
             except queue.Full:
                 continue
 
     def __exit__(self, exc_type, exc, tb) -> bool:
-        self._queue.put(None)  # the writer drains the queue even after an error, so this returns
+        self._queue.put(_DONE)  # the writer drains the queue even after an error, so this returns
         self._thread.join()
         if exc_type is None and self._error is not None:
             raise self._error
         return False
+
+    def _run(self) -> None:
+        while True:
+            self.idle = True
+            item = self._queue.get()
+            self.idle = False
+            if item is _DONE:
+                self._finish()
+                return
+            if self._error is None:
+                try:
+                    self._handle(item)
+                except BaseException as exc:  # noqa: BLE001 - handed over to the producer thread
+                    self._error = exc
+                    self._finish(exc)
+
+    def _handle(self, item) -> None:
+        raise NotImplementedError
+
+    def _finish(self, error: BaseException | None = None) -> None:
+        """After the last item, or at the first error (``error``)."""
+
+
+_DONE = object()
+
+
+class _Pipeline(_WriterThread):
+    """Commits whole batches in a writer thread, while the producer parses the next one."""
+
+    def __init__(self, commit: Callable[[_Batch], None], depth: int = 1):
+        super().__init__(depth)
+        self._commit = commit
+
+    def _handle(self, batch: _Batch) -> None:
+        self._commit(batch)
+
+
+class _BatchTarget(Protocol):
+    """Where ``_stream_batches`` writes a batch: its rows, as they are handed over, then its closing writes."""
+
+    def writing(self, conn) -> AbstractContextManager:
+        """Entered before a batch's first rows; left, after its last ones, before the progress mark is
+        written (a clean exit finishes the writes: PostgreSQL's COPY ends there)."""
+
+    def write(self, conn, rows: list) -> None: ...
+
+    def close(self, conn, batch: _Batch) -> None:
+        """The batch's own closing writes, after its progress mark, before the commit."""
+
+
+def _stream_batches(ctx: JobContext, read, parse: Callable[[list], _Batch], target: _BatchTarget) -> None:
+    """Read the payload from the progress mark and parse it, while a writer thread writes the
+    parsed rows as they come into their batch's one open transaction; at every
+    ``import_batch_rows`` items the writer advances the progress mark, closes and commits the batch.
+
+    Parsing and writing overlap through the whole import, not batch by batch (``_Pipeline``: an
+    import of two batches overlapped none of the first batch's parse and none of the last one's
+    write), and at most ``_STREAM_DEPTH`` writes of at most ``_MAX_WRITE_ROWS`` rows wait in memory,
+    not a batch."""
+    batch_rows = ctx.settings.import_batch_rows
+    with ctx.file_store.open(ctx.job.payload_key) as stream, _StreamWriter(ctx, target) as writer:
+        items = read(stream, Format(ctx.job.payload_format), skip=ctx.rows_done)
+        consumed = 0  # items of the open batch
+        pending: _Batch | None = None  # parsed chunks gathered into one write
+        for chunk in _batches(items, min(_PARSE_CHUNK, batch_rows)):
+            parsed = parse(chunk)
+            consumed += parsed.consumed
+            if pending is None:
+                pending = parsed
+            else:
+                pending.add(parsed)
+            if consumed >= batch_rows:
+                writer.put(pending)
+                writer.put(_END_OF_BATCH)
+                pending, consumed = None, 0
+            elif pending.consumed >= _MAX_WRITE_ROWS or (pending.consumed >= _MIN_WRITE_ROWS and writer.idle):
+                writer.put(pending)
+                pending = None
+        if pending is not None:
+            writer.put(pending)
+        if consumed:
+            writer.put(_END_OF_BATCH)
+
+
+# Rows handed to the writer thread at once: the minimum while the writer waits for rows, so that
+# little is left to write after the parse ends; up to the maximum while it is busy, as each write
+# costs it a statement and up to one GIL switch interval (``worker.GIL_SWITCH_INTERVAL``) to get
+# the GIL back from the parsing thread. Fixed sizes measured: 5,000 the fastest at 100,000 rows,
+# 20,000 at 1,000,000 (bench/README.md, "Streaming an import's batches").
+_MIN_WRITE_ROWS = 5_000
+_MAX_WRITE_ROWS = 20_000
+_STREAM_DEPTH = 2  # writes queued for the writer thread
+_END_OF_BATCH = object()
+
+
+class _StreamWriter(_WriterThread):
+    """The writer thread of ``_stream_batches``. A batch's transaction begins with its first rows
+    and proves the lease before writing any (``JobContext.hold_lease``); every later write checks
+    for shutdown; the end-of-batch marker ends the target's writes, writes the progress mark and
+    the target's closing writes, and commits. An error, the writer's (``LeaseLost`` and
+    ``Interrupted`` too) or the producer's, rolls the open batch back."""
+
+    def __init__(self, ctx: JobContext, target: _BatchTarget, depth: int = _STREAM_DEPTH):
+        super().__init__(depth)
+        self._ctx = ctx
+        self._target = target
+        self._open: _OpenBatch | None = None
+
+    def _handle(self, item) -> None:
+        if item is _END_OF_BATCH:
+            self._commit()
+        else:
+            self._write(item)
+
+    def _finish(self, error: BaseException | None = None) -> None:
+        if self._open is not None:  # an error, or the producer stopped mid-batch
+            self._roll_back(error or RuntimeError("the import stopped mid-batch"))
+
+    def _write(self, rows: _Batch) -> None:
+        batch = self._open
+        if batch is None:
+            batch = self._open = _OpenBatch(ExitStack(), ExitStack(), None, _Batch(0, [], []))
+            batch.conn = batch.transaction.enter_context(self._ctx.transaction())
+            self._ctx.hold_lease(batch.conn)
+            batch.writes.enter_context(self._target.writing(batch.conn))
+        else:
+            self._ctx.raise_if_stopping()
+        if rows.count:
+            self._target.write(batch.conn, rows.rows)
+        batch.totals.add(rows, rows=False)
+
+    def _commit(self) -> None:
+        batch = self._open
+        totals = batch.totals
+        batch.writes.close()
+        self._ctx.commit_progress(
+            batch.conn, consumed=totals.consumed, completed=totals.count, failed=len(totals.errors),
+            errors=totals.errors, filtered=totals.filtered,
+        )  # fmt: skip
+        self._target.close(batch.conn, totals)
+        self._open = None
+        batch.transaction.close()  # commits (a failed commit rolls back and raises)
+
+    def _roll_back(self, error: BaseException) -> None:
+        batch, self._open = self._open, None
+        for stack in (batch.writes, batch.transaction):  # the transaction ends even if the writes' exit fails
+            try:
+                stack.__exit__(type(error), error, error.__traceback__)
+            except BaseException:  # noqa: BLE001 - the error that made us roll back is the one to report
+                log.exception("import job %s: rolling back the open batch failed", self._ctx.job.id)
+
+
+@dataclass
+class _OpenBatch:
+    transaction: ExitStack  # the batch's transaction (``JobContext.transaction``)
+    writes: ExitStack  # the target's ``writing``
+    conn: object
+    totals: _Batch  # what its written rows added up to: counts, errors, catalogue entries
 
 
 def _stored_text(attributes: dict, where: str, max_keys: int) -> str:
@@ -255,25 +411,52 @@ def import_events(ctx: JobContext) -> None:
         hours = Counter({(account_id, name, hour): count for (name, hour), count in per_hour.items()})
         if postgres or not rows:
             return _Batch(len(chunk), rows, errors, keys.pairs, filtered=filtered, hours=hours)
-        # SQLite: the chunk's rows as one piece of the batch's JSON array (``_insert_events_sqlite``),
-        # a third of the memory of the tuples while the batch waits for its turn.
+        # SQLite: the chunk's rows as one piece of a write's JSON array (``_insert_events_sqlite``),
+        # encoded here rather than in the writer thread, where it would hold the GIL.
         return _Batch(len(chunk), [_dumps(rows)[1:-1].decode()], errors, keys.pairs, count=len(rows), filtered=filtered, hours=hours)
 
-    def write(conn, batch: _Batch) -> None:
-        if postgres:
-            _copy_events(_driver(conn), batch.rows)
+    _stream_batches(ctx, readers.read_records, parse, _EventsTarget(ctx))
+
+
+class _EventsTarget:
+    """An events batch: rows written as they are parsed, then its hourly counts and catalogue entries."""
+
+    def __init__(self, ctx: JobContext):
+        self._account_id = ctx.job.account_id
+        self._postgres = ctx.db.is_postgres
+        self._cache_mb = ctx.settings.sqlite_import_cache_mb, ctx.db.sqlite_cache_mb
+        self._copy = None  # PostgreSQL: the batch's COPY
+
+    def writing(self, conn) -> AbstractContextManager:
+        return self._copying(_driver(conn)) if self._postgres else _sqlite_cache(_driver(conn), *self._cache_mb)
+
+    @contextmanager
+    def _copying(self, raw):
+        """One COPY a batch, open across its writes: the server inserts rows as they arrive, and the
+        writer waits for it to catch up once a batch, not after every write (a COPY per write of
+        5,000 rows measured 8% slower)."""
+        with raw.cursor() as cursor, cursor.copy(f"COPY events ({_EVENT_COLUMNS}) FROM STDIN") as copy:
+            self._copy = copy
+            try:
+                yield
+            finally:
+                self._copy = None
+
+    def write(self, conn, rows: list) -> None:
+        if self._postgres:
+            _copy_events(self._copy, rows)
         else:
-            _insert_events_sqlite(_driver(conn), account_id, batch.rows, ctx.settings.sqlite_import_cache_mb, ctx.db.sqlite_cache_mb)
+            _insert_events_sqlite(_driver(conn), self._account_id, rows)
+
+    def close(self, conn, batch: _Batch) -> None:
         # Counts, then keys (last: holds catalogue rows for the shortest time), as track's group
         # commit writes them (``events._EventCompanion``): one lock order, no deadlock.
         event_counts.record(conn, batch.hours)
-        attribute_keys.record(conn, account_id, batch.keys)
-
-    _run_batches(ctx, readers.read_records, parse, write, overlap=True)
+        attribute_keys.record(conn, self._account_id, batch.keys)
 
 
-# A few statements per batch: SQLite reads the rows out of a JSON array (``json_each``), so each
-# insert runs in C with the GIL released while the next batch is parsed. On its own this is as
+# One statement per write (``_stream_batches``): SQLite reads the rows out of a JSON array (``json_each``), so
+# the insert runs in C with the GIL released while the next rows are parsed. On its own this is as
 # fast as ``executemany``, which would retake the GIL for every row (see ``_run_batches``).
 # The attributes travel as JSON text in a JSON string: stored exactly as ``orjson`` wrote them
 # (an object there would be parsed into nodes and rendered again: 10% slower).
@@ -282,19 +465,19 @@ _SQLITE_EVENTS = (
     "json_extract(value, '$[1]'), json_extract(value, '$[2]'), json_extract(value, '$[3]'), json_extract(value, '$[4]') "
     "FROM json_each(?)"
 )
-# Pieces (parse chunks of 1,000 rows) per statement: a statement's document and SQLite's parse of
-# it are in memory while it runs. A whole batch per statement raised an import's peak by ~25 MB
-# more than 10,000 rows a statement, for ~4% more speed.
-_PIECES_PER_STATEMENT = 10
 _EVENT_COLUMNS = 'account_id, user_id, name, "timestamp", attributes, flow_id'
 
 
-def _insert_events_sqlite(raw, account_id: str, pieces: list[str], batch_cache_mb: int, cache_mb: int) -> None:
+def _insert_events_sqlite(raw, account_id: str, pieces: list[str]) -> None:
     """Insert the rows encoded in ``pieces``: each a comma-separated run of JSON arrays
     ``[user_id, name, timestamp, attributes as JSON text, flow_id]``. (Bound as text: SQLite 3.45 and
-    later read a BLOB given to a JSON function as its binary JSONB format.)
+    later read a BLOB given to a JSON function as its binary JSONB format.)"""
+    raw.execute(_SQLITE_EVENTS, (account_id, "[" + ",".join(pieces) + "]"))
 
-    The connection's page cache is ``batch_cache_mb`` while the batch is written, then
+
+@contextmanager
+def _sqlite_cache(raw, batch_cache_mb: int, cache_mb: int):
+    """The connection's page cache is ``batch_cache_mb`` while a batch is written, then
     ``cache_mb`` again: a batch inserts into six indexes, three of them at many places at once
     (``ix_events_user_time`` by user, the name and flow indexes by name and flow), and with the
     usual cache their pages were evicted and read back, and dirty ones spilled to the WAL before
@@ -304,16 +487,16 @@ def _insert_events_sqlite(raw, account_id: str, pieces: list[str], batch_cache_m
     is held by one connection for one batch at a time."""
     raw.execute(f"PRAGMA cache_size=-{batch_cache_mb * 1024}")
     try:
-        for start in range(0, len(pieces), _PIECES_PER_STATEMENT):
-            document = "[" + ",".join(pieces[start : start + _PIECES_PER_STATEMENT]) + "]"
-            raw.execute(_SQLITE_EVENTS, (account_id, document))
+        yield
     finally:
         raw.execute(f"PRAGMA cache_size=-{cache_mb * 1024}")
 
 
-def _copy_events(raw, rows) -> None:
-    with raw.cursor() as cursor:
-        _copy_into(cursor, "events", _EVENT_COLUMNS, rows)
+def _copy_events(copy, rows) -> None:
+    """Write ``rows`` into an open ``COPY events`` (``_EVENT_COLUMNS``)."""
+    write_row = copy.write_row
+    for row in rows:
+        write_row(row)
 
 
 # --------------------------------------------------------------------------- profiles

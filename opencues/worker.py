@@ -34,9 +34,12 @@ Handler contract (the import handlers in ``opencues.imports``; the export regist
   are deltas; errors are ``(line, reason)`` pairs or objects with ``.line``/``.reason``; it raises
   ``LeaseLost`` — rolling the batch back — when another worker owns the job, and ``Interrupted``
   when this worker is shutting down: let both propagate), ``add_event(name, attributes)``,
-  ``heartbeat()``. Raise ``JobFailed(reason)`` to end the job FAILED with a ``Failed`` event.
-  Any other exception is retried (the job is released) up to ``job_max_attempts`` times; a full
-  or read-only disk (``errors.storage_fault``) also records a ``Retrying`` event saying so.
+  ``heartbeat()``. A handler that writes a batch's rows before its mark (the events import
+  streams them in as they are parsed) calls ``hold_lease(conn)`` first — it proves the lease
+  and, on SQLite, takes the write lock — and ``raise_if_stopping()`` between writes.
+  Raise ``JobFailed(reason)`` to end the job FAILED with a ``Failed`` event. Any other exception
+  is retried (the job is released) up to ``job_max_attempts`` times; a full or read-only disk
+  (``errors.storage_fault``) also records a ``Retrying`` event saying so.
 
   The worker adds the start event (``Ingesting`` unless ``start_event`` says otherwise) on the
   first attempt, ``Resumed`` on later ones, a ``Progress`` event at most every
@@ -194,6 +197,17 @@ class JobContext:
         if not jobs.progress_update(conn, self.job.id, self.owner, **values):
             raise LeaseLost(self.job.id)
 
+    def hold_lease(self, conn: Connection) -> None:
+        """Prove the lease (and, on SQLite, take the write lock) in ``conn``'s transaction before
+        writing into it, for a writer that streams rows in ahead of ``commit_progress``."""
+        self.raise_if_stopping()
+        self._fence(conn)
+
+    def raise_if_stopping(self) -> None:
+        """``Interrupted`` when this worker is shutting down: the open batch is rolled back."""
+        if self._stopping.is_set():
+            raise Interrupted(self.job.id)
+
     def commit_progress(
         self,
         conn: Connection,
@@ -207,8 +221,7 @@ class JobContext:
     ) -> None:
         """Advance the progress mark by ``consumed`` items in ``conn``'s transaction — the one that
         writes those items' rows — so a crash either keeps both or neither."""
-        if self._stopping.is_set():
-            raise Interrupted(self.job.id)
+        self.raise_if_stopping()
         cap = self.settings.job_error_samples
         row_errors = self.row_errors
         if errors and len(row_errors) < cap:

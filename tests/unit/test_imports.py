@@ -648,12 +648,15 @@ def test_an_sqlite_events_batch_is_written_with_the_import_cache_then_the_usual_
             if self.fail and sql.startswith("INSERT"):
                 raise RuntimeError("disk full")
 
+    row = '["u", "n", 1, "{}", null]'
     raw = Recording(fail=False)
-    imports._insert_events_sqlite(raw, "acct1", ['["u",  "n", 1, "{}", null]'] * 11, 96, 32)
+    with imports._sqlite_cache(raw, 96, 32):
+        imports._insert_events_sqlite(raw, "acct1", [row] * 11)  # one statement a write
+        imports._insert_events_sqlite(raw, "acct1", [row])
     assert raw.statements == ["PRAGMA cache_size=-98304", "INSERT", "INSERT", "PRAGMA cache_size=-32768"]
     raw = Recording(fail=True)
-    with pytest.raises(RuntimeError):
-        imports._insert_events_sqlite(raw, "acct1", ['["u", "n", 1, "{}", null]'], 96, 32)
+    with pytest.raises(RuntimeError), imports._sqlite_cache(raw, 96, 32):
+        imports._insert_events_sqlite(raw, "acct1", [row])
     assert raw.statements == ["PRAGMA cache_size=-98304", "INSERT", "PRAGMA cache_size=-32768"]
 
 

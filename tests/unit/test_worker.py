@@ -146,6 +146,112 @@ def test_a_crash_mid_job_resumes_after_the_last_committed_batch(db, store, setti
     assert not store.exists(key)
 
 
+@pytest.fixture
+def small_writes(monkeypatch):
+    """Events imports parse 2 items at a time and write 4 rows at a time: a batch of 10 is
+    streamed in three writes (4, 4, 2) before its progress mark commits it."""
+    monkeypatch.setattr(imports, "_PARSE_CHUNK", 2)
+    monkeypatch.setattr(imports, "_MIN_WRITE_ROWS", 4)
+    monkeypatch.setattr(imports, "_MAX_WRITE_ROWS", 4)
+
+
+def _events_writer(db):
+    return ("_copy_events", imports._copy_events) if db.is_postgres else ("_insert_events_sqlite", imports._insert_events_sqlite)
+
+
+def test_a_crash_mid_batch_loses_the_rows_already_streamed_into_it(db, store, settings, monkeypatch, small_writes):
+    """Rows are written as they are parsed, but a batch commits whole: a crash during batch 2's
+    second write keeps batch 1 and none of batch 2; the resumed job writes every row once."""
+    key = store_events_payload(store, 25)
+    job_id = new_job(db, kind="import_events", payload_key=key, payload_format="ndjson")
+    name, writer = _events_writer(db)
+    sizes = []
+
+    class Crash(BaseException):
+        pass
+
+    def crashing(target, *args):
+        rows = args[-1]  # SQLite: pieces of a JSON array of rows
+        sizes.append(len(rows) if db.is_postgres else len(orjson.loads("[" + ",".join(rows) + "]")))
+        writer(target, *args)
+        if len(sizes) == 5:
+            raise Crash()
+
+    monkeypatch.setattr(imports, name, crashing)
+    with pytest.raises(Crash):
+        worker.run_pending_jobs(db, store, settings)
+    assert sizes == [4, 4, 2, 4, 4]
+    assert job_row(db, job_id).rows_done == 10
+    assert event_timestamps(db) == list(range(10))
+
+    monkeypatch.setattr(imports, name, writer)
+    expire_lease(db, job_id)
+    assert worker.run_pending_jobs(db, store, settings) == 1
+    row = job_row(db, job_id)
+    assert row.status == "COMPLETED" and row.rows_done == 25 and row.ingestions_completed == 25
+    assert event_timestamps(db) == list(range(25))
+
+
+def test_a_lease_lost_at_the_end_of_a_streamed_batch_rolls_its_rows_back(db, store, settings, monkeypatch, small_writes):
+    key = store_events_payload(store, 10)
+    job_id = new_job(db, kind="import_events", payload_key=key, payload_format="ndjson")
+    progress_update = jobs.progress_update
+
+    def taken_at_the_mark(conn, job_id, owner, **values):
+        if "rows_done" in values:  # the batch's progress mark: by now another worker holds the job
+            return False
+        return progress_update(conn, job_id, owner, **values)
+
+    monkeypatch.setattr(jobs, "progress_update", taken_at_the_mark)
+    assert worker.Worker(db, store, settings).run_once()
+    assert event_timestamps(db) == []  # three writes of the batch, all rolled back
+    with db.connect() as conn:
+        assert attribute_keys.read(conn, "acct1") == {}
+    assert job_row(db, job_id).rows_done == 0
+
+
+def test_a_stop_mid_batch_rolls_the_batch_back_and_releases_the_job(db, store, settings, monkeypatch, small_writes):
+    key = store_events_payload(store, 10)
+    job_id = new_job(db, kind="import_events", payload_key=key, payload_format="ndjson")
+    stopping = threading.Event()
+    name, writer = _events_writer(db)
+
+    def stopped_after_the_first_write(*args):
+        writer(*args)
+        stopping.set()
+
+    monkeypatch.setattr(imports, name, stopped_after_the_first_write)
+    assert worker.Worker(db, store, settings, stopping=stopping).run_once()
+    assert event_timestamps(db) == []
+    row = job_row(db, job_id)
+    assert row.status == "IN_PROGRESS" and row.lease_owner is None and row.rows_done == 0
+    assert names(db, job_id) == ["Ingesting", "Released"]
+    monkeypatch.setattr(imports, name, writer)
+    worker.run_pending_jobs(db, store, settings)
+    assert event_timestamps(db) == list(range(10)) and job_row(db, job_id).status == "COMPLETED"
+
+
+def test_a_parse_failure_mid_batch_rolls_back_the_rows_streamed_before_it(db, store, settings, monkeypatch, small_writes):
+    """An unexpected error while parsing (not a bad row: a bug or a failing read) ends the attempt;
+    the rows of the open batch written before it go too, and the retry starts from the mark."""
+    from opencues import readers
+
+    key = store_events_payload(store, 10)
+    job_id = new_job(db, kind="import_events", payload_key=key, payload_format="ndjson")
+    event_from_record = readers.event_from_record
+
+    def failing_at_u6(value, **kwargs):
+        if value.get("user_id") == "u6":
+            raise RuntimeError("boom")
+        return event_from_record(value, **kwargs)
+
+    monkeypatch.setattr(readers, "event_from_record", failing_at_u6)
+    assert worker.Worker(db, store, settings).run_once()
+    assert event_timestamps(db) == []  # rows 0-3 had been written
+    row = job_row(db, job_id)
+    assert row.status == "IN_PROGRESS" and row.rows_done == 0 and row.lease_owner is None
+
+
 def test_handler_errors_are_retried_then_the_job_fails(db, store, settings, kind):
     settings.job_max_attempts = 2
     job_id = new_job(db)
