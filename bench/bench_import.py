@@ -211,12 +211,77 @@ class Server:
         self.log.close()
 
 
-def run_import(client, server: Server, auth, account: str, endpoint: str, path: Path, fmt: str) -> dict:
-    """Upload ``path``, poll the job to its end; timings and the server's peak RSS."""
+class TrackProbe:
+    """Track calls at a steady ``rate`` a second, one connection, while an import runs: what an
+    application tracking events on the same server sees meanwhile (SQLite's writes wait for the
+    import batch holding the write lock)."""
+
+    def __init__(self, base: str, auth, account: str, rate: float):
+        import threading
+
+        self.url = f"{base}/v2/accounts/{account}/users/probe-user/events"
+        self.auth, self.interval = auth, 1 / rate
+        self.latencies: list[float] = []
+        self.failures, self.failure = 0, ""  # the last failure's status and body
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        import httpx
+
+        with httpx.Client(timeout=60) as client:
+            n = 0
+            while not self._stop.is_set():
+                n += 1
+                body = {"name": "probe", "timestamp": f"2024-01-01T00:{n // 60 % 60:02d}:{n % 60:02d}.000Z", "attributes": {"n": n}}
+                started = time.perf_counter()
+                response = client.post(self.url, auth=self.auth, json=body)
+                self.latencies.append(time.perf_counter() - started)
+                if not response.is_success:
+                    self.failures += 1
+                    self.failure = f"{response.status_code} {response.text[:200]}"
+                self._stop.wait(self.interval)
+
+    def __enter__(self) -> "TrackProbe":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def summary(self) -> str:
+        if not self.latencies:
+            return "track probe: no calls"
+        ms = sorted(x * 1000 for x in self.latencies)
+        p99 = ms[min(len(ms) - 1, int(len(ms) * 0.99))]
+        failed = f" ({self.failure})" if self.failures else ""
+        return (f"track during the import: {len(ms)} calls, {self.failures} failed{failed}, p50 {ms[len(ms) // 2]:.1f} ms, "
+                f"p99 {p99:.1f} ms, max {ms[-1]:.1f} ms")  # fmt: skip
+
+
+def run_import(client, server: Server, auth, account: str, endpoint: str, path: Path, fmt: str, probe_rate: float = 0) -> dict:
+    """Upload ``path``, poll the job to its end; timings and the server's peak RSS (and, with a
+    ``probe_rate``, the latencies of track calls made meanwhile)."""
     media = {"ndjson": "application/x-ndjson", "csv": "text/csv"}[fmt]
     pid = server.process.pid
     rss_before = peak_rss_mb(pid)
     cpu_before = cpu_seconds(pid)
+    probe = TrackProbe(server.base, auth, account, probe_rate) if probe_rate else None
+    if probe:
+        probe.__enter__()
+    try:
+        result = _timed_import(client, server, auth, account, endpoint, path, media)
+    finally:
+        if probe:
+            probe.__exit__(None, None, None)
+    result.update(rss_before=rss_before, rss_after=peak_rss_mb(pid), cpu=cpu_seconds(pid) - cpu_before,
+                  probe=probe.summary() if probe else None)  # fmt: skip
+    return result
+
+
+def _timed_import(client, server: Server, auth, account: str, endpoint: str, path: Path, media: str) -> dict:
+    pid = server.process.pid
     with open(path, "rb") as handle:
         started = time.perf_counter()
         response = client.post(
@@ -239,10 +304,7 @@ def run_import(client, server: Server, auth, account: str, endpoint: str, path: 
     return {
         "seconds": elapsed,
         "accepted": accepted,
-        "rss_before": rss_before,
         "rss_accepted": rss_accepted,
-        "rss_after": peak_rss_mb(pid),
-        "cpu": cpu_seconds(pid) - cpu_before,
         "completed": completed.get("attributes", completed),
     }
 
@@ -442,6 +504,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--flow-percent", type=int, default=0, help="share of events carrying a flowId")
     parser.add_argument("--pg-database", default="opencues_bench_import")
+    parser.add_argument("--track-probe", type=float, default=0, metavar="RATE",
+                        help="during each events import, track calls at RATE a second; print their latencies")  # fmt: skip
     parser.add_argument("--one-import", choices=["ndjson", "csv"], help=argparse.SUPPRESS)
     parser.add_argument("--payload", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -480,7 +544,8 @@ def main() -> None:
                 endpoint = "import/events" if kind == "events" else "import/profiles"
                 size_mb = path.stat().st_size / 1e6
                 for label in ["new"] if kind == "events" else ["new", "merge"]:
-                    result = run_import(client, server, (key["key"], key["secret"]), account, endpoint, path, fmt)
+                    probe_rate = args.track_probe if kind == "events" else 0
+                    result = run_import(client, server, (key["key"], key["secret"]), account, endpoint, path, fmt, probe_rate)
                     done = result["completed"].get("ingestions_completed", "?")
                     print(
                         f"{kind:8s} {fmt:6s} {label:5s} {size_mb:6.1f} MB: {result['seconds']:7.2f} s "
@@ -490,6 +555,8 @@ def main() -> None:
                         f"→ {result['rss_after']:.0f} MB (+{result['rss_after'] - result['rss_before']:.0f})",
                         flush=True,
                     )
+                    if result["probe"]:
+                        print("  " + result["probe"], flush=True)
                     results.append((kind, fmt, label, count, result))
             finally:
                 server.stop()

@@ -177,7 +177,7 @@ class JobContext:
         outer = getattr(staged, "inside", False), getattr(staged, "values", None)  # a transaction in a transaction
         staged.inside, staged.values = True, None
         try:
-            with self.db.begin() as conn:
+            with self.db.write_turn(), self.db.begin() as conn:
                 yield conn
             if staged.values is not None:  # committed: the counters it wrote are now true
                 self._take(staged.values)

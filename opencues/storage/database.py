@@ -6,7 +6,7 @@ paths) so that resource modules stay plain SQLAlchemy Core.
 
 from __future__ import annotations
 
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from functools import cached_property, partial
 from pathlib import Path
 from typing import Iterator
@@ -19,6 +19,7 @@ from opencues.settings import SQLITE_CACHE_MB
 from opencues.storage import schema
 from opencues.storage.direct import Direct, libpq_url
 from opencues.storage.schema_version import head_revision
+from opencues.storage.write_turns import WriteTurns
 
 
 def _json_dumps(value) -> str:
@@ -57,7 +58,17 @@ class Database:
     @cached_property
     def direct(self) -> Direct:
         """Raw per-thread DBAPI access with compiled statements, for the request hot path."""
-        return Direct(self.engine, self.is_postgres)
+        return Direct(self.engine, self.is_postgres, self.write_turn)
+
+    @cached_property
+    def _write_turns(self) -> WriteTurns | None:
+        return None if self.is_postgres else WriteTurns()
+
+    def write_turn(self) -> AbstractContextManager:
+        """SQLite: wait for this process's earlier writers, then hold the turn at the write lock
+        (``opencues.storage.write_turns``); PostgreSQL: nothing to wait for."""
+        turns = self._write_turns
+        return nullcontext() if turns is None else turns.turn()
 
     @cached_property
     def key_cache(self):

@@ -32,6 +32,7 @@ import asyncio
 import logging
 import threading
 import weakref
+from contextlib import AbstractContextManager, nullcontext
 from operator import itemgetter
 from typing import Any, Callable, Generator, Mapping, Protocol, Sequence, TypeVar
 
@@ -107,9 +108,10 @@ class Prepared:
 class Direct:
     """Raw DBAPI connections, one per thread, for the request hot path."""
 
-    def __init__(self, engine, is_postgres: bool):
+    def __init__(self, engine, is_postgres: bool, write_turn: Callable[[], AbstractContextManager] = nullcontext):
         self._engine = engine
         self._is_postgres = is_postgres
+        self._write_turn = write_turn  # SQLite: writes wait their turn (``Database.write_turn``)
         self._local = threading.local()
         self._all: list = []  # every connection opened, closed by ``dispose``
         self._lock = threading.Lock()
@@ -278,17 +280,18 @@ class Direct:
                         prepared = self.prepare(statement)
                         cursor.executemany(prepared.sql, [prepared.bind(r) for r in rows])
             else:
-                cursor = conn.cursor()
-                try:
-                    for statement, rows in batches:
-                        prepared = self.prepare(statement)
-                        cursor.executemany(prepared.sql, [prepared.bind(r) for r in rows])
-                    conn.commit()
-                except BaseException:
-                    conn.rollback()
-                    raise
-                finally:
-                    cursor.close()
+                with self._write_turn():
+                    cursor = conn.cursor()
+                    try:
+                        for statement, rows in batches:
+                            prepared = self.prepare(statement)
+                            cursor.executemany(prepared.sql, [prepared.bind(r) for r in rows])
+                        conn.commit()
+                    except BaseException:
+                        conn.rollback()
+                        raise
+                    finally:
+                        cursor.close()
         except self._broken:
             self._discard()
             raise

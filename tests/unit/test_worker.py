@@ -252,6 +252,40 @@ def test_a_parse_failure_mid_batch_rolls_back_the_rows_streamed_before_it(db, st
     assert row.status == "IN_PROGRESS" and row.rows_done == 0 and row.lease_owner is None
 
 
+def test_a_write_waiting_during_an_import_batch_goes_before_the_next_batch(db, store, settings, monkeypatch, small_writes):
+    """SQLite: a track call made while an import batch holds the write lock is served when that
+    batch commits, before the next batch begins — not after the whole import, as SQLite's busy
+    handler left it (it sleeps between tries and never caught the moment between two batches)."""
+    if db.is_postgres:
+        pytest.skip("SQLite only: PostgreSQL locks rows, not the database")
+    key = store_events_payload(store, 20)
+    new_job(db, kind="import_events", payload_key=key, payload_format="ndjson")
+    name, writer = _events_writer(db)
+    seen, others = [], []
+
+    def track():
+        with db.write_turn():  # (track's own write takes it too; held here to record the order)
+            events_lib.track(db, "acct1", "tracked", {"name": "e", "timestamp": "2021-01-01T00:00:00Z"})
+            seen.append("track")
+
+    def writing(*args):
+        writer(*args)
+        seen.append("write")
+        if not others:  # during batch 1's first write
+            others.append(threading.Thread(target=track))
+            others[0].start()
+            deadline = time.monotonic() + 5
+            while db._write_turns.waiting < 1:
+                assert time.monotonic() < deadline
+                time.sleep(0.001)
+
+    monkeypatch.setattr(imports, name, writing)
+    worker.run_pending_jobs(db, store, settings)
+    others[0].join(5)
+    assert seen == ["write"] * 3 + ["track"] + ["write"] * 3
+    assert len(event_timestamps(db)) == 21
+
+
 def test_handler_errors_are_retried_then_the_job_fails(db, store, settings, kind):
     settings.job_max_attempts = 2
     job_id = new_job(db)
