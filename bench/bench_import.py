@@ -3,6 +3,7 @@
     python bench/bench_import.py                                   # SQLite
     python bench/bench_import.py --database-url postgresql://postgres@127.0.0.1:5432/postgres
     python bench/bench_import.py --events 200000 --profiles 50000 --formats ndjson   # quicker
+    python bench/bench_import.py --events 200000 --profiles 0 --skip-floor --track-probe 50
 
 For each format, ``--events`` events (``--users`` distinct users, 10 short attributes each) are
 posted as a file upload (``-F file=@events.ndjson``) to a fresh server process with an in-process
@@ -17,13 +18,15 @@ migrated database. ``ratio`` is import time / floor time.
 
 The server's CPU time (all threads, from ``/proc``) per row is printed too: on a shared machine it
 is the steadier figure. Memory: the server's peak RSS (``VmHWM``) after start-up, after the 202 and after the job; the
-growth is what the upload and the import cost. With ``--postgres`` the database is
+growth is what the upload and the import cost. ``--track-probe RATE`` makes track calls at RATE a
+second while each events import runs and prints their latencies. With ``--postgres`` the database is
 ``<url's server>/opencues_bench_import`` (dropped and re-created).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import io
 import os
@@ -268,13 +271,8 @@ def run_import(client, server: Server, auth, account: str, endpoint: str, path: 
     rss_before = peak_rss_mb(pid)
     cpu_before = cpu_seconds(pid)
     probe = TrackProbe(server.base, auth, account, probe_rate) if probe_rate else None
-    if probe:
-        probe.__enter__()
-    try:
+    with probe or contextlib.nullcontext():
         result = _timed_import(client, server, auth, account, endpoint, path, media)
-    finally:
-        if probe:
-            probe.__exit__(None, None, None)
     result.update(rss_before=rss_before, rss_after=peak_rss_mb(pid), cpu=cpu_seconds(pid) - cpu_before,
                   probe=probe.summary() if probe else None)  # fmt: skip
     return result

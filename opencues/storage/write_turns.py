@@ -21,6 +21,8 @@ from typing import Iterator
 
 
 class WriteTurns:
+    """A ticket lock: ``turn()`` waits for every earlier ticket's holder, then holds the turn."""
+
     def __init__(self) -> None:
         self._changed = threading.Condition()
         self._issued = 0  # tickets handed out
