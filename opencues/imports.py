@@ -277,8 +277,9 @@ class _StreamWriter(_WriterThread):
     """The writer thread of ``_stream_batches``. A batch's transaction begins with its first rows
     and proves the lease before writing any (``JobContext.hold_lease``); every later write checks
     for shutdown; the end-of-batch marker ends the target's writes, writes the progress mark and
-    the target's closing writes, and commits. An error, the writer's (``LeaseLost`` and
-    ``Interrupted`` too) or the producer's, rolls the open batch back."""
+    the target's closing writes, and commits; so does a hand-over after which another writer
+    waits for SQLite's write lock. An error, the writer's (``LeaseLost`` and ``Interrupted`` too)
+    or the producer's, rolls the open batch back."""
 
     def __init__(self, ctx: JobContext, target: _BatchTarget, depth: int = _STREAM_DEPTH):
         super().__init__(depth)
@@ -288,9 +289,15 @@ class _StreamWriter(_WriterThread):
 
     def _handle(self, item) -> None:
         if item is _END_OF_BATCH:
+            if self._open is not None:  # (None: committed early, below)
+                self._commit()
+            return
+        self._write(item)
+        if self._ctx.db.writers_waiting():
+            # SQLite: another writer waits for the lock (a track call's group commit, say). The
+            # batch ends here, at a hand-over, so it waits for one hand-over, not a whole batch;
+            # the progress mark counts what was consumed, wherever a batch ends.
             self._commit()
-        else:
-            self._write(item)
 
     def _finish(self, error: BaseException | None = None) -> None:
         if self._open is not None:  # an error, or the producer stopped mid-batch

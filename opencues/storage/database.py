@@ -64,6 +64,11 @@ class Database:
     def _write_turns(self) -> WriteTurns | None:
         return None if self.is_postgres else WriteTurns()
 
+    def writers_waiting(self) -> int:
+        """SQLite: this process's writers waiting for their turn; PostgreSQL: 0."""
+        turns = self._write_turns
+        return 0 if turns is None else turns.waiting
+
     def write_turn(self) -> AbstractContextManager:
         """SQLite: wait for this process's earlier writers, then hold the turn at the write lock
         (``opencues.storage.write_turns``); PostgreSQL: nothing to wait for."""

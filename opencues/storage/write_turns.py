@@ -8,7 +8,8 @@ timeout it would have failed. So the writers that hold the lock for long or ofte
 other job transactions, the request path's group commit — take a turn here first: each waits
 for the ones that asked before it, then has the lock to itself (bar writers in other processes,
 which still meet SQLite's busy handler). A thread that holds the turn may ask again (a
-transaction inside a transaction): it goes on.
+transaction inside a transaction): it goes on. ``waiting`` lets a long writer see that others
+wait (a streamed import then ends its batch early: ``opencues.imports``).
 
 PostgreSQL locks rows, not the database: it needs no turns (``Database.write_turn`` is a no-op).
 """

@@ -252,10 +252,11 @@ def test_a_parse_failure_mid_batch_rolls_back_the_rows_streamed_before_it(db, st
     assert row.status == "IN_PROGRESS" and row.rows_done == 0 and row.lease_owner is None
 
 
-def test_a_write_waiting_during_an_import_batch_goes_before_the_next_batch(db, store, settings, monkeypatch, small_writes):
-    """SQLite: a track call made while an import batch holds the write lock is served when that
-    batch commits, before the next batch begins — not after the whole import, as SQLite's busy
-    handler left it (it sleeps between tries and never caught the moment between two batches)."""
+def test_a_write_waiting_during_an_import_batch_goes_after_the_current_hand_over(db, store, settings, monkeypatch, small_writes):
+    """SQLite: a track call made while an import batch holds the write lock is served as soon as
+    the hand-over being written is done — the batch ends there, its mark counting what it wrote —
+    not after the whole import, as SQLite's busy handler left it (it sleeps between tries and never
+    caught the moment between two batches)."""
     if db.is_postgres:
         pytest.skip("SQLite only: PostgreSQL locks rows, not the database")
     key = store_events_payload(store, 20)
@@ -280,9 +281,18 @@ def test_a_write_waiting_during_an_import_batch_goes_before_the_next_batch(db, s
                 time.sleep(0.001)
 
     monkeypatch.setattr(imports, name, writing)
+    progress_update, marks = jobs.progress_update, []
+
+    def recording(conn, job_id, owner, **values):
+        if "rows_done" in values:
+            marks.append(values["rows_done"])
+        return progress_update(conn, job_id, owner, **values)
+
+    monkeypatch.setattr(jobs, "progress_update", recording)
     worker.run_pending_jobs(db, store, settings)
     others[0].join(5)
-    assert seen == ["write"] * 3 + ["track"] + ["write"] * 3
+    assert seen == ["write", "track"] + ["write"] * 5
+    assert marks == [4, 10, 20]  # batch 1 ended early after its first hand-over
     assert len(event_timestamps(db)) == 21
 
 
