@@ -17,8 +17,9 @@ transaction. Events are streamed (``_stream_batches``): a writer thread writes t
 the parsing thread hands them over (5,000-20,000 at a time), into their batch's open transaction
 (which proves the lease first, ``ctx.hold_lease``, and takes SQLite's write lock); at the batch's
 end it writes the progress mark, the hourly counts and the distinct attribute-key pairs
-(``opencues.event_counts``, ``opencues.attribute_keys``) and commits. PostgreSQL: one ``COPY`` a
-batch, open across its writes; SQLite: one ``INSERT … SELECT`` a write, reading the rows out of a
+(``opencues.event_counts``, ``opencues.attribute_keys``) and commits — or earlier, at a hand-over
+after which another writer of the process waits for SQLite's lock (``storage.write_turns``).
+PostgreSQL: one ``COPY`` a batch, open across its writes; SQLite: one ``INSERT … SELECT`` a write, reading the rows out of a
 JSON document; both wait with the GIL released. Profiles and membership are written a batch at a
 time (``_run_batches``, the mark first): on PostgreSQL ``COPY`` into a session-local temporary
 table, then set-based statements (profiles merged in the database), while the next batch is
