@@ -173,6 +173,8 @@ class JobContext:
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
+        """A transaction for the job's writes; on SQLite it waits its turn at the write lock
+        behind this process's earlier writers (``Database.write_turn``)."""
         staged = self._staged
         outer = getattr(staged, "inside", False), getattr(staged, "values", None)  # a transaction in a transaction
         staged.inside, staged.values = True, None
