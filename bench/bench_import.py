@@ -19,7 +19,7 @@ migrated database. ``ratio`` is import time / floor time.
 The server's CPU time (all threads, from ``/proc``) per row is printed too: on a shared machine it
 is the steadier figure. Memory: the server's peak RSS (``VmHWM``) after start-up, after the 202 and after the job; the
 growth is what the upload and the import cost. ``--track-probe RATE`` makes track calls at RATE a
-second while each events import runs and prints their latencies. With ``--postgres`` the database is
+second while each import runs and prints their latencies. With ``--postgres`` the database is
 ``<url's server>/opencues_bench_import`` (dropped and re-created).
 """
 
@@ -503,7 +503,7 @@ def main() -> None:
     parser.add_argument("--flow-percent", type=int, default=0, help="share of events carrying a flowId")
     parser.add_argument("--pg-database", default="opencues_bench_import")
     parser.add_argument("--track-probe", type=float, default=0, metavar="RATE",
-                        help="during each events import, track calls at RATE a second; print their latencies")  # fmt: skip
+                        help="during each import, track calls at RATE a second; print their latencies")  # fmt: skip
     parser.add_argument("--one-import", choices=["ndjson", "csv"], help=argparse.SUPPRESS)
     parser.add_argument("--payload", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -542,8 +542,7 @@ def main() -> None:
                 endpoint = "import/events" if kind == "events" else "import/profiles"
                 size_mb = path.stat().st_size / 1e6
                 for label in ["new"] if kind == "events" else ["new", "merge"]:
-                    probe_rate = args.track_probe if kind == "events" else 0
-                    result = run_import(client, server, (key["key"], key["secret"]), account, endpoint, path, fmt, probe_rate)
+                    result = run_import(client, server, (key["key"], key["secret"]), account, endpoint, path, fmt, args.track_probe)
                     done = result["completed"].get("ingestions_completed", "?")
                     print(
                         f"{kind:8s} {fmt:6s} {label:5s} {size_mb:6.1f} MB: {result['seconds']:7.2f} s "
