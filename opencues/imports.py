@@ -19,11 +19,12 @@ the parsing thread hands them over (5,000-20,000 at a time), into their batch's 
 end it writes the progress mark, the hourly counts and the distinct attribute-key pairs
 (``opencues.event_counts``, ``opencues.attribute_keys``) and commits — or earlier, at a hand-over
 after which another writer of the process waits for SQLite's lock (``storage.write_turns``).
-PostgreSQL: one ``COPY`` a batch, open across its writes; SQLite: one ``INSERT … SELECT`` a write, reading the rows out of a
-JSON document; both wait with the GIL released. Profiles and membership are written a batch at a
-time (``_run_batches``, the mark first): on PostgreSQL ``COPY`` into a session-local temporary
-table, then set-based statements (profiles merged in the database), while the next batch is
-parsed (``_Pipeline``); on SQLite ``executemany``, inline.
+PostgreSQL: one ``COPY`` a batch, open across its writes; SQLite: one ``INSERT … SELECT`` a
+write, reading the rows out of a JSON document; both wait with the GIL released. Profiles and
+membership: on SQLite streamed too, but inline (``executemany``, in the parsing thread, a
+hand-over of 5,000 rows at a time); on PostgreSQL a batch at a time (``_run_batches``, the mark
+first), ``COPY`` into a session-local temporary table, then set-based statements (profiles
+merged in the database), while the next batch is parsed (``_Pipeline``).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ import logging
 import queue
 from collections import Counter
 import threading
-from contextlib import AbstractContextManager, ExitStack, closing, contextmanager
+from contextlib import AbstractContextManager, ExitStack, closing, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from itertools import islice
 from operator import itemgetter
@@ -92,17 +93,12 @@ class _Batch:
         self.filtered += other.filtered
 
 
-def _run_batches(
-    ctx: JobContext, read, parse: Callable[[list], _Batch], write: Callable[[object, _Batch], None], *, overlap: bool
-) -> None:
-    """Read the payload from the progress mark, parse it in batches and commit each batch — its
-    rows and the advanced mark in one transaction.
-
-    With ``overlap`` a writer thread commits while this thread parses the next batch: right when
-    the write waits with the GIL released (PostgreSQL's COPY and set-based statements).
-    Otherwise the commit runs inline: SQLite's ``executemany`` gives up and retakes the GIL for
-    every row, so a parsing thread beside it starves the writer (measured: 3× slower than
-    parsing and writing in turn)."""
+def _run_batches(ctx: JobContext, read, parse: Callable[[list], _Batch], write: Callable[[object, _Batch], None]) -> None:
+    """PostgreSQL's profile and membership imports: read the payload from the progress mark,
+    parse it in batches and commit each batch — its rows and the advanced mark in one
+    transaction — in a writer thread while this thread parses the next batch (the writes wait
+    with the GIL released: COPY and set-based statements). Their writes go through a temporary
+    table emptied at commit, so they take a whole batch at a time, not streamed hand-overs."""
 
     def commit(batch: _Batch) -> None:
         with ctx.transaction() as conn:
@@ -113,8 +109,7 @@ def _run_batches(
             if batch.count:
                 write(conn, batch)
 
-    writer = _Pipeline(commit) if overlap else _Inline(commit)
-    with ctx.file_store.open(ctx.job.payload_key) as stream, writer as pipeline:
+    with ctx.file_store.open(ctx.job.payload_key) as stream, _Pipeline(commit) as pipeline:
         items = read(stream, Format(ctx.job.payload_format), skip=ctx.rows_done)
         # Parse in small chunks so that only compact parsed rows accumulate into a batch: the
         # readers' dicts for a whole 50,000-row batch would cost hundreds of MB.
@@ -133,19 +128,6 @@ def _run_batches(
 
 
 _PARSE_CHUNK = 1_000
-
-
-class _Inline:
-    """The ``_Pipeline`` interface, committing each batch in the calling thread."""
-
-    def __init__(self, commit: Callable[[_Batch], None]):
-        self.put = commit
-
-    def __enter__(self) -> "_Inline":
-        return self
-
-    def __exit__(self, *exc_info) -> bool:
-        return False
 
 
 class _WriterThread:
@@ -229,7 +211,7 @@ class _BatchTarget(Protocol):
         """The batch's own closing writes, after its progress mark, before the commit."""
 
 
-def _stream_batches(ctx: JobContext, read, parse: Callable[[list], _Batch], target: _BatchTarget) -> None:
+def _stream_batches(ctx: JobContext, read, parse: Callable[[list], _Batch], target: _BatchTarget, *, inline: bool = False) -> None:
     """Read the payload from the progress mark and parse it, while a writer thread writes the
     parsed rows as they come into their batch's one open transaction; at every
     ``import_batch_rows`` items the writer advances the progress mark, closes and commits the batch.
@@ -237,9 +219,15 @@ def _stream_batches(ctx: JobContext, read, parse: Callable[[list], _Batch], targ
     Parsing and writing overlap through the whole import, not batch by batch (``_Pipeline``: an
     import of two batches overlapped none of the first batch's parse and none of the last one's
     write), and at most ``_STREAM_DEPTH`` writes of at most ``_MAX_WRITE_ROWS`` rows wait in memory,
-    not a batch."""
+    not a batch.
+
+    ``inline``: this thread writes each hand-over itself, between parsing the next ones — for
+    SQLite's ``executemany`` writers, which give up and retake the GIL for every row, so that a
+    parsing thread beside them starves them (measured: 3× slower than parsing and writing in
+    turn)."""
     batch_rows = ctx.settings.import_batch_rows
-    with ctx.file_store.open(ctx.job.payload_key) as stream, _StreamWriter(ctx, target) as writer:
+    writer = _InlineStream(ctx, target) if inline else _StreamWriter(ctx, target)
+    with ctx.file_store.open(ctx.job.payload_key) as stream, writer:
         items = read(stream, Format(ctx.job.payload_format), skip=ctx.rows_done)
         consumed = 0  # items of the open batch
         pending: _Batch | None = None  # parsed chunks gathered into one write
@@ -274,16 +262,15 @@ _STREAM_DEPTH = 2  # writes queued for the writer thread
 _END_OF_BATCH = object()
 
 
-class _StreamWriter(_WriterThread):
-    """The writer thread of ``_stream_batches``. A batch's transaction begins with its first rows
+class _StreamedBatches:
+    """The writing side of ``_stream_batches``. A batch's transaction begins with its first rows
     and proves the lease before writing any (``JobContext.hold_lease``); every later write checks
     for shutdown; the end-of-batch marker ends the target's writes, writes the progress mark and
     the target's closing writes, and commits; so does a hand-over after which another writer
     waits for SQLite's write lock. An error, the writer's (``LeaseLost`` and ``Interrupted`` too)
     or the producer's, rolls the open batch back."""
 
-    def __init__(self, ctx: JobContext, target: _BatchTarget, depth: int = _STREAM_DEPTH):
-        super().__init__(depth)
+    def __init__(self, ctx: JobContext, target: _BatchTarget):
         self._ctx = ctx
         self._target = target
         self._open: _OpenBatch | None = None
@@ -336,6 +323,30 @@ class _StreamWriter(_WriterThread):
                 stack.__exit__(type(error), error, error.__traceback__)
             except BaseException:  # noqa: BLE001 - the error that made us roll back is the one to report
                 log.exception("import job %s: rolling back the open batch failed", self._ctx.job.id)
+
+
+class _StreamWriter(_StreamedBatches, _WriterThread):
+    """``_StreamedBatches`` in a writer thread, beside the parsing one."""
+
+    def __init__(self, ctx: JobContext, target: _BatchTarget, depth: int = _STREAM_DEPTH):
+        _WriterThread.__init__(self, depth)
+        _StreamedBatches.__init__(self, ctx, target)
+
+
+class _InlineStream(_StreamedBatches):
+    """``_StreamedBatches`` in the parsing thread: each hand-over written as it is made."""
+
+    idle = True  # the writer is this thread: always ready, so hand-overs stay small
+
+    def put(self, item) -> None:
+        self._handle(item)
+
+    def __enter__(self) -> "_InlineStream":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        self._finish(exc)
+        return False
 
 
 @dataclass
@@ -463,6 +474,19 @@ class _EventsTarget:
         attribute_keys.record(conn, self._account_id, batch.keys)
 
 
+class _RowsTarget:
+    """A batch whose rows are all it writes (SQLite's profile and membership imports)."""
+
+    def __init__(self, write_rows: Callable[[object, list], None]):
+        self.write = write_rows
+
+    def writing(self, conn) -> AbstractContextManager:
+        return nullcontext()
+
+    def close(self, conn, batch: _Batch) -> None:
+        pass
+
+
 # One statement per write (``_stream_batches``): SQLite reads the rows out of a JSON array (``json_each``), so
 # the insert runs in C with the GIL released while the next rows are parsed. On its own this is as
 # fast as ``executemany``, which would retake the GIL for every row (see ``_run_batches``).
@@ -549,10 +573,13 @@ def _import_bags(ctx: JobContext, from_record, rule_filter, *, table: str = "pro
                 errors.append(RowError(line, exc.reason))
         return _Batch(len(chunk), changes, errors, filtered=filtered)
 
-    merge = _merge_profiles_postgres if ctx.db.is_postgres else _merge_profiles_sqlite
     where = {} if table == "profiles" else {"table": table, "key": key}
-    write = lambda conn, batch: merge(_driver(conn), account_id, batch.rows, **where)  # noqa: E731
-    _run_batches(ctx, readers.read_records, parse, write, overlap=ctx.db.is_postgres)
+    if ctx.db.is_postgres:
+        write = lambda conn, batch: _merge_profiles_postgres(_driver(conn), account_id, batch.rows, **where)  # noqa: E731
+        _run_batches(ctx, readers.read_records, parse, write)
+    else:
+        write_rows = lambda conn, rows: _merge_profiles_sqlite(_driver(conn), account_id, rows, **where)  # noqa: E731
+        _stream_batches(ctx, readers.read_records, parse, _RowsTarget(write_rows), inline=True)
 
 
 def _merged(existing: dict[str, dict], changes: list[tuple[str, str]]) -> dict[str, dict]:
@@ -568,7 +595,7 @@ def _merged(existing: dict[str, dict], changes: list[tuple[str, str]]) -> dict[s
 
 
 def _merge_profiles_sqlite(raw, account_id: str, changes, *, table: str = "profiles", key: str = "user_id") -> None:
-    # The batch transaction already holds SQLite's write lock (commit_progress wrote first), so
+    # The batch's transaction already holds SQLite's write lock (it proved the lease first), so
     # no other writer can change these profiles between this read and the write below.
     user_ids = list(dict.fromkeys(u for u, _ in changes))
     loads = orjson.loads
@@ -690,11 +717,14 @@ def _membership(ctx: JobContext, *, add: bool) -> None:
 
     apply = _membership_postgres if ctx.db.is_postgres else _membership_sqlite
 
-    def write(conn, batch: _Batch) -> None:
+    def write_rows(conn, user_ids: list[str]) -> None:
         _check_segment(conn, ctx)
-        apply(_driver(conn), account_id, segment_id, batch.rows, add)
+        apply(_driver(conn), account_id, segment_id, user_ids, add)
 
-    _run_batches(ctx, readers.read_user_ids, parse, write, overlap=ctx.db.is_postgres)
+    if ctx.db.is_postgres:
+        _run_batches(ctx, readers.read_user_ids, parse, lambda conn, batch: write_rows(conn, batch.rows))
+    else:
+        _stream_batches(ctx, readers.read_user_ids, parse, _RowsTarget(write_rows), inline=True)
 
 
 def _membership_sqlite(raw, account_id: str, segment_id: str, user_ids: list[str], add: bool) -> None:

@@ -296,6 +296,56 @@ def test_a_write_waiting_during_an_import_batch_goes_after_the_current_hand_over
     assert len(event_timestamps(db)) == 21
 
 
+def test_a_write_waiting_during_a_sqlite_profile_import_goes_after_the_current_part(db, store, settings, monkeypatch, small_writes):
+    """SQLite's profile imports are streamed in the parsing thread (``executemany`` beside a
+    parsing thread would starve): a track call made while one holds the write lock goes in after
+    the part being written, and the batch's mark counts that part."""
+    from opencues.storage.schema import profiles
+
+    if db.is_postgres:
+        pytest.skip("SQLite only: PostgreSQL locks rows, not the database")
+    key = new_key("uploads", ".ndjson")
+    with store.writer(key) as out:
+        for i in range(20):
+            out.write(orjson.dumps({"user_id": f"p{i}", "n": i}) + b"\n")
+    job_id = new_job(db, kind="import_profiles", payload_key=key, payload_format="ndjson")
+    merge = imports._merge_profiles_sqlite
+    seen, others, marks = [], [], []
+    progress_update = jobs.progress_update
+
+    def track():
+        with db.write_turn():
+            events_lib.track(db, "acct1", "tracked", {"name": "e", "timestamp": "2021-01-01T00:00:00Z"})
+            seen.append("track")
+
+    def merging(*args, **kwargs):
+        assert threading.current_thread() is threading.main_thread()  # inline, in the parsing thread
+        merge(*args, **kwargs)
+        seen.append("write")
+        if not others:
+            others.append(threading.Thread(target=track))
+            others[0].start()
+            deadline = time.monotonic() + 5
+            while db._write_turns.waiting < 1:
+                assert time.monotonic() < deadline
+                time.sleep(0.001)
+
+    def recording(conn, job_id, owner, **values):
+        if "rows_done" in values:
+            marks.append(values["rows_done"])
+        return progress_update(conn, job_id, owner, **values)
+
+    monkeypatch.setattr(imports, "_merge_profiles_sqlite", merging)
+    monkeypatch.setattr(jobs, "progress_update", recording)
+    worker.run_pending_jobs(db, store, settings)
+    others[0].join(5)
+    assert seen == ["write", "track"] + ["write"] * 5
+    assert marks == [4, 10, 20]
+    assert job_row(db, job_id).status == "COMPLETED"
+    with db.connect() as conn:
+        assert len(conn.execute(select(profiles.c.user_id).where(profiles.c.user_id.like("p%"))).all()) == 20
+
+
 def test_handler_errors_are_retried_then_the_job_fails(db, store, settings, kind):
     settings.job_max_attempts = 2
     job_id = new_job(db)
