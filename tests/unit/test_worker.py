@@ -252,6 +252,40 @@ def test_a_parse_failure_mid_batch_rolls_back_the_rows_streamed_before_it(db, st
     assert row.status == "IN_PROGRESS" and row.rows_done == 0 and row.lease_owner is None
 
 
+class _TrackDuringAnImport:
+    """Records the order of an import's writes and of one track call made during its first write
+    (it then waits for SQLite's write lock), and the progress marks the batches commit."""
+
+    def __init__(self, db, monkeypatch):
+        self.db, self.seen, self.marks, self._thread = db, [], [], None
+        progress_update = jobs.progress_update
+
+        def recording(conn, job_id, owner, **values):
+            if "rows_done" in values:
+                self.marks.append(values["rows_done"])
+            return progress_update(conn, job_id, owner, **values)
+
+        monkeypatch.setattr(jobs, "progress_update", recording)
+
+    def _track(self) -> None:
+        with self.db.write_turn():  # (track's own write takes it too; held here to record the order)
+            events_lib.track(self.db, "acct1", "tracked", {"name": "e", "timestamp": "2021-01-01T00:00:00Z"})
+            self.seen.append("track")
+
+    def wrote(self) -> None:
+        self.seen.append("write")
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._track)
+            self._thread.start()
+            deadline = time.monotonic() + 5
+            while self.db._write_turns.waiting < 1:
+                assert time.monotonic() < deadline
+                time.sleep(0.001)
+
+    def join(self) -> None:
+        self._thread.join(5)
+
+
 def test_a_write_waiting_during_an_import_batch_goes_after_the_current_hand_over(db, store, settings, monkeypatch, small_writes):
     """SQLite: a track call made while an import batch holds the write lock is served as soon as
     the hand-over being written is done — the batch ends there, its mark counting what it wrote —
@@ -262,37 +296,17 @@ def test_a_write_waiting_during_an_import_batch_goes_after_the_current_hand_over
     key = store_events_payload(store, 20)
     new_job(db, kind="import_events", payload_key=key, payload_format="ndjson")
     name, writer = _events_writer(db)
-    seen, others = [], []
-
-    def track():
-        with db.write_turn():  # (track's own write takes it too; held here to record the order)
-            events_lib.track(db, "acct1", "tracked", {"name": "e", "timestamp": "2021-01-01T00:00:00Z"})
-            seen.append("track")
+    probe = _TrackDuringAnImport(db, monkeypatch)
 
     def writing(*args):
         writer(*args)
-        seen.append("write")
-        if not others:  # during batch 1's first write
-            others.append(threading.Thread(target=track))
-            others[0].start()
-            deadline = time.monotonic() + 5
-            while db._write_turns.waiting < 1:
-                assert time.monotonic() < deadline
-                time.sleep(0.001)
+        probe.wrote()
 
     monkeypatch.setattr(imports, name, writing)
-    progress_update, marks = jobs.progress_update, []
-
-    def recording(conn, job_id, owner, **values):
-        if "rows_done" in values:
-            marks.append(values["rows_done"])
-        return progress_update(conn, job_id, owner, **values)
-
-    monkeypatch.setattr(jobs, "progress_update", recording)
     worker.run_pending_jobs(db, store, settings)
-    others[0].join(5)
-    assert seen == ["write", "track"] + ["write"] * 5
-    assert marks == [4, 10, 20]  # batch 1 ended early after its first hand-over
+    probe.join()
+    assert probe.seen == ["write", "track"] + ["write"] * 5
+    assert probe.marks == [4, 10, 20]  # batch 1 ended early after its first hand-over
     assert len(event_timestamps(db)) == 21
 
 
@@ -310,37 +324,18 @@ def test_a_write_waiting_during_a_sqlite_profile_import_goes_after_the_current_p
             out.write(orjson.dumps({"user_id": f"p{i}", "n": i}) + b"\n")
     job_id = new_job(db, kind="import_profiles", payload_key=key, payload_format="ndjson")
     merge = imports._merge_profiles_sqlite
-    seen, others, marks = [], [], []
-    progress_update = jobs.progress_update
-
-    def track():
-        with db.write_turn():
-            events_lib.track(db, "acct1", "tracked", {"name": "e", "timestamp": "2021-01-01T00:00:00Z"})
-            seen.append("track")
+    probe = _TrackDuringAnImport(db, monkeypatch)
 
     def merging(*args, **kwargs):
         assert threading.current_thread() is threading.main_thread()  # inline, in the parsing thread
         merge(*args, **kwargs)
-        seen.append("write")
-        if not others:
-            others.append(threading.Thread(target=track))
-            others[0].start()
-            deadline = time.monotonic() + 5
-            while db._write_turns.waiting < 1:
-                assert time.monotonic() < deadline
-                time.sleep(0.001)
-
-    def recording(conn, job_id, owner, **values):
-        if "rows_done" in values:
-            marks.append(values["rows_done"])
-        return progress_update(conn, job_id, owner, **values)
+        probe.wrote()
 
     monkeypatch.setattr(imports, "_merge_profiles_sqlite", merging)
-    monkeypatch.setattr(jobs, "progress_update", recording)
     worker.run_pending_jobs(db, store, settings)
-    others[0].join(5)
-    assert seen == ["write", "track"] + ["write"] * 5
-    assert marks == [4, 10, 20]
+    probe.join()
+    assert probe.seen == ["write", "track"] + ["write"] * 5
+    assert probe.marks == [4, 10, 20]
     assert job_row(db, job_id).status == "COMPLETED"
     with db.connect() as conn:
         assert len(conn.execute(select(profiles.c.user_id).where(profiles.c.user_id.like("p%"))).all()) == 20
