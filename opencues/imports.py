@@ -20,11 +20,14 @@ end it writes the progress mark, the hourly counts and the distinct attribute-ke
 (``opencues.event_counts``, ``opencues.attribute_keys``) and commits — or earlier, at a hand-over
 after which another writer of the process waits for SQLite's lock (``storage.write_turns``).
 PostgreSQL: one ``COPY`` a batch, open across its writes; SQLite: one ``INSERT … SELECT`` a
-write, reading the rows out of a JSON document; both wait with the GIL released. Profiles and
-membership: on SQLite streamed too, but inline (``executemany``, in the parsing thread, a
-hand-over of 5,000 rows at a time); on PostgreSQL a batch at a time (``_run_batches``, the mark
-first), ``COPY`` into a session-local temporary table, then set-based statements (profiles
-merged in the database), while the next batch is parsed (``_Pipeline``).
+write, reading the rows out of a JSON document; both wait with the GIL released.
+
+Profiles and membership: on SQLite streamed too, but inline (``executemany``, in the parsing
+thread, a hand-over of 5,000 rows at a time; a batch commits once it has held the lock 0.1 s, so
+that the next part's parse leaves other processes' writers a window); on PostgreSQL a batch at a
+time (``_run_batches``, the mark first), ``COPY`` into a session-local temporary table, then
+set-based statements (profiles merged in the database), while the next batch is parsed
+(``_Pipeline``).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ import logging
 import queue
 from collections import Counter
 import threading
+import time
 from contextlib import AbstractContextManager, ExitStack, closing, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from itertools import islice
@@ -281,11 +285,16 @@ class _StreamedBatches:
                 self._commit()
             return
         self._write(item)
-        if self._ctx.db.writers_waiting():
+        if self._ctx.db.writers_waiting() or self._held_too_long():
             # SQLite: another writer waits for the lock (a track call's group commit, say). The
             # batch ends here, at a hand-over, so it waits for one hand-over, not a whole batch;
             # the progress mark counts what was consumed, wherever a batch ends.
             self._commit()
+
+    lock_seconds: float | None = None  # ends a batch that has held the lock this long (None: never)
+
+    def _held_too_long(self) -> bool:
+        return self.lock_seconds is not None and time.monotonic() - self._open.opened > self.lock_seconds
 
     def _finish(self, error: BaseException | None = None) -> None:
         if self._open is not None:  # an error, or the producer stopped mid-batch
@@ -294,7 +303,7 @@ class _StreamedBatches:
     def _write(self, rows: _Batch) -> None:
         batch = self._open
         if batch is None:
-            batch = self._open = _OpenBatch(ExitStack(), ExitStack(), None, _Batch(0, [], []))
+            batch = self._open = _OpenBatch(ExitStack(), ExitStack(), None, _Batch(0, [], []), time.monotonic())
             batch.conn = batch.transaction.enter_context(self._ctx.transaction())
             self._ctx.hold_lease(batch.conn)
             batch.writes.enter_context(self._target.writing(batch.conn))
@@ -337,6 +346,9 @@ class _InlineStream(_StreamedBatches):
     """``_StreamedBatches`` in the parsing thread: each hand-over written as it is made."""
 
     idle = True  # the writer is this thread: always ready, so hand-overs stay small
+    # The lock is held while the next part is parsed too; other processes' writers, which cannot
+    # see the turns, get it between a commit and the next part's write.
+    lock_seconds = 0.1
 
     def put(self, item) -> None:
         self._handle(item)
@@ -355,6 +367,7 @@ class _OpenBatch:
     writes: ExitStack  # the target's ``writing``
     conn: object
     totals: _Batch  # what its written rows added up to: counts, errors, catalogue entries
+    opened: float  # time.monotonic() when it began
 
 
 def _stored_text(attributes: dict, where: str, max_keys: int) -> str:

@@ -153,6 +153,7 @@ def small_writes(monkeypatch):
     monkeypatch.setattr(imports, "_PARSE_CHUNK", 2)
     monkeypatch.setattr(imports, "_MIN_WRITE_ROWS", 4)
     monkeypatch.setattr(imports, "_MAX_WRITE_ROWS", 4)
+    monkeypatch.setattr(imports._InlineStream, "lock_seconds", None)  # batches end where the test says
 
 
 def _events_writer(db):
@@ -339,6 +340,24 @@ def test_a_write_waiting_during_a_sqlite_profile_import_goes_after_the_current_p
     assert job_row(db, job_id).status == "COMPLETED"
     with db.connect() as conn:
         assert len(conn.execute(select(profiles.c.user_id).where(profiles.c.user_id.like("p%"))).all()) == 20
+
+
+def test_a_sqlite_profile_batch_that_held_the_lock_too_long_ends_at_its_part(db, store, settings, monkeypatch, small_writes):
+    """Written inline, a batch holds SQLite's lock while its next part is parsed; past
+    ``lock_seconds`` it commits at the part it wrote, leaving the lock free while the next part is
+    parsed (other processes' writers cannot see the turns)."""
+    if db.is_postgres:
+        pytest.skip("SQLite only: PostgreSQL locks rows, not the database")
+    key = new_key("uploads", ".ndjson")
+    with store.writer(key) as out:
+        for i in range(20):
+            out.write(orjson.dumps({"user_id": f"p{i}", "n": i}) + b"\n")
+    job_id = new_job(db, kind="import_profiles", payload_key=key, payload_format="ndjson")
+    monkeypatch.setattr(imports._InlineStream, "lock_seconds", 0)
+    probe = _TrackDuringAnImport(db, monkeypatch)  # (no track call: it records the marks)
+    worker.run_pending_jobs(db, store, settings)
+    assert probe.marks == [4, 8, 10, 14, 18, 20]
+    assert job_row(db, job_id).status == "COMPLETED"
 
 
 def test_handler_errors_are_retried_then_the_job_fails(db, store, settings, kind):
