@@ -71,6 +71,14 @@ def store_events_payload(store, count: int) -> str:
     return key
 
 
+def store_profiles_payload(store, count: int) -> str:
+    key = new_key("uploads", ".ndjson")
+    with store.writer(key) as out:
+        for i in range(count):
+            out.write(orjson.dumps({"user_id": f"p{i}", "n": i}) + b"\n")
+    return key
+
+
 def event_timestamps(db):
     with db.connect() as conn:
         return conn.execute(select(events.c.timestamp).order_by(events.c.id)).scalars().all()
@@ -319,11 +327,7 @@ def test_a_write_waiting_during_a_sqlite_profile_import_goes_after_the_current_p
 
     if db.is_postgres:
         pytest.skip("SQLite only: PostgreSQL locks rows, not the database")
-    key = new_key("uploads", ".ndjson")
-    with store.writer(key) as out:
-        for i in range(20):
-            out.write(orjson.dumps({"user_id": f"p{i}", "n": i}) + b"\n")
-    job_id = new_job(db, kind="import_profiles", payload_key=key, payload_format="ndjson")
+    job_id = new_job(db, kind="import_profiles", payload_key=store_profiles_payload(store, 20), payload_format="ndjson")
     merge = imports._merge_profiles_sqlite
     probe = _TrackDuringAnImport(db, monkeypatch)
 
@@ -348,11 +352,7 @@ def test_a_sqlite_profile_batch_that_held_the_lock_too_long_ends_at_its_part(db,
     parsed (other processes' writers cannot see the turns)."""
     if db.is_postgres:
         pytest.skip("SQLite only: PostgreSQL locks rows, not the database")
-    key = new_key("uploads", ".ndjson")
-    with store.writer(key) as out:
-        for i in range(20):
-            out.write(orjson.dumps({"user_id": f"p{i}", "n": i}) + b"\n")
-    job_id = new_job(db, kind="import_profiles", payload_key=key, payload_format="ndjson")
+    job_id = new_job(db, kind="import_profiles", payload_key=store_profiles_payload(store, 20), payload_format="ndjson")
     monkeypatch.setattr(imports._InlineStream, "lock_seconds", 0)
     probe = _TrackDuringAnImport(db, monkeypatch)  # (no track call: it records the marks)
     worker.run_pending_jobs(db, store, settings)
