@@ -271,8 +271,9 @@ class _StreamedBatches:
     and proves the lease before writing any (``JobContext.hold_lease``); every later write checks
     for shutdown; the end-of-batch marker ends the target's writes, writes the progress mark and
     the target's closing writes, and commits; so does a hand-over after which another writer
-    waits for SQLite's write lock. An error, the writer's (``LeaseLost`` and ``Interrupted`` too)
-    or the producer's, rolls the open batch back."""
+    waits for SQLite's write lock, or after which the batch has held it ``lock_seconds``. An
+    error, the writer's (``LeaseLost`` and ``Interrupted`` too) or the producer's, rolls the open
+    batch back."""
 
     def __init__(self, ctx: JobContext, target: _BatchTarget):
         self._ctx = ctx
@@ -286,9 +287,10 @@ class _StreamedBatches:
             return
         self._write(item)
         if self._ctx.db.writers_waiting() or self._held_too_long():
-            # SQLite: another writer waits for the lock (a track call's group commit, say). The
-            # batch ends here, at a hand-over, so it waits for one hand-over, not a whole batch;
-            # the progress mark counts what was consumed, wherever a batch ends.
+            # SQLite: another writer waits for the lock (a track call's group commit, say), or
+            # the batch has held it long enough. The batch ends here, at a hand-over, so a waiting
+            # writer waits for one hand-over, not a whole batch; the progress mark counts what
+            # was consumed, wherever a batch ends.
             self._commit()
 
     lock_seconds: float | None = None  # ends a batch that has held the lock this long (None: never)
