@@ -22,11 +22,11 @@ after which another writer of the process waits for SQLite's lock (``storage.wri
 PostgreSQL: one ``COPY`` a batch, open across its writes; SQLite: one ``INSERT … SELECT`` a
 write, reading the rows out of a JSON document; both wait with the GIL released.
 
-Profiles and membership: on SQLite streamed too, but inline (``executemany``, in the parsing
-thread, a hand-over of 5,000 rows at a time; a batch commits once it has held the lock 0.1 s, so
-that the next part's parse leaves other processes' writers a window); on PostgreSQL a batch at a
-time (``_run_batches``, the mark first), ``COPY`` into a session-local temporary table, then
-set-based statements (profiles merged in the database), while the next batch is parsed
+Profiles and membership (``_run_batches``): on SQLite streamed too, but inline (``executemany``,
+in the parsing thread, a hand-over of 5,000 rows at a time; a batch commits once it has held the
+lock 0.1 s, so that the next part's parse leaves other processes' writers a window); on
+PostgreSQL a batch at a time (the mark first), ``COPY`` into a session-local temporary table,
+then set-based statements (profiles merged in the database), while the next batch is parsed
 (``_Pipeline``).
 """
 
@@ -97,12 +97,17 @@ class _Batch:
         self.filtered += other.filtered
 
 
-def _run_batches(ctx: JobContext, read, parse: Callable[[list], _Batch], write: Callable[[object, _Batch], None]) -> None:
-    """PostgreSQL's profile and membership imports: read the payload from the progress mark,
-    parse it in batches and commit each batch — its rows and the advanced mark in one
-    transaction — in a writer thread while this thread parses the next batch (the writes wait
-    with the GIL released: COPY and set-based statements). Their writes go through a temporary
-    table emptied at commit, so they take a whole batch at a time, not streamed hand-overs."""
+def _run_batches(ctx: JobContext, read, parse: Callable[[list], _Batch], write_rows: Callable[[object, list], None]) -> None:
+    """The profile and membership imports: read the payload from the progress mark, parse it and
+    write its rows with ``write_rows(conn, rows)``, each batch — its rows and the advanced mark —
+    in one transaction.
+
+    SQLite: streamed inline (``_stream_batches``; ``executemany`` writes). PostgreSQL: a whole
+    batch at a time, in a writer thread while this thread parses the next batch (the writes wait
+    with the GIL released: COPY and set-based statements); they go through a temporary table
+    emptied at commit, so they take a whole batch, not streamed hand-overs."""
+    if not ctx.db.is_postgres:
+        return _stream_batches(ctx, read, parse, _RowsTarget(write_rows), inline=True)
 
     def commit(batch: _Batch) -> None:
         with ctx.transaction() as conn:
@@ -111,7 +116,7 @@ def _run_batches(ctx: JobContext, read, parse: Callable[[list], _Batch], write: 
                 filtered=batch.filtered,
             )  # fmt: skip
             if batch.count:
-                write(conn, batch)
+                write_rows(conn, batch.rows)
 
     with ctx.file_store.open(ctx.job.payload_key) as stream, _Pipeline(commit) as pipeline:
         items = read(stream, Format(ctx.job.payload_format), skip=ctx.rows_done)
@@ -504,7 +509,7 @@ class _RowsTarget:
 
 # One statement per write (``_stream_batches``): SQLite reads the rows out of a JSON array (``json_each``), so
 # the insert runs in C with the GIL released while the next rows are parsed. On its own this is as
-# fast as ``executemany``, which would retake the GIL for every row (see ``_run_batches``).
+# fast as ``executemany``, which would retake the GIL for every row (see ``_stream_batches``).
 # The attributes travel as JSON text in a JSON string: stored exactly as ``orjson`` wrote them
 # (an object there would be parsed into nodes and rendered again: 10% slower).
 _SQLITE_EVENTS = (
@@ -588,13 +593,10 @@ def _import_bags(ctx: JobContext, from_record, rule_filter, *, table: str = "pro
                 errors.append(RowError(line, exc.reason))
         return _Batch(len(chunk), changes, errors, filtered=filtered)
 
+    merge = _merge_profiles_postgres if ctx.db.is_postgres else _merge_profiles_sqlite
     where = {} if table == "profiles" else {"table": table, "key": key}
-    if ctx.db.is_postgres:
-        write = lambda conn, batch: _merge_profiles_postgres(_driver(conn), account_id, batch.rows, **where)  # noqa: E731
-        _run_batches(ctx, readers.read_records, parse, write)
-    else:
-        write_rows = lambda conn, rows: _merge_profiles_sqlite(_driver(conn), account_id, rows, **where)  # noqa: E731
-        _stream_batches(ctx, readers.read_records, parse, _RowsTarget(write_rows), inline=True)
+    write_rows = lambda conn, rows: merge(_driver(conn), account_id, rows, **where)  # noqa: E731
+    _run_batches(ctx, readers.read_records, parse, write_rows)
 
 
 def _merged(existing: dict[str, dict], changes: list[tuple[str, str]]) -> dict[str, dict]:
@@ -736,10 +738,7 @@ def _membership(ctx: JobContext, *, add: bool) -> None:
         _check_segment(conn, ctx)
         apply(_driver(conn), account_id, segment_id, user_ids, add)
 
-    if ctx.db.is_postgres:
-        _run_batches(ctx, readers.read_user_ids, parse, lambda conn, batch: write_rows(conn, batch.rows))
-    else:
-        _stream_batches(ctx, readers.read_user_ids, parse, _RowsTarget(write_rows), inline=True)
+    _run_batches(ctx, readers.read_user_ids, parse, write_rows)
 
 
 def _membership_sqlite(raw, account_id: str, segment_id: str, user_ids: list[str], add: bool) -> None:
