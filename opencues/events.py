@@ -4,7 +4,7 @@ An event is ``(account, user, name, timestamp, attributes)``; the timestamp is s
 milliseconds (see ``opencues.timestamps``), the attributes as a JSON object. A user's history is a
 backward range scan of ``ix_events_user_time``, so it costs the same with a hundred rows in the
 table or tens of millions (on partitioned PostgreSQL, of the newest month partitions first).
-PostgreSQL writes a history page's JSON itself (``_history_page``); on SQLite it is built here.
+PostgreSQL writes a history page's JSON itself (``_history_page``); on SQLite ``json_page`` does.
 
 Every event write also records, in the same transaction, the event's attribute keys in the
 account's catalogue (``opencues.attribute_keys``; CSV exports rely on it) and its count in the
@@ -233,6 +233,10 @@ def history_statement(account_id=None, user_id=None, limit=None):
 
 
 _HISTORY = history_statement()
+# A page's columns for ``json_page``: its user id is the one asked for, which every row holds.
+_HISTORY_PAGE_ROWS = _HISTORY.with_only_columns(
+    events.c.timestamp, events.c.name, events.c.attributes, events.c.group_id, events.c.context
+)
 # Partitioned events (PostgreSQL): a history reads the events since the start of the month this
 # many months back first (the current month is 1), then the older windows only when it needs more.
 HISTORY_WINDOWS_MONTHS = (1, 3, 12)
@@ -372,21 +376,43 @@ def history_json_reads(db: Database, account_id: str, user_id: str, limit: int =
             return b"[]"
         if in_range:
             return page.encode()
-    return json_page((yield rows_statement, params), offset_minutes)
+        return json_page([row[1:] for row in (yield rows_statement, params)], user_id, offset_minutes)
+    return json_page((yield _HISTORY_PAGE_ROWS, params), user_id, offset_minutes)
 
 
-def json_page(rows: Sequence[tuple], offset_minutes: int = 0) -> bytes:
-    """The JSON body of a page of ``history_rows``, built in Python."""
-    fragment = orjson.Fragment
+def json_page(rows: Sequence[tuple], user_id: str, offset_minutes: int = 0) -> bytes:
+    """The JSON body of a page of ``user_id``'s history from its ``(timestamp, name, attributes,
+    group_id, context)`` rows, built in Python as text: the stored documents as they are, each
+    distinct name escaped once, each instant written from ``timestamps.render``'s pieces inline.
+    A page of 1,000 events costs ~15 % less CPU so than as dicts of six columns handed to orjson
+    (bench/README.md, "History pages written as text on SQLite")."""
+    dumps = orjson.dumps
+    head = '{"user_id":' + dumps(user_id).decode() + ',"timestamp":"'
+    zone_and_name = timestamps.offset_suffix(offset_minutes) + '","name":'
+    shift = offset_minutes * 60_000
+    day_prefix, minutes, seconds, millis = timestamps.day_prefix, timestamps.CLOCK_MINUTES, timestamps.CLOCK_SECONDS, timestamps.CLOCK_MILLIS
+    names: dict[str, str] = {}
     page = []
-    for (u, _t, n, a, g, c), when in zip(rows, timestamps.render_many([r[1] for r in rows], offset_minutes)):
-        event = {"user_id": u, "timestamp": when, "name": n, "attributes": fragment(a)}
-        if g is not None:
-            event["group_id"] = g
-        if c is not None:
-            event["context"] = fragment(c)
-        page.append(event)
-    return orjson.dumps(page)
+    for instant, name, attributes, group_id, context in rows:
+        day, rest = divmod(instant + shift, 86_400_000)
+        try:
+            when = day_prefix(day)
+        except (ValueError, OverflowError):  # not a year 0001-9999 in this offset: ``render`` knows
+            event = head + timestamps.render(instant, offset_minutes) + '","name":'
+        else:
+            minute, rest = divmod(rest, 60_000)
+            second, milli = divmod(rest, 1000)
+            event = head + when + minutes[minute] + seconds[second] + millis[milli] + zone_and_name
+        quoted = names.get(name)
+        if quoted is None:
+            quoted = names[name] = dumps(name).decode()
+        event += quoted + ',"attributes":' + attributes
+        if group_id is not None:
+            event += ',"group_id":' + dumps(group_id).decode()
+        if context is not None:
+            event += ',"context":' + context
+        page.append(event + "}")
+    return ("[" + ",".join(page) + "]").encode()
 
 
 def timeline(

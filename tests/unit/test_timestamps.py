@@ -145,11 +145,3 @@ def test_parse_offset_accepts_ascii_digits_only(value):
     with pytest.raises(ApiError) as caught:
         timestamps.parse_offset(value)
     assert "`time_zone`" in caught.value.detail
-
-
-@pytest.mark.parametrize("offset", [0, -240, 330, 14 * 60, -14 * 60])
-def test_render_many_is_render_of_each(offset):
-    rng = random.Random(5)
-    values = [rng.randrange(timestamps.MIN_MS, timestamps.MAX_MS) for _ in range(2000)]
-    values += [timestamps.MIN_MS, timestamps.MAX_MS, 0, -1, 1_600_000_000_000 + 86_399_999]
-    assert timestamps.render_many(values, offset) == [timestamps.render(v, offset) for v in values]
