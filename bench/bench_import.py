@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
+import gc
 import io
 import os
 import random
@@ -404,6 +405,13 @@ def one_import(args) -> None:
         shutil.copyfileobj(source, target, 1 << 20)
     jobs.submit(db, account, "import_events", payload_key=key, payload_format=args.one_import, file_store=store)
     worker.load_handlers()  # a server imports them once, at its first job: not the import's cost
+    # As every server and worker process does once started (``opencues.web.app``'s
+    # ``_freeze_startup_objects``, ``opencues worker``; the tree before analytics too): the start's
+    # objects out of the collector's reach. Without it each full collection during the import walked
+    # them all — a pause of ~37 ms each, a server never pays — and the more modules a tree loads,
+    # the longer (bench/README.md, "Import rate: the bench process collects as a server does").
+    gc.collect()
+    gc.freeze()
     pid = os.getpid()
     cpu0, backends0, wall0 = cpu_seconds(pid), backend_cpu_seconds(settings.database_url, args.pg_database), time.perf_counter()
     assert worker.run_pending_jobs(db, store, settings, timeout=3600) == 1
