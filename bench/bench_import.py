@@ -406,8 +406,8 @@ def one_import(args) -> None:
     jobs.submit(db, account, "import_events", payload_key=key, payload_format=args.one_import, file_store=store)
     worker.load_handlers()  # a server imports them once, at its first job: not the import's cost
     # As every server and worker process does once started (``opencues.web.app``'s
-    # ``_freeze_startup_objects``, ``opencues worker``; the tree before analytics too): the start's
-    # objects out of the collector's reach. Without it each full collection during the import walked
+    # ``_freeze_startup_objects``, ``opencues worker``; the server of the tree before analytics
+    # too): the start's objects out of the collector's reach. Without it each full collection during the import walked
     # them all — a pause of ~37 ms each, a server never pays — and the more modules a tree loads,
     # the longer (bench/README.md, "Import rate: the bench process collects as a server does").
     gc.collect()
