@@ -86,7 +86,9 @@ def datetime_to_ms(value: datetime) -> int:
 
 
 @lru_cache(maxsize=4096)
-def _day_prefix(day: int) -> str:
+def day_prefix(day: int) -> str:
+    """``YYYY-MM-DDT`` of the day ``day`` days after 1970-01-01 (ValueError or OverflowError
+    outside years 0001-9999)."""
     return date.fromordinal(_EPOCH_ORDINAL + day).isoformat() + "T"
 
 
@@ -101,8 +103,12 @@ def offset_suffix(offset_minutes: int) -> str:
 
 
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
-_TWO_DIGITS = [f"{i:02d}" for i in range(60)]
-_MILLIS = [f".{i:03d}" for i in range(1000)]
+# ``render``'s pieces after the day's prefix: the minute of the day's ``HH:MM:``, the second's
+# ``SS``, the millisecond's ``.mmm``. Public for a loop that writes many instants inline, as
+# ``render`` does (``events.json_page``: a call per instant was a tenth of a history page's cost).
+CLOCK_MINUTES = [f"{h:02d}:{m:02d}:" for h in range(24) for m in range(60)]
+CLOCK_SECONDS = [f"{i:02d}" for i in range(60)]
+CLOCK_MILLIS = [f".{i:03d}" for i in range(1000)]
 
 
 def render(ms: int | None, offset_minutes: int = 0) -> str | None:
@@ -115,26 +121,12 @@ def render(ms: int | None, offset_minutes: int = 0) -> str | None:
         return None
     day, rest = divmod(ms + offset_minutes * 60_000, 86_400_000)
     try:
-        prefix = _day_prefix(day)
+        prefix = day_prefix(day)
     except (ValueError, OverflowError):  # not a year 0001-9999 in this offset
         return _render_beyond(ms, offset_minutes)
-    seconds, millis = divmod(rest, 1000)
-    minutes, seconds = divmod(seconds, 60)
-    hours, minutes = divmod(minutes, 60)
-    return (
-        prefix + _TWO_DIGITS[hours] + ":" + _TWO_DIGITS[minutes] + ":" + _TWO_DIGITS[seconds]
-        + _MILLIS[millis] + offset_suffix(offset_minutes)
-    )  # fmt: skip
-
-
-# ``render``'s pieces, for a loop that writes many instants inline (``events.json_page``: a call
-# per instant was a tenth of a history page's cost): the day's ``YYYY-MM-DDT`` (``day_prefix``,
-# raising ValueError or OverflowError outside years 0001-9999), then the minute of the day's
-# ``HH:MM:``, the second's ``SS`` and the millisecond's ``.mmm``.
-day_prefix = _day_prefix
-CLOCK_MINUTES = [f"{h:02d}:{m:02d}:" for h in range(24) for m in range(60)]
-CLOCK_SECONDS = _TWO_DIGITS
-CLOCK_MILLIS = _MILLIS
+    minute, rest = divmod(rest, 60_000)
+    second, milli = divmod(rest, 1000)
+    return prefix + CLOCK_MINUTES[minute] + CLOCK_SECONDS[second] + CLOCK_MILLIS[milli] + offset_suffix(offset_minutes)
 
 
 _DAYS_PER_400_YEARS = 146_097  # the Gregorian calendar repeats every 400 years
