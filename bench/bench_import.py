@@ -407,9 +407,10 @@ def one_import(args) -> None:
     worker.load_handlers()  # a server imports them once, at its first job: not the import's cost
     # As every server and worker process does once started (``opencues.web.app``'s
     # ``_freeze_startup_objects``, ``opencues worker``; the server of the tree before analytics
-    # too): the start's objects out of the collector's reach. Without it each full collection during the import walked
-    # them all — a pause of ~37 ms each, a server never pays — and the more modules a tree loads,
-    # the longer (bench/README.md, "Import rate: the bench process collects as a server does").
+    # too): the start's objects out of the collector's reach. Without it each full collection
+    # during the import walked them all — a pause of ~37 ms each, which a server never pays — and
+    # the more modules a tree loads, the longer (bench/README.md, "Import rate: the bench process
+    # collects as a server does").
     gc.collect()
     gc.freeze()
     pid = os.getpid()

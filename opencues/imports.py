@@ -280,6 +280,8 @@ class _StreamedBatches:
     error, the writer's (``LeaseLost`` and ``Interrupted`` too) or the producer's, rolls the open
     batch back."""
 
+    lock_seconds: float | None = None  # ends a batch that has held the lock this long (None: never)
+
     def __init__(self, ctx: JobContext, target: _BatchTarget):
         self._ctx = ctx
         self._target = target
@@ -297,8 +299,6 @@ class _StreamedBatches:
             # writer waits for one hand-over, not a whole batch; the progress mark counts what
             # was consumed, wherever a batch ends.
             self._commit()
-
-    lock_seconds: float | None = None  # ends a batch that has held the lock this long (None: never)
 
     def _held_too_long(self) -> bool:
         return self.lock_seconds is not None and time.monotonic() - self._open.opened > self.lock_seconds
