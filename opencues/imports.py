@@ -19,8 +19,10 @@ the parsing thread hands them over (5,000-20,000 at a time), into their batch's 
 end it writes the progress mark, the hourly counts and the distinct attribute-key pairs
 (``opencues.event_counts``, ``opencues.attribute_keys``) and commits — or earlier, at a hand-over
 after which another writer of the process waits for SQLite's lock (``storage.write_turns``).
-PostgreSQL: one ``COPY`` a batch, open across its writes; SQLite: one ``INSERT … SELECT`` a
-write, reading the rows out of a JSON document; both wait with the GIL released.
+PostgreSQL: one ``COPY`` a batch, open across its writes, and consecutive batches written over
+``settings.import_write_connections`` connections at once, committed in order (``_Lanes``);
+SQLite: one ``INSERT … SELECT`` a write, reading the rows out of a JSON document; both wait with
+the GIL released.
 
 Profiles and membership (``_run_batches``): on SQLite streamed too, but inline (``executemany``,
 in the parsing thread, a hand-over of 5,000 rows at a time; a batch commits once it has held the
@@ -107,7 +109,7 @@ def _run_batches(ctx: JobContext, read, parse: Callable[[list], _Batch], write_r
     with the GIL released: COPY and set-based statements); they go through a temporary table
     emptied at commit, so they take a whole batch, not streamed hand-overs."""
     if not ctx.db.is_postgres:
-        return _stream_batches(ctx, read, parse, _RowsTarget(write_rows), inline=True)
+        return _stream_batches(ctx, read, parse, _InlineStream(ctx, _RowsTarget(write_rows)))
 
     def commit(batch: _Batch) -> None:
         with ctx.transaction() as conn:
@@ -220,22 +222,22 @@ class _BatchTarget(Protocol):
         """The batch's own closing writes, after its progress mark, before the commit."""
 
 
-def _stream_batches(ctx: JobContext, read, parse: Callable[[list], _Batch], target: _BatchTarget, *, inline: bool = False) -> None:
-    """Read the payload from the progress mark and parse it, while a writer thread writes the
-    parsed rows as they come into their batch's one open transaction; at every
-    ``import_batch_rows`` items the writer advances the progress mark, closes and commits the batch.
+def _stream_batches(ctx: JobContext, read, parse: Callable[[list], _Batch], writer: _BatchWriter) -> None:
+    """Read the payload from the progress mark and parse it, while ``writer`` (a writer thread,
+    ``_StreamWriter``; several, ``_Lanes``; or this thread, ``_InlineStream``) writes the parsed
+    rows as they come into their batch's one open transaction; at every ``import_batch_rows``
+    items the writer advances the progress mark, closes and commits the batch.
 
     Parsing and writing overlap through the whole import, not batch by batch (``_Pipeline``: an
     import of two batches overlapped none of the first batch's parse and none of the last one's
     write), and at most ``_STREAM_DEPTH`` writes of at most ``_MAX_WRITE_ROWS`` rows wait in memory,
-    not a batch.
+    not a batch (on each of ``_Lanes``' connections).
 
-    ``inline``: this thread writes each hand-over itself, between parsing the next ones — for
-    SQLite's ``executemany`` writers, which give up and retake the GIL for every row, so that a
-    parsing thread beside them starves them (measured: 3× slower than parsing and writing in
+    ``_InlineStream``: this thread writes each hand-over itself, between parsing the next ones —
+    for SQLite's ``executemany`` writers, which give up and retake the GIL for every row, so that
+    a parsing thread beside them starves them (measured: 3× slower than parsing and writing in
     turn)."""
     batch_rows = ctx.settings.import_batch_rows
-    writer = _InlineStream(ctx, target) if inline else _StreamWriter(ctx, target)
     with ctx.file_store.open(ctx.job.payload_key) as stream, writer:
         items = read(stream, Format(ctx.job.payload_format), skip=ctx.rows_done)
         consumed = 0  # items of the open batch
@@ -269,6 +271,19 @@ _MIN_WRITE_ROWS = 5_000
 _MAX_WRITE_ROWS = 20_000
 _STREAM_DEPTH = 2  # writes queued for the writer thread
 _END_OF_BATCH = object()
+
+
+class _BatchWriter(Protocol):
+    """The writing side of ``_stream_batches``: takes hand-overs of parsed rows and
+    ``_END_OF_BATCH`` markers, in order, inside its ``with`` block."""
+
+    idle: bool  # waiting for rows: the producer hands over fewer at a time
+
+    def put(self, item) -> None: ...
+
+    def __enter__(self): ...
+
+    def __exit__(self, exc_type, exc, tb) -> bool: ...
 
 
 class _StreamedBatches:
@@ -312,7 +327,7 @@ class _StreamedBatches:
         if batch is None:
             batch = self._open = _OpenBatch(ExitStack(), ExitStack(), None, _Batch(0, [], []), time.monotonic())
             batch.conn = batch.transaction.enter_context(self._ctx.transaction())
-            self._ctx.hold_lease(batch.conn)
+            self._prove_lease(batch.conn)
             batch.writes.enter_context(self._target.writing(batch.conn))
         else:
             self._ctx.raise_if_stopping()
@@ -320,10 +335,17 @@ class _StreamedBatches:
             self._target.write(batch.conn, rows.rows)
         batch.totals.add(rows, rows=False)
 
+    def _prove_lease(self, conn) -> None:
+        self._ctx.hold_lease(conn)
+
     def _commit(self) -> None:
         batch = self._open
+        batch.writes.close()  # PostgreSQL: the COPY ends once the server has caught up with it
+        self._commit_written(batch)
+
+    def _commit_written(self, batch: _OpenBatch) -> None:
+        """The progress mark and the target's closing writes, then the commit."""
         totals = batch.totals
-        batch.writes.close()
         self._ctx.commit_progress(
             batch.conn, consumed=totals.consumed, completed=totals.count, failed=len(totals.errors),
             errors=totals.errors, filtered=totals.filtered,
@@ -347,6 +369,105 @@ class _StreamWriter(_StreamedBatches, _WriterThread):
     def __init__(self, ctx: JobContext, target: _BatchTarget, depth: int = _STREAM_DEPTH):
         _WriterThread.__init__(self, depth)
         _StreamedBatches.__init__(self, ctx, target)
+
+
+class _EarlierBatchFailed(Exception):
+    """A batch ahead of this one failed: this one must not commit (``_CommitOrder``)."""
+
+
+class _CommitOrder:
+    """The batches of one import commit in the order they were read, whichever connection wrote
+    them: a batch's progress mark counts every item up to its end, so it must not commit before
+    the batches ahead of it. A failed batch fails the batches after it (they roll back), never
+    the ones before it."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._due = 0  # the batch whose commit is next
+        self._failed_at: int | None = None  # the first failed batch
+        self.failure: BaseException | None = None  # and its error: the import's
+
+    def wait_for_turn(self, seq: int) -> None:
+        with self._changed:
+            self._changed.wait_for(lambda: self._due == seq or (self._failed_at is not None and self._failed_at < seq))
+            if self._due != seq:
+                raise _EarlierBatchFailed(f"batch {self._failed_at} failed")
+
+    def committed(self) -> None:
+        with self._changed:
+            self._due += 1
+            self._changed.notify_all()
+
+    def fail(self, seq: int, error: BaseException) -> None:
+        with self._changed:
+            if self._failed_at is None or seq < self._failed_at:
+                self._failed_at, self.failure = seq, error
+            self._changed.notify_all()
+
+
+class _Lane(_StreamWriter):
+    """One connection of ``_Lanes``: batches ``first``, ``first + step``, … of the import, each
+    committed in its turn."""
+
+    def __init__(self, ctx: JobContext, target: _BatchTarget, order: _CommitOrder, first: int, step: int):
+        super().__init__(ctx, target)
+        self._order, self._seq, self._step = order, first, step
+
+    def _prove_lease(self, conn) -> None:
+        # Without the job row's lock, which the batch ahead (on another connection) may hold until
+        # its commit; this batch's progress mark is the fence.
+        self._ctx.check_lease(conn)
+
+    def _commit_written(self, batch: _OpenBatch) -> None:
+        self._order.wait_for_turn(self._seq)
+        super()._commit_written(batch)
+        self._seq += self._step
+        self._order.committed()
+
+    def _finish(self, error: BaseException | None = None) -> None:
+        if error is not None or self._open is not None:  # this lane's batch will not commit
+            self._order.fail(self._seq, error or RuntimeError("the import stopped mid-batch"))
+        super()._finish(error)
+
+
+class _Lanes:
+    """PostgreSQL: an events import's batches written over ``n`` connections at once — batch
+    ``k`` by lane ``k mod n``, a writer thread and its connection — and committed in the order
+    they were read (``_CommitOrder``). The server inserts a batch's rows into the table and its
+    indexes in that connection's backend; the client sends them ahead of it, so at a batch's end
+    that backend has tens of thousands of rows still to insert. One connection waited for it
+    there; with two the next batch's backend is already at work (bench/README.md, "Import rate:
+    batches over two connections"). Ids then interleave between neighbouring batches: the table
+    keeps no order of arrival (docs/decisions.md)."""
+
+    def __init__(self, ctx: JobContext, make_target: Callable[[], _BatchTarget], n: int):
+        self._order = _CommitOrder()
+        self._lanes = [_Lane(ctx, make_target(), self._order, first, n) for first in range(n)]
+        self._batch = 0  # the batch being handed over
+        self._running = ExitStack()
+
+    @property
+    def idle(self) -> bool:
+        return self._lanes[self._batch % len(self._lanes)].idle
+
+    def put(self, item) -> None:
+        try:
+            self._lanes[self._batch % len(self._lanes)].put(item)
+        except _EarlierBatchFailed:
+            raise self._order.failure from None
+        if item is _END_OF_BATCH:
+            self._batch += 1
+
+    def __enter__(self) -> "_Lanes":
+        for lane in self._lanes:
+            self._running.enter_context(lane)
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        try:  # every lane drains its queue and ends; the first failed batch's error is the import's
+            return self._running.__exit__(exc_type, exc, tb)
+        except _EarlierBatchFailed:
+            raise self._order.failure from None
 
 
 class _InlineStream(_StreamedBatches):
@@ -454,7 +575,9 @@ def import_events(ctx: JobContext) -> None:
         # encoded here rather than in the writer thread, where it would hold the GIL.
         return _Batch(len(chunk), [_dumps(rows)[1:-1].decode()], errors, keys.pairs, count=len(rows), filtered=filtered, hours=hours)
 
-    _stream_batches(ctx, readers.read_records, parse, _EventsTarget(ctx))
+    lanes = ctx.settings.import_write_connections if postgres else 1
+    writer = _Lanes(ctx, lambda: _EventsTarget(ctx), lanes) if lanes > 1 else _StreamWriter(ctx, _EventsTarget(ctx))
+    _stream_batches(ctx, readers.read_records, parse, writer)
 
 
 class _EventsTarget:

@@ -232,6 +232,14 @@ def progress_update(conn: Connection, job_id: str, owner: str, **values: Any) ->
     return result.rowcount == 1
 
 
+def holds_lease(conn: Connection, job_id: str, owner: str) -> bool:
+    """Whether ``owner`` holds the running job, read without locking its row."""
+    held = conn.execute(
+        select(jobs.c.id).where(jobs.c.id == job_id, jobs.c.lease_owner == owner, jobs.c.status == JobStatus.IN_PROGRESS.value)
+    )
+    return held.first() is not None
+
+
 def release(conn: Connection, job_id: str, owner: str, *, rows_done: int, reason: str) -> bool:
     """Give the job up now (this worker is stopping): its lease expires at once, so another worker
     resumes it from its progress mark without waiting out the lease; a ``Released`` event says why."""

@@ -83,6 +83,12 @@ class Settings(BaseSettings):
     job_max_attempts: int = Field(5, description="Attempts (claims) after which a job that keeps crashing its worker or raising errors is marked FAILED.")
     job_progress_seconds: float = Field(5.0, description="Least time between two `Progress` events of a running job.")
     import_batch_rows: int = Field(50_000, description="Rows written per transaction by import jobs; progress is committed with each batch.")
+    import_write_connections: int = Field(
+        2,
+        ge=1,
+        le=8,
+        description="PostgreSQL: connections an events import writes over at once, a batch each, committed in order (1: one batch at a time).",
+    )
     job_error_samples: int = Field(100, description="Row errors kept in a job's `Completed` event.")
     idempotency_ttl_hours: int = Field(48, description="How long an `Idempotency-Key` is remembered.")
     export_link_ttl_days: int = Field(7, description="Lifetime of signed export download links.")

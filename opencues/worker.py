@@ -205,6 +205,14 @@ class JobContext:
         self.raise_if_stopping()
         self._fence(conn)
 
+    def check_lease(self, conn: Connection) -> None:
+        """``hold_lease`` without locking the job's row, for a writer whose earlier batch, on another
+        connection, holds that lock until it commits (PostgreSQL's events imports); its own
+        ``commit_progress`` is the fence."""
+        self.raise_if_stopping()
+        if not jobs.holds_lease(conn, self.job.id, self.owner):
+            raise LeaseLost(self.job.id)
+
     def raise_if_stopping(self) -> None:
         """``Interrupted`` when this worker is shutting down: the open batch is rolled back."""
         if self._stopping.is_set():

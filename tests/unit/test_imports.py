@@ -54,11 +54,13 @@ def completed(api, job_id: str) -> dict:
 
 
 def event_rows(db, account_id="acct1"):
+    """The account's stored events in time order (on PostgreSQL neighbouring batches are written
+    at once, so their ids interleave; ``imports._Lanes``)."""
     with db.connect() as conn:
         return conn.execute(
             select(events.c.user_id, events.c.name, events.c.timestamp, events.c.attributes)
             .where(events.c.account_id == account_id)
-            .order_by(events.c.id)
+            .order_by(events.c.timestamp, events.c.id)
         ).all()
 
 
@@ -669,7 +671,7 @@ def test_imported_events_get_flow_id_and_hourly_counts(api, app, db):
     job = job_of(api, api.post("import/events", content=body, headers=NDJSON))
     assert drain(app) == 1 and completed(api, job["job_id"])["ingestions_completed"] == 8
     with db.connect() as conn:
-        flow_ids = conn.execute(select(events.c.flow_id).order_by(events.c.id)).scalars().all()
+        flow_ids = conn.execute(select(events.c.flow_id).order_by(events.c.user_id)).scalars().all()  # u0-u7
         query = select(event_name_hours.c.name, event_name_hours.c.hour, event_name_hours.c.events).order_by("name", "hour")
         written = conn.execute(query).all()
         event_counts.rebuild(conn)

@@ -43,7 +43,7 @@ def completed(api, response) -> dict:
 
 def names_stored(db, account_id="acct1") -> list[str]:
     with db.connect() as conn:
-        return list(conn.execute(select(events_table.c.name).where(events_table.c.account_id == account_id).order_by(events_table.c.id)).scalars())
+        return list(conn.execute(select(events_table.c.name).where(events_table.c.account_id == account_id).order_by(events_table.c.timestamp, events_table.c.id)).scalars())
 
 
 # --- the rules object -------------------------------------------------------------------------

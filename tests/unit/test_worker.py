@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import threading
@@ -80,8 +81,10 @@ def store_profiles_payload(store, count: int) -> str:
 
 
 def event_timestamps(db):
+    """Every stored event's timestamp, in order: a row written twice shows twice. (Ordered by time:
+    on PostgreSQL neighbouring batches are written at once and their ids interleave.)"""
     with db.connect() as conn:
-        return conn.execute(select(events.c.timestamp).order_by(events.c.id)).scalars().all()
+        return conn.execute(select(events.c.timestamp).order_by(events.c.timestamp)).scalars().all()
 
 
 def names(db, job_id):
@@ -126,15 +129,15 @@ def test_a_crash_mid_job_resumes_after_the_last_committed_batch(db, store, setti
     key = store_events_payload(store, 95)
     job_id = new_job(db, kind="import_events", payload_key=key, payload_format="ndjson")
     writer = imports._copy_events if db.is_postgres else imports._insert_events_sqlite
-    calls = {"n": 0}
 
     class Crash(BaseException):
         pass
 
-    def crashing(raw, *rows):
-        calls["n"] += 1
-        writer(raw, *rows)
-        if calls["n"] == 4:
+    def crashing(raw, *args):
+        writer(raw, *args)
+        rows = args[-1]  # SQLite: pieces of a JSON array of rows
+        first = rows[0][3] if db.is_postgres else orjson.loads("[" + ",".join(rows) + "]")[0][2]
+        if first == 30:  # the 4th batch (on PostgreSQL the 5th may be written beside it)
             raise Crash()
 
     monkeypatch.setattr(imports, "_copy_events" if db.is_postgres else "_insert_events_sqlite", crashing)
@@ -170,7 +173,9 @@ def _events_writer(db):
 
 def test_a_crash_mid_batch_loses_the_rows_already_streamed_into_it(db, store, settings, monkeypatch, small_writes):
     """Rows are written as they are parsed, but a batch commits whole: a crash during batch 2's
-    second write keeps batch 1 and none of batch 2; the resumed job writes every row once."""
+    second write keeps batch 1 and none of batch 2; the resumed job writes every row once. (One
+    connection at a time, so that the writes come in order: the test below has two.)"""
+    settings.import_write_connections = 1
     key = store_events_payload(store, 25)
     job_id = new_job(db, kind="import_events", payload_key=key, payload_format="ndjson")
     name, writer = _events_writer(db)
@@ -259,6 +264,120 @@ def test_a_parse_failure_mid_batch_rolls_back_the_rows_streamed_before_it(db, st
     assert event_timestamps(db) == []  # rows 0-3 had been written
     row = job_row(db, job_id)
     assert row.status == "IN_PROGRESS" and row.rows_done == 0 and row.lease_owner is None
+
+
+class _PostgresBatches:
+    """Records each events batch's backend, and can hold a batch at its COPY's end or at its
+    closing writes until a later batch's rows are being written (on PostgreSQL, with
+    ``imports._Lanes``, a later batch is written on another connection while an earlier one
+    ends). A batch is known by its rows: batch ``k`` holds timestamps ``10k`` to ``10k + 9``."""
+
+    def __init__(self, db, monkeypatch):
+        if not db.is_postgres:
+            pytest.skip("PostgreSQL only: SQLite has one writer")
+        self.backends, self.marks = [], []
+        self.hold_copy_end: dict[int, int] = {}  # batch → the batch whose rows it waits for at its COPY's end
+        self.fail_close: dict[int, int] = {}  # batch → the batch it waits for, then fails its closing writes
+        self.waited: dict[int, bool] = {}  # batch → whether the rows it waited for came
+        self._written = [threading.Event() for _ in range(8)]
+        self._batch_of_copy: dict[int, int] = {}
+        copying, copy_events, close = imports._EventsTarget._copying, imports._copy_events, imports._EventsTarget.close
+        progress_update = jobs.progress_update
+        batches = self
+
+        @contextlib.contextmanager
+        def recording(target, raw):
+            batches.backends.append(raw.execute("SELECT pg_backend_pid()").fetchone()[0])
+            with copying(target, raw):
+                yield
+                target.batch = batch = batches._batch_of_copy[id(target._copy)]
+                if batch in batches.hold_copy_end:
+                    batches.waited[batch] = batches._written[batches.hold_copy_end[batch]].wait(10)
+
+        def writing(copy, rows):
+            batch = rows[0][3] // 10
+            batches._batch_of_copy[id(copy)] = batch
+            copy_events(copy, rows)
+            batches._written[batch].set()
+
+        def closing(target, conn, totals):
+            if target.batch in batches.fail_close:
+                batches.waited[target.batch] = batches._written[batches.fail_close[target.batch]].wait(10)
+                raise RuntimeError(f"batch {target.batch}'s counts failed")
+            close(target, conn, totals)
+
+        def recording_marks(conn, job_id, owner, **values):
+            if "rows_done" in values:
+                batches.marks.append(values["rows_done"])
+            return progress_update(conn, job_id, owner, **values)
+
+        monkeypatch.setattr(imports._EventsTarget, "_copying", recording)
+        monkeypatch.setattr(imports, "_copy_events", writing)
+        monkeypatch.setattr(imports._EventsTarget, "close", closing)
+        monkeypatch.setattr(jobs, "progress_update", recording_marks)
+
+
+def test_postgres_writes_the_next_batch_on_another_connection_while_one_ends_and_commits_them_in_order(db, store, settings, monkeypatch):
+    """PostgreSQL (``imports._Lanes``): batch 2 is written on a second connection while batch 1's
+    COPY is still ending, and batch 2's mark still waits for batch 1's: the marks commit in order."""
+    batches = _PostgresBatches(db, monkeypatch)
+    batches.hold_copy_end = {0: 1}  # batch 1's rows must be written before batch 0's COPY may end
+    key = store_events_payload(store, 40)
+    job_id = new_job(db, kind="import_events", payload_key=key, payload_format="ndjson")
+    assert worker.run_pending_jobs(db, store, settings) == 1
+    assert batches.waited == {0: True}
+    assert len(set(batches.backends)) == 2 and len(batches.backends) == 4
+    assert batches.marks == [10, 20, 30, 40]
+    assert event_timestamps(db) == list(range(40))
+    row = job_row(db, job_id)
+    assert row.status == "COMPLETED" and row.rows_done == 40 and row.ingestions_completed == 40
+
+
+def test_postgres_one_connection_writes_one_batch_at_a_time(db, store, settings, monkeypatch):
+    batches = _PostgresBatches(db, monkeypatch)
+    settings.import_write_connections = 1
+    key = store_events_payload(store, 30)
+    new_job(db, kind="import_events", payload_key=key, payload_format="ndjson")
+    assert worker.run_pending_jobs(db, store, settings) == 1
+    assert len(set(batches.backends)) == 1 and batches.marks == [10, 20, 30]
+
+
+def _fail_batch_1_beside_batch_2(db, store, settings, monkeypatch):
+    """Run a 40-row import whose batch 1 fails at its closing writes once batch 2's rows are
+    being written on the other connection."""
+    batches = _PostgresBatches(db, monkeypatch)
+    batches.fail_close = {1: 2}
+    key = store_events_payload(store, 40)
+    job_id = new_job(db, kind="import_events", payload_key=key, payload_format="ndjson")
+    worker.run_pending_jobs(db, store, settings)
+    assert batches.waited == {1: True}
+    return batches, job_id
+
+
+def test_postgres_a_failed_batch_takes_back_the_later_batch_written_beside_it(db, store, settings, monkeypatch):
+    """Batch 1 fails at its closing writes once batch 2's rows are written on the other connection:
+    batch 2 must not commit (its mark would skip batch 1's rows), batch 0 stays, and the retry
+    writes every row once."""
+    settings.job_max_attempts = 2
+    batches, job_id = _fail_batch_1_beside_batch_2(db, store, settings, monkeypatch)
+    assert batches.marks == [10, 20]  # batch 1's mark (rolled back), never batch 2's
+    assert event_timestamps(db) == list(range(10))
+    row = job_row(db, job_id)
+    assert row.status == "IN_PROGRESS" and row.rows_done == 10 and row.attempts == 1
+
+    batches.fail_close = {}
+    expire_lease(db, job_id)
+    assert worker.run_pending_jobs(db, store, settings) == 1
+    assert event_timestamps(db) == list(range(40))
+    assert job_row(db, job_id).status == "COMPLETED"
+
+
+def test_postgres_a_failed_batch_fails_the_job_with_its_own_error(db, store, settings, monkeypatch):
+    settings.job_max_attempts = 1
+    _, job_id = _fail_batch_1_beside_batch_2(db, store, settings, monkeypatch)
+    detail = jobs.get_job(db, "acct1", job_id)
+    assert detail["status"] == "FAILED" and "batch 1's counts failed" in detail["events"][-1]["attributes"]["reason"]
+    assert event_timestamps(db) == list(range(10))
 
 
 class _TrackDuringAnImport:
