@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 import signal
 import time
@@ -67,16 +68,21 @@ def test_sigterm_hands_a_running_import_to_a_waiting_worker_at_once(live_server,
     rows = 120_000
     db = server.database()
     try:
-        with server.client(auth=auth) as http:
-            job_id = _import(http, account, rows)
-        # The server's own worker is running it; a second worker process waits for work.
-        _wait_for(db, lambda c: c.execute(select(jobs.c.rows_done).where(jobs.c.id == job_id)).scalar())
-        # The standby writes what is left in larger batches: it resumes at the released batch
-        # whatever its own batch size, and the rest of 120,000 rows in batches of 500 was most of
-        # the test's time.
+        # A second worker process, the standby, is up first and then paused (SIGSTOP, before any
+        # job exists: it holds no lock), so that the server's own worker claims the import and the
+        # SIGTERM below follows the standby's start by milliseconds, not by the ~1.5 s a start
+        # takes: on a fast machine the whole import (1.6 s) once ended inside that start. The
+        # standby writes what is left in larger batches: it resumes at the released batch whatever
+        # its own batch size, and the rest of 120,000 rows in batches of 500 was most of the
+        # test's time.
         server.env = {**server.env, "OPENCUES_IMPORT_BATCH_ROWS": "20000"}
         waiting = server.spawn("worker", "--name", "standby")
         server.wait_spawned(waiting)  # the standby is up and polling
+        os.killpg(waiting.pid, signal.SIGSTOP)
+        with server.client(auth=auth) as http:
+            job_id = _import(http, account, rows)
+        _wait_for(db, lambda c: c.execute(select(jobs.c.rows_done).where(jobs.c.id == job_id)).scalar())
+        os.killpg(waiting.pid, signal.SIGCONT)  # the job's lease is held: it waits for work
         with db.connect() as conn:
             assert conn.execute(select(jobs.c.status).where(jobs.c.id == job_id)).scalar() == "IN_PROGRESS"
         sigterm = time.monotonic()
