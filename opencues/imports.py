@@ -447,12 +447,17 @@ class _Lanes:
         self._running = ExitStack()
 
     @property
+    def _current(self) -> _Lane:
+        """The lane of the batch being handed over."""
+        return self._lanes[self._batch % len(self._lanes)]
+
+    @property
     def idle(self) -> bool:
-        return self._lanes[self._batch % len(self._lanes)].idle
+        return self._current.idle
 
     def put(self, item) -> None:
         try:
-            self._lanes[self._batch % len(self._lanes)].put(item)
+            self._current.put(item)
         except _EarlierBatchFailed:
             raise self._order.failure from None
         if item is _END_OF_BATCH:

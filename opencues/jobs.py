@@ -219,25 +219,23 @@ def job_events_of(db: Database, job_id: str) -> list[dict]:
     return [{"name": r.name, "attributes": r.attributes or {}} for r in rows]
 
 
+def _held_by(job_id: str, owner: str) -> tuple:
+    """The conditions under which ``owner`` holds the job: one definition for the fence and its check."""
+    return jobs.c.id == job_id, jobs.c.lease_owner == owner, jobs.c.status == JobStatus.IN_PROGRESS.value
+
+
 def progress_update(conn: Connection, job_id: str, owner: str, **values: Any) -> bool:
     """Write ``values`` to the job row only while ``owner`` still holds it (the fence).
 
     Returns False when the lease was lost: the caller must roll back its transaction.
     """
-    result = conn.execute(
-        update(jobs)
-        .where(jobs.c.id == job_id, jobs.c.lease_owner == owner, jobs.c.status == JobStatus.IN_PROGRESS.value)
-        .values(updated_at=timestamps.now_ms(), **values)
-    )
+    result = conn.execute(update(jobs).where(*_held_by(job_id, owner)).values(updated_at=timestamps.now_ms(), **values))
     return result.rowcount == 1
 
 
 def holds_lease(conn: Connection, job_id: str, owner: str) -> bool:
     """Whether ``owner`` holds the running job, read without locking its row."""
-    held = conn.execute(
-        select(jobs.c.id).where(jobs.c.id == job_id, jobs.c.lease_owner == owner, jobs.c.status == JobStatus.IN_PROGRESS.value)
-    )
-    return held.first() is not None
+    return conn.execute(select(jobs.c.id).where(*_held_by(job_id, owner))).first() is not None
 
 
 def release(conn: Connection, job_id: str, owner: str, *, rows_done: int, reason: str) -> bool:
