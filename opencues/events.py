@@ -414,6 +414,7 @@ def json_page(rows: Sequence[tuple], user_id: str, offset_minutes: int = 0) -> b
         if context is not None:
             event += ',"context":' + context
         append(event)
+    # Each event's closing brace comes with the separator after it (and the last one's at the end).
     return ("[" + "},".join(page) + "}]").encode() if page else b"[]"
 
 
